@@ -1,0 +1,151 @@
+"""What the API (and tests) do to jobs: submit, look, retry, cancel. No database drivers here.
+
+Enqueueing goes through a `send` callable taking a task name and its arguments, so the API
+sends tasks by name without importing worker code that loads drivers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from worker.config import Settings
+from worker.errors import InputError
+from worker.names import check_target, published_path
+from worker.sealing import seal
+from worker.source_url import parse_source_url
+from worker.state import JobState, StateStore, TableState
+
+Send = Callable[..., Any]  # send(task_name, *args)
+
+PLAN_TASK = "liteshift.plan_job"
+COPY_TASK = "liteshift.copy_table"
+FINALIZE_TASK = "liteshift.finalize_job"
+
+PROFILES = ("ecto",)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str, target: str,
+               schema: str = "public", tables: list[str] | None = None,
+               exclude: list[str] | None = None, replace: bool = False,
+               options: dict[str, Any] | None = None, source_tables: list[str] | None = None,
+               ) -> str:
+    """Record a job and queue its planning. `source_tables`, when the caller probed the
+    source, lets unknown names in `tables`/`exclude` be refused before anything is queued."""
+    check_target(target)
+    parsed = parse_source_url(source)
+    options = dict(options or {})
+    profile = options.setdefault("profile", "ecto")
+    if profile not in PROFILES:
+        raise InputError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if source_tables is not None:
+        _check_table_names(tables or [], exclude or [], source_tables, schema)
+    if published_path(settings.data_dir, target).exists() and not replace:
+        raise InputError(
+            f"{target}.db already exists in {settings.data_dir}: choose another target name, "
+            "or ask to replace it (--replace; the old file is kept beside the new one)"
+        )
+    job_id = new_job_id()
+    holder = store.claim_target(target, job_id)
+    if holder:
+        raise InputError(f"job {holder} is already writing target {target!r}: wait for it, "
+                         "or cancel it first")
+    store.create_job(job_id, {
+        "target": target, "source": parsed.redacted, "source_sealed": seal(settings, source),
+        "source_kind": parsed.kind, "schema": schema, "include": tables or None,
+        "exclude": exclude or [], "replace": replace, "options": options, "tables": [],
+        "error": None,
+    })
+    send(PLAN_TASK, job_id)
+    return job_id
+
+
+def _check_table_names(include: list[str], exclude: list[str], known: list[str],
+                       schema: str) -> None:
+    unknown = [name for name in [*include, *exclude] if name not in known]
+    if unknown:
+        sample = ", ".join(sorted(known)[:20]) or "(none)"
+        raise InputError(
+            f"unknown table(s) {', '.join(map(repr, unknown))} in schema {schema!r}; "
+            f"tables there: {sample}"
+        )
+
+
+def job_view(store: StateStore, job_id: str) -> dict[str, Any]:
+    """A job as people see it: no sealed secrets, every table's progress."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    job.pop("source_sealed", None)
+    job["tables"] = store.tables(job_id, job.get("tables") or [])
+    return job
+
+
+def list_jobs(store: StateStore, limit: int = 50) -> list[dict[str, Any]]:
+    out = []
+    for job_id in store.job_ids(limit):
+        job = store.job(job_id)
+        if job:
+            job.pop("source_sealed", None)
+            out.append(job)
+    return out
+
+
+def retry_job(store: StateStore, send: Send, job_id: str,
+              tables: list[str] | None = None) -> list[str]:
+    """Re-run failed tables (all, or the named ones); each resumes from its checkpoint."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    state = JobState(job["state"])
+    if state == JobState.CANCELLED:
+        raise InputError(f"job {job_id} was cancelled; submit it again instead")
+    if state == JobState.DONE:
+        raise InputError(f"job {job_id} is done; nothing to retry")
+    names = job.get("tables") or []
+    if not names:  # failed while planning: plan again
+        if state != JobState.FAILED:
+            raise InputError(f"job {job_id} is {state.value}; only failed work can be retried")
+        if tables:
+            raise InputError(f"job {job_id} failed before its tables were planned "
+                             f"({job.get('error')}); retry it without --table")
+        store.set_job_state(job_id, JobState.QUEUED, error=None)
+        send(PLAN_TASK, job_id)
+        return []
+    states = {t["name"]: t for t in store.tables(job_id, names)}
+    failed = [n for n in names if states.get(n, {}).get("state") == TableState.FAILED.value]
+    if tables:
+        unknown = [t for t in tables if t not in states]
+        if unknown:
+            raise InputError(f"job {job_id} has no table(s) {', '.join(map(repr, unknown))}")
+        not_failed = [t for t in tables if t not in failed]
+        if not_failed:
+            raise InputError(f"table(s) {', '.join(map(repr, not_failed))} did not fail; "
+                             "only failed tables can be retried")
+        failed = tables
+    if not failed:
+        if state == JobState.FAILED:  # finalize failed: run it again
+            store.set_job_state(job_id, JobState.FINALIZING, error=None)
+            send(FINALIZE_TASK, job_id)
+            return []
+        raise InputError(f"job {job_id} has no failed tables to retry")
+    for name in failed:
+        store.set_table_state(job_id, name, TableState.PENDING, error=None, error_key=None)
+    store.set_job_state(job_id, JobState.COPYING, error=None)
+    for name in failed:
+        send(COPY_TASK, job_id, name)
+    return failed
+
+
+def cancel_job(store: StateStore, job_id: str) -> None:
+    state = store.job_state(job_id)
+    if state is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    if state.finished:
+        raise InputError(f"job {job_id} is already {state.value}")
+    store.set_job_state(job_id, JobState.CANCELLED, error="cancelled by request")

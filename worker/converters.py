@@ -1,0 +1,53 @@
+"""Column converters: the few values the source cannot render in SQLite's terms.
+
+Each takes one column of a batch and returns (converted values, how many were inexact). They
+run column-wise (map over a list), never as a Python loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+Converter = Callable[[list], tuple[list, int]]
+
+
+def _numeric(text: str | None) -> tuple[int | float | None, bool]:
+    """Store a decimal as SQLite's NUMERIC affinity would store its text: an integral value
+    that fits in 64 bits as INTEGER, anything else as REAL. Binding the result (not the text)
+    means what we checksum is exactly what SQLite keeps; inexact values are counted."""
+    if text is None:
+        return None, False
+    try:
+        exact = Decimal(text)
+    except InvalidOperation:
+        return None, True
+    if not exact.is_finite():  # NaN, Infinity: no NUMERIC value holds them
+        return None, True
+    if exact == exact.to_integral_value():
+        whole = int(exact)
+        if INT64_MIN <= whole <= INT64_MAX:
+            return whole, False
+    approx = float(exact)
+    return approx, Decimal(repr(approx)) != exact
+
+
+def numeric_affinity(values: list) -> tuple[list, int]:
+    pairs = list(map(_numeric, values))
+    return [v for v, _ in pairs], sum(lossy for _, lossy in pairs)
+
+
+def nan_to_null(values: list) -> tuple[list, int]:
+    # NaN is the only float that is not equal to itself; SQLite would store it as NULL anyway.
+    nans = sum(1 for v in values if v is not None and v != v)
+    if not nans:
+        return values, 0
+    return [None if (v is not None and v != v) else v for v in values], nans
+
+
+CONVERTERS: dict[str, Converter] = {
+    "numeric_affinity": numeric_affinity,
+    "nan_to_null": nan_to_null,
+}

@@ -1,0 +1,191 @@
+"""finalize_job: merge the work files, build indexes, check, report, publish atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.config import Settings
+from worker.errors import TargetError, TargetExists, VerificationFailed
+from worker.lease import Lease
+from worker.logs import get_logger
+from worker.manifest import read_manifest, write_json_atomic
+from worker.names import published_path, report_path
+from worker.state import JobState, StateStore, TableState
+from worker.translate import TablePlan, quote
+from worker.workfile import sqlite_errors
+
+FK_VIOLATIONS_SHOWN = 5
+
+
+def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
+    log = get_logger(job_id=job_id, step="finalize")
+    job = store.job(job_id)
+    if job is None or JobState(job["state"]) not in (JobState.COPYING, JobState.FINALIZING):
+        log.info("finalize_skipped", reason=f"job is {job and job['state']}")
+        return
+    tables = store.tables(job_id, job.get("tables") or [])
+    if any(t.get("state") != TableState.VERIFIED.value for t in tables):
+        log.info("finalize_skipped", reason="not every table is verified yet")
+        return
+    with Lease(store.redis, store.keys, job_id, "finalize", settings.lease_ttl_s) as lease:
+        if not lease.acquire():
+            log.info("finalize_skipped", reason="another worker is finalizing this job")
+            return
+        store.set_job_state(job_id, JobState.FINALIZING)
+        started = time.monotonic()
+        job_dir = settings.job_dir(job_id)
+        manifest_job, plans, objects = read_manifest(job_dir)
+        partial = job_dir / f"{job['target']}.db.partial"
+        checks = build_database(partial, plans, job_dir / "tables")
+        report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
+        final, backup = publish(partial, settings.data_dir, job["target"],
+                                replace=bool(job.get("replace")))
+        report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
+                               "bytes": final.stat().st_size}
+        write_json_atomic(report_path(settings.data_dir, job["target"]), report)
+        store.set_job_state(job_id, JobState.DONE, published=str(final),
+                            report=str(report_path(settings.data_dir, job["target"])),
+                            backup=backup, error=None)
+        store.release_target(job["target"], job_id)
+        shutil.rmtree(job_dir / "tables", ignore_errors=True)
+        log.info("job_published", path=str(final), backup=backup,
+                 seconds=round(time.monotonic() - started, 2))
+
+
+def build_database(path: Path, plans: list[TablePlan], tables_dir: Path) -> dict[str, Any]:
+    """Merge every table's work file into one new file, then indexes, then checks.
+
+    The file is scratch until published, so it is built without a journal: a crash here
+    means finalize starts again from the work files.
+    """
+    for leftover in (path, path.with_name(path.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        with sqlite_errors("building the SQLite file"):
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
+            counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
+            for plan in plans:
+                for index in plan.indexes:
+                    _create_index(db, plan, index)
+            checks = _run_checks(db)
+            checks["rows"] = counts
+            db.execute("PRAGMA journal_mode=DELETE")
+        db.close()
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        return checks
+    except BaseException:
+        db.close()
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> int:
+    db.execute(plan.create_sql)
+    db.execute("ATTACH DATABASE ? AS stg", (str(work_file),))
+    try:
+        expected = db.execute("SELECT rows, done FROM stg._liteshift_checkpoint").fetchone()
+        if not expected or not expected[1]:
+            raise VerificationFailed(f"table {plan.name!r}: its work file is not complete",
+                                     table=plan.name)
+        db.execute("BEGIN")
+        # Identical definitions and an empty target: SQLite copies raw records.
+        db.execute(f"INSERT INTO main.{quote(plan.name)} SELECT * FROM stg.{quote(plan.name)}")
+        db.execute("COMMIT")
+    finally:
+        db.execute("DETACH DATABASE stg")
+    count = db.execute(f"SELECT count(*) FROM main.{quote(plan.name)}").fetchone()[0]
+    if count != expected[0]:
+        raise VerificationFailed(f"table {plan.name!r}: merged {count} rows, expected "
+                                 f"{expected[0]}", table=plan.name)
+    return count
+
+
+def _create_index(db: sqlite3.Connection, plan: TablePlan, index: dict[str, Any]) -> None:
+    try:
+        db.execute(index["sql"])
+    except sqlite3.IntegrityError as exc:
+        raise VerificationFailed(
+            f"index {index['name']!r} on {plan.name!r} cannot be built in SQLite ({exc}): the "
+            "data holds duplicates under SQLite's rules (collation or type differences)",
+            table=plan.name) from None
+
+
+def _run_checks(db: sqlite3.Connection) -> dict[str, Any]:
+    integrity = [r[0] for r in db.execute("PRAGMA integrity_check")]
+    if integrity != ["ok"]:
+        raise VerificationFailed(f"PRAGMA integrity_check failed: {integrity[:5]}")
+    violations = db.execute("PRAGMA foreign_key_check").fetchmany(FK_VIOLATIONS_SHOWN)
+    if violations:
+        shown = "; ".join(f"{t} rowid {rowid} → {parent}" for t, rowid, parent, _ in violations)
+        raise VerificationFailed(
+            f"PRAGMA foreign_key_check found rows whose parent is missing ({shown}): the source "
+            "changed while tables were copied, or its constraints were not enforced")
+    return {"integrity_check": "ok", "foreign_key_check": "ok"}
+
+
+def publish(partial: Path, data_dir: Path, target: str, *,
+            replace: bool) -> tuple[Path, str | None]:
+    """Make <target>.db appear by rename. Without `replace` an existing file is never touched
+    (a hard link fails if the name exists); with it, the old file is kept under a new name
+    first, then the new one replaces it in one rename."""
+    final = published_path(data_dir, target)
+    backup: str | None = None
+    wal = final.with_name(final.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise TargetError(f"{final} is open in WAL mode with unsaved changes ({wal}); stop the "
+                          "app using it (or checkpoint it) before replacing it")
+    if replace and final.exists():
+        backup_path = final.with_name(f"{target}.{time.strftime('%Y%m%dT%H%M%S')}.old.db")
+        os.link(final, backup_path)
+        backup = str(backup_path)
+        os.replace(partial, final)
+    else:
+        try:
+            os.link(partial, final)
+        except FileExistsError:
+            raise TargetExists(f"{final} already exists; submit with replace to swap it "
+                               "(the old file is kept)") from None
+        partial.unlink()
+    _fsync_dir(data_dir)
+    return final, backup
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build_report(job: dict[str, Any], plans: list[TablePlan], objects: list[dict[str, Any]],
+                 tables: dict[str, dict[str, Any]], checks: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "job_id": job["id"], "target": job["target"], "source": job["source"],
+        "schema": job["schema"], "profile": (job.get("options") or {}).get("profile", "ecto"),
+        "created_at": job.get("created_at"), "finished_at": time.time(),
+        "checks": {k: v for k, v in checks.items() if k != "rows"},
+        "tables": [_table_report(plan, tables.get(plan.name, {}), checks["rows"][plan.name])
+                   for plan in plans],
+        "objects": objects,
+    }
+
+
+def _table_report(plan: TablePlan, state: dict[str, Any], rows: int) -> dict[str, Any]:
+    lossy = state.get("lossy") or {}
+    return {
+        "name": plan.name, "rows": rows, "checksum": state.get("checksum"), "verified": True,
+        "chunk_key": plan.key, "key_kind": plan.key_kind,
+        "columns": [{"name": c.name, "source_type": c.source_type, "sqlite_type": c.sqlite_type,
+                     "rule": c.rule, "note": c.note, "lossy_values": lossy.get(c.name, 0)}
+                    for c in plan.columns],
+    }

@@ -1,0 +1,52 @@
+"""The job manifest on the volume: what the job is and its plan, enough to rebuild Redis.
+
+It holds the sealed source URL (never the cleartext) and every table's plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from worker.errors import TargetError
+from worker.translate import TablePlan
+
+MANIFEST = "manifest.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file, fsync, rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_manifest(job_dir: Path, job: dict[str, Any], tables: list[TablePlan],
+                   objects: list[dict[str, Any]]) -> None:
+    write_json_atomic(job_dir / MANIFEST, {
+        "version": 1, "job": job, "tables": [t.to_dict() for t in tables], "objects": objects,
+    })
+
+
+def read_manifest(job_dir: Path) -> tuple[dict[str, Any], list[TablePlan], list[dict[str, Any]]]:
+    path = job_dir / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"the job's manifest {path} is missing: plan the job again "
+                          "(`liteshift retry`)") from None
+    return data["job"], [TablePlan.from_dict(t) for t in data["tables"]], data["objects"]
+
+
+def table_plan(job_dir: Path, name: str) -> TablePlan:
+    _, tables, _ = read_manifest(job_dir)
+    for plan in tables:
+        if plan.name == name:
+            return plan
+    raise TargetError(f"table {name!r} is not in the job's plan")

@@ -1,0 +1,255 @@
+"""PostgreSQL, the source: connect, reflect the schema, stream a table in key order.
+
+psycopg and SQLAlchemy errors are translated here, once, into liteshift's own; nothing above
+this module catches a driver exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import create_engine, inspect
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool
+
+from worker.errors import SourceError, SourceRejected, SourceUnavailable
+from worker.redact import redact
+from worker.source_url import SourceURL
+
+# Values are rendered by the server where it can (DESIGN: per-value Python is the enemy), so
+# the session must pin the formats those renderings depend on.
+SESSION_SETTINGS = (
+    "SET TIME ZONE 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'iso_8601'",
+    "SET extra_float_digits = 3",
+    "SET statement_timeout = 0",
+)
+
+PERMANENT_SQLSTATES = {
+    "28P01": "wrong user name or password",
+    "28000": "the server refused this user",
+    "3D000": "the database does not exist",
+    "42P01": "a table does not exist (was it dropped?)",
+    "42703": "a column does not exist (did the table change?)",
+    "42501": "permission denied",
+    "3F000": "the schema does not exist",
+}
+
+
+@dataclass
+class PgColumn:
+    name: str
+    type_sql: str  # format_type(): "numeric(12,2)", "timestamp(0) without time zone", ...
+    typname: str  # the base type's name: int4, numeric, _text, ...
+    typtype: str  # b base, e enum, c composite, r range, m multirange, p pseudo
+    category: str  # pg_type.typcategory: A array, S string, N numeric, ...
+    nullable: bool
+    default: str | None
+    generated: str  # "" or "s" (stored generated column)
+    identity: str  # "" or "a"/"d"
+
+
+@dataclass
+class PgTable:
+    name: str
+    columns: list[PgColumn]
+    primary_key: list[str]
+    unique: list[dict[str, Any]]  # {"name", "columns"}
+    indexes: list[dict[str, Any]]  # SQLAlchemy's reflected index dicts
+    foreign_keys: list[dict[str, Any]]  # SQLAlchemy's reflected FK dicts
+    rows_estimated: int
+    size_bytes: int
+
+
+@dataclass
+class PgSchema:
+    schema: str
+    tables: list[PgTable]
+    others: list[dict[str, str]] = field(default_factory=list)  # views, triggers, ...
+
+
+def translate_error(exc: BaseException, *, what: str) -> SourceError:
+    """One place that turns a driver error into ours, with advice a person can act on."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    text = redact(str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig))
+    if sqlstate in PERMANENT_SQLSTATES:
+        return SourceRejected(f"{what}: {PERMANENT_SQLSTATES[sqlstate]} ({text})")
+    lowered = text.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return SourceRejected(f"{what}: wrong user name or password ({text})")
+    if "does not exist" in lowered and "database" in lowered:
+        return SourceRejected(f"{what}: the database does not exist ({text}); check the URL")
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return SourceRejected(f"{what}: unknown host ({text}); check the URL")
+    if isinstance(orig, psycopg.errors.InvalidCatalogName):
+        return SourceRejected(f"{what}: the database does not exist ({text})")
+    if isinstance(orig, (psycopg.OperationalError, sa_exc.OperationalError, OSError)):
+        return SourceUnavailable(f"{what}: connection failed or was cut ({text}); "
+                                 "will retry from the last committed chunk")
+    if isinstance(orig, psycopg.Error):
+        return SourceRejected(f"{what}: the source refused the query ({text})")
+    return SourceUnavailable(f"{what}: {text}")
+
+
+@contextmanager
+def connect(source: SourceURL, *, timeout_s: int = 10) -> Iterator[psycopg.Connection]:
+    try:
+        conn = psycopg.connect(source.libpq_url(), connect_timeout=timeout_s, autocommit=True,
+                               application_name="liteshift")
+    except psycopg.Error as exc:
+        raise translate_error(exc, what=f"connecting to {source.redacted}") from None
+    try:
+        for statement in SESSION_SETTINGS:
+            conn.execute(statement)
+        yield conn
+    finally:
+        conn.close()
+
+
+def list_tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Ordinary and partitioned tables (partitions themselves are read through their parent)."""
+    rows = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+           ORDER BY c.relname""", (schema,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() \
+        is not None
+
+
+_COLUMNS_SQL = """
+SELECT c.relname, a.attname,
+       format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid),
+                   CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
+       bt.typname, bt.typtype, bt.typcategory, NOT a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attgenerated, a.attidentity
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = COALESCE(NULLIF(t.typbasetype, 0), a.atttypid)
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE n.nspname = %s AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.relname, a.attnum
+"""
+
+_SIZES_SQL = """
+SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = ANY(%s)
+"""
+
+_OTHERS_SQL = """
+SELECT 'view', c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(s)s AND c.relkind = 'v'
+UNION ALL SELECT 'materialized_view', c.relname FROM pg_class c
+ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relkind = 'm'
+UNION ALL SELECT 'sequence', c.relname FROM pg_class c
+ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relkind = 'S'
+UNION ALL SELECT 'trigger', t.tgname || ' on ' || c.relname FROM pg_trigger t
+ JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(s)s AND NOT t.tgisinternal
+UNION ALL SELECT 'function', p.proname FROM pg_proc p
+ JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(s)s
+UNION ALL SELECT 'check_constraint', co.conname || ' on ' || c.relname FROM pg_constraint co
+ JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(s)s AND co.contype = 'c'
+"""
+
+
+def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
+            names: Sequence[str]) -> PgSchema:
+    """Read the named tables' structure: SQLAlchemy's inspector for keys, indexes and foreign
+    keys, the catalog for exact column types (the inspector folds domains and arrays)."""
+    columns: dict[str, list[PgColumn]] = {name: [] for name in names}
+    for row in conn.execute(_COLUMNS_SQL, (schema, list(names))):
+        columns[row[0]].append(PgColumn(*row[1:]))
+    sizes = {r[0]: (max(r[1], 0), r[2]) for r in conn.execute(_SIZES_SQL, (schema, list(names)))}
+    others = [{"kind": k, "name": n} for k, n in conn.execute(_OTHERS_SQL, {"s": schema})]
+    keyed = _reflect_constraints(source, schema, names)
+    tables = []
+    for name in names:
+        pk, unique, indexes, fks = keyed[name]
+        rows, size = sizes.get(name, (0, 0))
+        tables.append(PgTable(name=name, columns=columns[name], primary_key=pk, unique=unique,
+                              indexes=indexes, foreign_keys=fks, rows_estimated=rows,
+                              size_bytes=size))
+    return PgSchema(schema=schema, tables=tables, others=others)
+
+
+def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -> dict:
+    url = "postgresql+psycopg://" + source.libpq_url().split("://", 1)[1]
+    engine = create_engine(url, poolclass=NullPool,
+                           connect_args={"connect_timeout": 10, "application_name": "liteshift"})
+    try:
+        inspector = inspect(engine)
+        kw = {"schema": schema, "filter_names": list(names)}
+        pks = inspector.get_multi_pk_constraint(**kw)
+        uniques = inspector.get_multi_unique_constraints(**kw)
+        indexes = inspector.get_multi_indexes(**kw)
+        fks = inspector.get_multi_foreign_keys(**kw)
+    except sa_exc.SQLAlchemyError as exc:
+        raise translate_error(exc, what="reading the schema") from None
+    finally:
+        engine.dispose()
+    out = {}
+    for name in names:
+        key = (schema, name)
+        out[name] = (
+            list(pks.get(key, {}).get("constrained_columns") or []),
+            [{"name": u["name"], "columns": u["column_names"]} for u in uniques.get(key, [])],
+            list(indexes.get(key, [])),
+            list(fks.get(key, [])),
+        )
+    return out
+
+
+def exact_count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
+                                                         sql.Identifier(table))
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
+def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
+                select_sql: Sequence[str], wire_types: Sequence[str],
+                key: Sequence[str], key_types: Sequence[str],
+                after: Sequence[Any] | None) -> Iterator[tuple]:
+    """One binary COPY of the table in key order, starting after `after` (keyset resume)."""
+    query = sql.SQL("SELECT {cols} FROM {schema}.{table}{where}{order}").format(
+        cols=sql.SQL(", ").join(sql.SQL(s) for s in select_sql),
+        schema=sql.Identifier(schema), table=sql.Identifier(table),
+        where=_after_clause(key, key_types, after),
+        order=(sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, key)))
+               if key else sql.SQL("")),
+    )
+    copy_sql = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
+    what = f"reading table {table!r}"
+    try:
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            copy.set_types(list(wire_types))
+            yield from copy.rows()
+    except psycopg.Error as exc:
+        raise translate_error(exc, what=what) from None
+
+
+def _after_clause(key: Sequence[str], key_types: Sequence[str],
+                  after: Sequence[Any] | None) -> sql.Composable:
+    if not key or after is None:
+        return sql.SQL("")
+    # Row-value comparison (a, b) > (x, y) follows the same order as ORDER BY a, b.
+    columns = sql.SQL(", ").join(map(sql.Identifier, key))
+    values = sql.SQL(", ").join(
+        sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(t)) for v, t in zip(after, key_types)
+    )
+    return sql.SQL(" WHERE ({}) > ({})").format(columns, values)

@@ -1,0 +1,86 @@
+"""Parse and check a source URL without importing any database driver (the API uses this)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from worker.errors import InputError, SourceRejected, SourceUnavailable
+from worker.redact import redact
+
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
+DEFAULT_PORTS = {"postgres": 5432}
+
+
+@dataclass(frozen=True)
+class SourceURL:
+    kind: str  # "postgres"
+    url: str  # as given, with the password: never log or store this
+    host: str | None
+    port: int
+    database: str
+
+    @property
+    def redacted(self) -> str:
+        return redact(self.url)
+
+    def libpq_url(self) -> str:
+        """The URL psycopg accepts (it does not know SQLAlchemy's +driver suffix)."""
+        scheme, rest = self.url.split("://", 1)
+        return "postgresql://" + rest
+
+
+def parse_source_url(url: str) -> SourceURL:
+    if not isinstance(url, str) or "://" not in url:
+        raise InputError("source must be a URL such as postgresql://user:password@host:5432/dbname")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"source URL {redact(url)!r} is malformed: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme in POSTGRES_SCHEMES:
+        kind = "postgres"
+    elif scheme in ("mysql", "mariadb", "mysql+pymysql"):
+        raise InputError("MySQL/MariaDB sources are not supported yet; use a postgresql:// URL")
+    else:
+        raise InputError(
+            f"unsupported source URL scheme {scheme!r}: use postgresql://user:password@host/db"
+        )
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise InputError(
+            f"source URL {redact(url)!r} names no database: add it as the path, "
+            "e.g. postgresql://user@host:5432/mydb"
+        )
+    return SourceURL(kind=kind, url=url, host=parts.hostname, port=port or DEFAULT_PORTS[kind],
+                     database=database)
+
+
+def check_reachable(source: SourceURL, timeout_s: float = 5.0) -> None:
+    """Resolve the host and open a TCP connection: catches typos before a job is queued.
+
+    A URL with no host uses the local socket, which needs no check here.
+    """
+    if not source.host:
+        return
+    try:
+        infos = socket.getaddrinfo(source.host, source.port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise SourceRejected(
+            f"unknown host {source.host!r} in the source URL: check the host name"
+        ) from None
+    last_error: OSError | None = None
+    for family, type_, proto, _, address in infos:
+        try:
+            with socket.socket(family, type_, proto) as sock:
+                sock.settimeout(timeout_s)
+                sock.connect(address)
+                return
+        except OSError as exc:
+            last_error = exc
+    raise SourceUnavailable(
+        f"cannot connect to {source.host}:{source.port} ({last_error}): is the database "
+        "running, and is the port right?"
+    )

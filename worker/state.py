@@ -1,0 +1,194 @@
+"""Job and table state in Redis: every key is named here, every writer takes a pipeline.
+
+Redis mirrors what the volume holds (manifest + work files are the truth about progress), so
+it can be rebuilt after a loss. Nothing here ever stores a cleartext password: the job hash
+holds the redacted URL for people and the sealed (encrypted) URL for workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from typing import Any
+
+import redis
+
+from worker.config import Settings
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    PLANNING = "planning"
+    COPYING = "copying"
+    FINALIZING = "finalizing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class TableState(str, Enum):
+    PENDING = "pending"
+    COPYING = "copying"
+    COPIED = "copied"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+EVENTS_MAX = 10_000  # per job; `watch` only needs the recent past
+
+
+class Keys:
+    """Names of every Redis key liteshift uses, under one configurable prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def table(self, job_id: str, table: str) -> str:
+        return f"{self.prefix}:job:{job_id}:table:{table}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    def active(self) -> str:
+        return f"{self.prefix}:active"
+
+    def lease(self, job_id: str, name: str) -> str:
+        return f"{self.prefix}:lease:{job_id}:{name}"
+
+    def fence(self) -> str:
+        return f"{self.prefix}:fence"
+
+    def target(self, target: str) -> str:
+        return f"{self.prefix}:target:{target}"
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+class StateStore:
+    """Reads and writes job and table state. Methods that write take an optional pipeline."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        self.redis = client
+        self.keys = Keys(prefix)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StateStore:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                      socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, settings.redis_prefix)
+
+    # -- jobs ---------------------------------------------------------------------------
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> None:
+        record = {**fields, "id": job_id, "state": JobState.QUEUED.value,
+                  "created_at": now(), "updated_at": now()}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job_id), mapping=_encode(record))
+        pipe.zadd(self.keys.jobs(), {job_id: record["created_at"]})
+        pipe.sadd(self.keys.active(), job_id)
+        pipe.execute()
+        self.add_event(job_id, "job_state", state=JobState.QUEUED.value)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return _decode(raw) if raw else None
+
+    def active_job_ids(self) -> list[str]:
+        return sorted(self.redis.smembers(self.keys.active()))
+
+    def job_ids(self, limit: int = 100) -> list[str]:
+        return list(self.redis.zrevrange(self.keys.jobs(), 0, limit - 1))
+
+    def update_job(self, job_id: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.hset(self.keys.job(job_id), mapping=_encode({**fields, "updated_at": now()}))
+
+    def set_job_state(self, job_id: str, state: JobState, **fields: Any) -> None:
+        extra = {"finished_at": now()} if state.finished else {}
+        pipe = self.redis.pipeline()
+        self.update_job(job_id, pipeline=pipe, state=state.value, **extra, **fields)
+        if state.finished:
+            pipe.srem(self.keys.active(), job_id)
+        else:
+            pipe.sadd(self.keys.active(), job_id)
+        pipe.execute()
+        self.add_event(job_id, "job_state", state=state.value,
+                       **{k: v for k, v in fields.items() if k == "error"})
+
+    def job_state(self, job_id: str) -> JobState | None:
+        value = self.redis.hget(self.keys.job(job_id), "state")
+        return JobState(json.loads(value)) if value else None
+
+    # -- tables -------------------------------------------------------------------------
+    def table(self, job_id: str, table: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.keys.table(job_id, table))
+        return _decode(raw) if raw else None
+
+    def tables(self, job_id: str, names: list[str]) -> list[dict[str, Any]]:
+        pipe = self.redis.pipeline()
+        for name in names:
+            pipe.hgetall(self.keys.table(job_id, name))
+        return [_decode(raw) for raw in pipe.execute() if raw]
+
+    def update_table(self, job_id: str, table: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.hset(self.keys.table(job_id, table),
+                    mapping=_encode({**fields, "updated_at": now()}))
+
+    def set_table_state(self, job_id: str, table: str, state: TableState, **fields: Any) -> None:
+        self.update_table(job_id, table, state=state.value, **fields)
+        self.add_event(job_id, "table_state", table=table, state=state.value,
+                       **{k: v for k, v in fields.items() if k == "error"})
+
+    # -- events -------------------------------------------------------------------------
+    def add_event(self, job_id: str, event: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.xadd(self.keys.events(job_id), _encode({"event": event, "at": now(), **fields}),
+                    maxlen=EVENTS_MAX, approximate=True)
+
+    def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, dict]]:
+        return [(event_id, _decode(fields)) for event_id, fields
+                in self.redis.xrange(self.keys.events(job_id), min=f"({after}"
+                                     if after != "0-0" else "-", count=count)]
+
+    # -- targets ------------------------------------------------------------------------
+    def claim_target(self, target: str, job_id: str) -> str | None:
+        """Reserve a target name for one job at a time; returns the holder if taken."""
+        key = self.keys.target(target)
+        if self.redis.set(key, job_id, nx=True):
+            return None
+        holder = self.redis.get(key)
+        if holder and holder != job_id:
+            state = self.job_state(holder)
+            if state is None or state.finished:  # stale claim from a finished or lost job
+                self.redis.set(key, job_id)
+                return None
+            return holder
+        return None
+
+    def release_target(self, target: str, job_id: str) -> None:
+        key = self.keys.target(target)
+        if self.redis.get(key) == job_id:
+            self.redis.delete(key)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    """Every field is JSON, strings too, so that a table named "123" stays a string."""
+    return {key: json.dumps(value.value if isinstance(value, Enum) else value)
+            for key, value in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {key: json.loads(value) for key, value in raw.items()}

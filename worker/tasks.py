@@ -1,0 +1,95 @@
+"""Celery tasks: thin wrappers that call one plain function and map its errors.
+
+Retry policy lives here, not in the copy code: transient source errors are retried with
+exponential backoff up to LITESHIFT_SOURCE_RETRY_LIMIT; anything else fails the table (or the
+job) with its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from worker import copying, finalize, plan
+from worker.celery_app import app, send, settings
+from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK
+from worker.errors import JobCancelled, LeaseLost, LiteshiftError
+from worker.logs import get_logger
+from worker.redact import redact
+from worker.state import JobState, StateStore, TableState
+
+_store: StateStore | None = None
+
+
+def store() -> StateStore:
+    global _store
+    if _store is None:
+        _store = StateStore.from_settings(settings)
+    return _store
+
+
+def _backoff(retries: int) -> float:
+    return min(settings.source_retry_backoff_s * 2**retries, 300.0)
+
+
+@app.task(bind=True, name=PLAN_TASK)
+def plan_job(self: Any, job_id: str) -> None:
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        plan.plan_job(settings, store(), send, job_id)
+    except LiteshiftError as exc:
+        if exc.transient and self.request.retries < settings.source_retry_limit:
+            get_logger().warning("plan_retrying", error=str(exc))
+            raise self.retry(countdown=_backoff(self.request.retries)) from None
+        _fail_job(job_id, exc)
+    except Exception as exc:  # a bug: fail loudly, with the trace in the log
+        get_logger().exception("plan_crashed")
+        _fail_job(job_id, exc)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=COPY_TASK)
+def copy_table(self: Any, job_id: str, table: str) -> None:
+    structlog.contextvars.bind_contextvars(job_id=job_id, table=table, task_id=self.request.id)
+    try:
+        copying.copy_table(settings, store(), send, job_id, table)
+    except (LeaseLost, JobCancelled) as exc:
+        get_logger().info("table_stopped", reason=str(exc))
+    except LiteshiftError as exc:
+        if exc.transient and self.request.retries < settings.source_retry_limit:
+            get_logger().warning("table_retrying", error=str(exc),
+                                 attempt=self.request.retries + 1)
+            store().set_table_state(job_id, table, TableState.PENDING, error=str(exc))
+            raise self.retry(countdown=_backoff(self.request.retries)) from None
+        copying.fail_table(store(), send, job_id, table, exc)
+    except Exception as exc:
+        get_logger().exception("table_crashed")
+        copying.fail_table(store(), send, job_id, table, LiteshiftError(
+            f"unexpected error: {redact(repr(exc))}; this is a liteshift bug, please report it",
+            job_id=job_id, table=table))
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=FINALIZE_TASK)
+def finalize_job(self: Any, job_id: str) -> None:
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        finalize.finalize_job(settings, store(), job_id)
+    except LiteshiftError as exc:
+        _fail_job(job_id, exc)
+    except Exception as exc:
+        get_logger().exception("finalize_crashed")
+        _fail_job(job_id, exc)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def _fail_job(job_id: str, exc: BaseException) -> None:
+    message = redact(str(exc) if isinstance(exc, LiteshiftError) else
+                     f"unexpected error: {exc!r}; this is a liteshift bug, please report it")
+    get_logger().error("job_failed", error=message)
+    if store().job_state(job_id) != JobState.CANCELLED:
+        store().set_job_state(job_id, JobState.FAILED, error=message)

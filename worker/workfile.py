@@ -1,0 +1,177 @@
+"""A table's work file: its rows and its checkpoint, committed together.
+
+One SQLite file per table (DESIGN section 3: staging files merged at finalize), so tables copy
+in parallel without sharing SQLite's single writer, and retrying a table touches only its
+file. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
+the fencing token of the lease holder allowed to write: a chunk commits only while its
+writer's token is the newest, checked inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.checksum import as_hex
+from worker.errors import LeaseLost, TargetError, VolumeFull
+from worker.translate import TablePlan, quote
+
+CHECKPOINT_DDL = """
+CREATE TABLE IF NOT EXISTS _liteshift_checkpoint (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_key TEXT,
+  rows INTEGER NOT NULL,
+  checksum TEXT NOT NULL,
+  lossy TEXT NOT NULL,
+  chunks INTEGER NOT NULL,
+  token INTEGER NOT NULL,
+  done INTEGER NOT NULL
+)"""
+
+
+@dataclass
+class Checkpoint:
+    last_key: list[Any] | None = None
+    rows: int = 0
+    checksum: int = 0
+    lossy: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    token: int = 0
+    done: bool = False
+
+
+def translate_sqlite_error(exc: sqlite3.Error, *, what: str) -> TargetError:
+    text = str(exc)
+    if "disk is full" in text or "SQLITE_FULL" in text:
+        return VolumeFull(f"{what}: the data volume is full ({text}); free space on it, then "
+                          "`liteshift retry` the job")
+    return TargetError(f"{what}: {text}")
+
+
+@contextmanager
+def sqlite_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(exc, what=what) from None
+
+
+class WorkFile:
+    def __init__(self, path: Path, plan: TablePlan):
+        self.path = path
+        self.plan = plan
+        with sqlite_errors(f"opening work file {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
+            # the checkpoint always matches the rows it commits with.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(CHECKPOINT_DDL)
+            if not self._has_table():
+                self.db.execute(plan.create_sql)
+            self.db.execute(
+                "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
+                (as_hex(0),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _has_table(self) -> bool:
+        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                              (self.plan.name,)).fetchone()
+        return row is not None
+
+    def checkpoint(self) -> Checkpoint:
+        row = self.db.execute("SELECT last_key, rows, checksum, lossy, chunks, token, done "
+                              "FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+        return Checkpoint(last_key=json.loads(row[0]) if row[0] else None, rows=row[1],
+                          checksum=int(row[2], 16), lossy=json.loads(row[3]), chunks=row[4],
+                          token=row[5], done=bool(row[6]))
+
+    def fence(self, token: int) -> Checkpoint:
+        """Claim the file for `token`; any writer holding an older token fails at its next
+        commit. Returns the checkpoint to resume from."""
+        with self._transaction("claiming the work file"):
+            current = self.checkpoint()
+            if current.token > token:
+                raise LeaseLost(f"a newer writer (token {current.token}) owns this table",
+                                table=self.plan.name)
+            self.db.execute("UPDATE _liteshift_checkpoint SET token = ? WHERE id = 1", (token,))
+            if not self.plan.key and not current.done and current.rows:
+                # No key to resume from: an interrupted one-pass copy starts again from zero.
+                self.db.execute(f"DELETE FROM {quote(self.plan.name)}")
+                self.db.execute("UPDATE _liteshift_checkpoint SET last_key = NULL, rows = 0, "
+                                "checksum = ?, lossy = '{}', chunks = 0 WHERE id = 1",
+                                (as_hex(0),))
+            return self.checkpoint()
+
+    def commit_chunk(self, token: int, rows: Sequence[tuple], state: Checkpoint) -> None:
+        """Write a chunk's rows and the checkpoint after it in one transaction."""
+        with self._transaction(f"writing table {self.plan.name!r}"):
+            self._check_token(token)
+            self.db.executemany(self.plan.insert_sql, rows)
+            self._save(state)
+
+    def mark_done(self, token: int, state: Checkpoint) -> None:
+        with self._transaction("finishing the work file"):
+            self._check_token(token)
+            state.done = True
+            self._save(state)
+
+    def _save(self, state: Checkpoint) -> None:
+        self.db.execute(
+            "UPDATE _liteshift_checkpoint SET last_key = ?, rows = ?, checksum = ?, lossy = ?, "
+            "chunks = ?, done = ? WHERE id = 1",
+            (json.dumps(state.last_key) if state.last_key is not None else None, state.rows,
+             as_hex(state.checksum), json.dumps(state.lossy), state.chunks, int(state.done)))
+
+    def _check_token(self, token: int) -> None:
+        row = self.db.execute("SELECT token FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+        if row[0] != token:
+            raise LeaseLost(f"another worker (token {row[0]}) took over this table",
+                            table=self.plan.name)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, what=what) from None
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                raise translate_sqlite_error(exc, what=what) from None
+            raise
+
+    def find_bad_row(self, rows: Sequence[tuple]) -> tuple[tuple | None, str]:
+        """After a chunk broke a constraint, find the first row that does, without keeping
+        anything: each row is tried inside a savepoint that is rolled back."""
+        self.db.execute("BEGIN")
+        try:
+            for row in rows:
+                try:
+                    self.db.execute(self.plan.insert_sql, row)
+                except sqlite3.IntegrityError as exc:
+                    return row, str(exc)
+            return None, "unknown constraint"
+        finally:
+            self.db.execute("ROLLBACK")
+
+    def scan(self, batch: int = 5000) -> Iterator[list[tuple]]:
+        """The table's rows as SQLite returns them, in batches, for verification."""
+        cols = ", ".join(quote(c.name) for c in self.plan.columns)
+        cursor = self.db.execute(f"SELECT {cols} FROM {quote(self.plan.name)}")
+        while rows := cursor.fetchmany(batch):
+            yield rows

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.config import Settings
-from worker.errors import InputError
+from worker.errors import InputError, TargetConflict
 from worker.names import check_target, published_path
 from worker.sealing import seal
 from worker.source_url import parse_source_url
@@ -46,14 +46,14 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     if source_tables is not None:
         _check_table_names(tables or [], exclude or [], source_tables, schema)
     if published_path(settings.data_dir, target).exists() and not replace:
-        raise InputError(
+        raise TargetConflict(
             f"{target}.db already exists in {settings.data_dir}: choose another target name, "
             "or ask to replace it (--replace; the old file is kept beside the new one)"
         )
     job_id = new_job_id()
     holder = store.claim_target(target, job_id)
     if holder:
-        raise InputError(f"job {holder} is already writing target {target!r}: wait for it, "
+        raise TargetConflict(f"job {holder} is already writing target {target!r}: wait for it, "
                          "or cancel it first")
     store.create_job(job_id, {
         "target": target, "source": parsed.redacted, "source_sealed": seal(settings, source),

@@ -3,6 +3,7 @@
     LiteshiftError
     ├── ConfigError          bad LITESHIFT_* setting
     ├── InputError           a request we refuse (bad URL, bad target name, unknown table)
+    │   └── TargetConflict      <target>.db exists, or another job is writing it
     ├── SourceError          reading the source failed
     │   ├── SourceUnavailable   (Transient) connection refused or cut; retried with backoff
     │   └── SourceRejected      (Permanent) wrong password, missing database or table
@@ -54,6 +55,10 @@ class ConfigError(LiteshiftError):
 
 class InputError(LiteshiftError):
     """Raised when a request is refused before anything is queued or written."""
+
+
+class TargetConflict(InputError):
+    """Raised when the target file exists or another job is writing it."""
 
 
 class SourceError(LiteshiftError):

@@ -84,6 +84,11 @@ def translate_error(exc: BaseException, *, what: str) -> SourceError:
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return SourceRejected(f"{what}: wrong user name or password ({text})")
+    if "does not exist" in lowered and "role" in lowered:
+        return SourceRejected(f"{what}: the user does not exist ({text}); check the URL")
+    if "no pg_hba.conf entry" in lowered:
+        return SourceRejected(f"{what}: the server does not accept this user from here "
+                              f"({text}); ask its administrator to allow it in pg_hba.conf")
     if "does not exist" in lowered and "database" in lowered:
         return SourceRejected(f"{what}: the database does not exist ({text}); check the URL")
     if "could not translate host name" in lowered or "name or service not known" in lowered:

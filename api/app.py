@@ -1,0 +1,184 @@
+"""The liteshift HTTP API: submit, watch, retry, cancel and fetch jobs.
+
+Handlers are thin: parse, call one function from worker.control, map its errors. Run it with
+`liteshift api`, or `uvicorn --factory api.app:app_factory`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
+
+from api import errors
+from api.errors import ApiError
+from api.guards import BearerAuth, BodyLimit
+from api.models import JobRequest, RetryRequest
+from api.probe import Probe, run_probe, scrub
+from api.queue import TaskQueue
+from api.snapshot import snapshot
+from worker import control
+from worker.config import Settings, get_settings
+from worker.control import Send
+from worker.errors import ConfigError, InputError, LiteshiftError, TargetConflict
+from worker.logs import configure_logging
+from worker.names import check_target, published_path, report_path
+from worker.redact import redact_value
+from worker.source_url import check_reachable, parse_source_url
+from worker.state import JobState, StateStore
+
+
+@dataclass
+class Services:
+    """What the handlers work with; tests pass fakes for `send` and `probe`."""
+
+    settings: Settings
+    store: StateStore
+    send: Send
+    probe: Probe
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Deps = Annotated[Services, Depends(_services)]
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="job id")]
+
+router = APIRouter()
+
+
+@router.post("/jobs", status_code=202, summary="Submit a job: copy a source into <target>.db")
+async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
+    try:
+        check_target(body.target)
+        parsed = parse_source_url(body.source)
+        await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)
+        tables = await svc.probe(svc.settings, body.source, body.schema_)
+        job_id = await run_in_threadpool(_submit, svc, body, tables)
+    except TargetConflict as exc:
+        raise ApiError(409, scrub(str(exc), body.source)) from None
+    except InputError as exc:
+        raise ApiError(422, scrub(str(exc), body.source)) from None
+    except LiteshiftError as exc:
+        raise ApiError(422, scrub(str(exc), body.source)) from None
+    return {"job_id": job_id, "state": JobState.QUEUED.value}
+
+
+def _submit(svc: Services, body: JobRequest, source_tables: list[str]) -> str:
+    return control.submit_job(
+        svc.settings, svc.store, svc.send, source=body.source, target=body.target,
+        schema=body.schema_, tables=body.tables, exclude=body.exclude, replace=body.replace,
+        options=body.options.model_dump(exclude_none=True), source_tables=source_tables)
+
+
+@router.get("/jobs", summary="List recent jobs, newest first")
+def jobs(svc: Deps, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
+    return [redact_value(job) for job in control.list_jobs(svc.store, limit)]
+
+
+@router.get("/jobs/{job_id}", summary="A job and the progress of each table")
+def job(job_id: JobId, svc: Deps) -> dict[str, Any]:
+    _require_job(svc, job_id)
+    return redact_value(control.job_view(svc.store, job_id))  # type: ignore[no-any-return]
+
+
+@router.post("/jobs/{job_id}/retry", status_code=202, summary="Retry failed tables")
+def retry(job_id: JobId, svc: Deps, body: RetryRequest | None = None) -> dict[str, Any]:
+    _require_job(svc, job_id)
+    try:
+        retried = control.retry_job(svc.store, svc.send, job_id, body.tables if body else None)
+    except InputError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"job_id": job_id, "retried": retried}
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a running job")
+def cancel(job_id: JobId, svc: Deps) -> dict[str, str]:
+    _require_job(svc, job_id)
+    try:
+        control.cancel_job(svc.store, job_id)
+    except InputError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"job_id": job_id, "state": JobState.CANCELLED.value}
+
+
+@router.get("/jobs/{job_id}/report", summary="The verification report of a finished job")
+def report(job_id: JobId, svc: Deps) -> JSONResponse:
+    target = _require_done(svc, job_id, "report")
+    path = report_path(svc.settings.data_dir, target)
+    if not path.exists():
+        raise ApiError(404, f"job {job_id} is done but its report {path} is missing")
+    content = json.loads(path.read_text())
+    # A later job with --replace rewrites the same file; do not pass its report off as ours.
+    other = content.get("job_id") if isinstance(content, dict) else None
+    if other not in (None, job_id):
+        raise ApiError(404, f"target {target!r} was since rewritten by job {other}; "
+                       f"ask for that job's report")
+    return JSONResponse(redact_value(content))
+
+
+@router.get("/jobs/{job_id}/download", summary="The published SQLite file",
+            response_class=FileResponse)
+def download(job_id: JobId, svc: Deps) -> FileResponse:
+    target = _require_done(svc, job_id, "file")
+    path = published_path(svc.settings.data_dir, target)
+    if not path.exists():
+        raise ApiError(404, f"job {job_id} is done but {path} is gone (moved or deleted?)")
+    copy = snapshot(path, svc.settings.state_dir / "downloads")
+    return FileResponse(copy, media_type="application/vnd.sqlite3", filename=f"{target}.db",
+                        background=BackgroundTask(copy.unlink, missing_ok=True))
+
+
+@router.get("/healthz", summary="Liveness: answers 200 when Redis answers")
+def healthz(svc: Deps) -> dict[str, str]:
+    svc.store.redis.ping()  # a RedisError becomes a 503 in api.errors
+    return {"redis": "ok"}
+
+
+def _require_job(svc: Services, job_id: str) -> dict[str, Any]:
+    found = svc.store.job(job_id)
+    if found is None:
+        raise ApiError(404, f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    return found
+
+
+def _require_done(svc: Services, job_id: str, what: str) -> str:
+    found = _require_job(svc, job_id)
+    if found.get("state") != JobState.DONE.value:
+        raise ApiError(404, f"job {job_id} is {found.get('state')}: its {what} is there once "
+                       "it is done (`liteshift watch` follows it)")
+    return str(found["target"])
+
+
+def create_app(settings: Settings | None = None, *, store: StateStore | None = None,
+               send: Send | None = None, probe: Probe | None = None) -> FastAPI:
+    """Build the app. Everything it talks to can be replaced, for tests."""
+    settings = settings or get_settings()
+    app = FastAPI(title="liteshift", version="0.1.0",
+                  description="Move a live PostgreSQL database into a verified SQLite file.")
+    app.state.services = Services(
+        settings=settings, store=store or StateStore.from_settings(settings),
+        send=send or TaskQueue(settings).send, probe=probe or run_probe)
+    errors.install(app, redis_url=settings.redis_url)
+    app.include_router(router)
+    app.add_middleware(BodyLimit)
+    if settings.api_token:
+        app.add_middleware(BearerAuth, token=settings.api_token)  # added last: runs first
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn --factory: a bad setting stops it with a message, no trace."""
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"liteshift: error: {exc}") from None
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,43 @@
+"""Request bodies. Unknown fields are refused: a typo must not be silently ignored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# PostgreSQL identifiers are at most 63 bytes; a little slack for multi-byte characters.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_rows: int | None = Field(default=None, ge=1, le=1_000_000,
+                                   description="rows per committed chunk (default: server's)")
+    chunk_bytes: int | None = Field(default=None, ge=64 * 1024, le=1024 * 1024 * 1024,
+                                    description="bytes per committed chunk (default: server's)")
+    profile: str = Field(default="ecto", description="output profile: how values are written")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str = Field(min_length=1, max_length=4096,
+                        description="postgresql://user:password@host:5432/dbname")
+    target: str = Field(description="name of the SQLite file to write: <data dir>/<target>.db")
+    # `schema` is a BaseModel attribute, hence the alias.
+    schema_: Name = Field(default="public", alias="schema",
+                          description="PostgreSQL schema to copy")
+    tables: list[Name] | None = Field(default=None, description="copy only these tables")
+    exclude: list[Name] = Field(default_factory=list, description="skip these tables")
+    replace: bool = Field(default=False, description="replace an existing <target>.db "
+                          "(the old file is kept beside it)")
+    options: Options = Field(default_factory=Options)
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tables: list[Name] | None = Field(default=None,
+                                      description="failed tables to retry (default: all)")

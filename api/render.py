@@ -1,0 +1,97 @@
+"""Text views of jobs for the CLI: plain columns that read well in a terminal or a log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+STATUS_COLUMNS = ("TABLE", "STATE", "ROWS", "%", "ROWS/S", "ETA", "CHECKSUM", "ERROR")
+JOBS_COLUMNS = ("JOB", "STATE", "TARGET", "SOURCE", "CREATED", "TABLES", "ERROR")
+
+
+def status(job: dict[str, Any]) -> str:
+    """The job header, then one line per table."""
+    head = (f"job {job.get('id')}  {job.get('state')}  target {job.get('target')}  "
+            f"from {job.get('source')} (schema {job.get('schema', 'public')})")
+    times = f"created {when(job.get('created_at'))}  updated {when(job.get('updated_at'))}"
+    lines = [head, times]
+    if job.get("error"):
+        lines.append(f"error: {job['error']}")
+    tables = job.get("tables") or []
+    if tables:
+        lines += ["", table([STATUS_COLUMNS, *(_table_row(t) for t in tables)])]
+    elif job.get("state") in ("queued", "planning"):
+        lines += ["", "(no tables yet: the job is being planned)"]
+    else:
+        lines += ["", "(no tables)"]
+    return "\n".join(lines)
+
+
+def jobs(items: Sequence[dict[str, Any]]) -> str:
+    if not items:
+        return "no jobs yet: `liteshift submit` starts one"
+    rows = [(str(j.get("id")), str(j.get("state")), str(j.get("target")), str(j.get("source")),
+             when(j.get("created_at")), str(len(j.get("tables") or [])), str(j.get("error") or ""))
+            for j in items]
+    return table([JOBS_COLUMNS, *rows])
+
+
+def _table_row(t: dict[str, Any]) -> tuple[str, ...]:
+    done, estimated = t.get("rows_done"), t.get("rows_estimated")
+    error = str(t.get("error") or "")
+    if error and t.get("error_key") is not None:
+        error += f" (key {t['error_key']})"
+    return (str(t.get("name")), str(t.get("state", "?")),
+            f"{count(done)}/{count(estimated)}", percent(done, estimated, t.get("state")),
+            rate(t.get("rows_per_s")), duration(t.get("eta_s")),
+            str(t.get("checksum") or "-")[:16], error)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns; the last one is not padded (it holds long error messages)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)),
+                                row[-1]]).rstrip()
+                     for row in rows)
+
+
+def count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, (int, float)) else "?"
+
+
+def percent(done: Any, estimated: Any, state: Any) -> str:
+    if state in ("copied", "verified"):
+        return "100%"
+    if not isinstance(done, (int, float)) or not isinstance(estimated, (int, float)):
+        return "-"
+    if estimated <= 0:
+        return "-"
+    # The estimate comes from planner statistics and can be low: never claim more than
+    # 99.9% before the table is actually copied.
+    return f"{min(99.9, 100 * done / estimated):.1f}%"
+
+
+def rate(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def when(stamp: Any) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))

@@ -1,0 +1,447 @@
+"""The API and the CLI against a real Redis (db 9), with a fake task sender and a fake probe.
+
+No Celery worker and no PostgreSQL here: `send` records the tasks it was asked to queue, and
+the probe runs a tiny script in place of `python -m worker.probe`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api import cli
+from api.app import create_app
+from api.probe import run_probe
+from worker.config import Settings, get_settings
+from worker.control import PLAN_TASK
+from worker.state import JobState, StateStore, TableState
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+PASSWORD = "s3cretpw"
+# No host: the reachability check has nothing to connect to, so no database is needed.
+SOURCE = f"postgresql://app:{PASSWORD}@/appdb"
+
+FAKE_PROBE = textwrap.dedent("""
+    import json, sys, time
+    request = json.loads(sys.stdin.read())
+    if any("postgresql" in arg for arg in sys.argv):
+        print(json.dumps({"ok": False, "error": "the URL was passed on argv", "kind": "X"}))
+    elif request["schema"] == "slow":
+        time.sleep(30)
+    elif request["schema"] == "crash":
+        sys.exit("Traceback: boom " + request["source"])
+    elif request["schema"] == "locked":
+        print(json.dumps({"ok": False, "kind": "SourceRejected", "error":
+                          "password authentication failed for user app (password "
+                          + request["source"].split(":")[2].split("@")[0] + ")"}))
+    else:
+        print("some library chatter")
+        print(json.dumps({"ok": True, "tables": ["users", "posts"]}))
+""")
+
+
+class RecordingSend:
+    """Stands in for api.queue.TaskQueue.send."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, name: str, *args: Any) -> None:
+        self.calls.append((name, *args))
+
+
+@pytest.fixture
+def db() -> Any:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis is not running on 127.0.0.1:6379: start it with "
+                    "`redis-server --daemonize yes`")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db: Any) -> Settings:
+    return Settings(redis_url=REDIS_URL, data_dir=tmp_path, redis_prefix="lstest",
+                    api_token=None, probe_timeout_s=3, api_url="http://testserver")
+
+
+@pytest.fixture
+def sent() -> RecordingSend:
+    return RecordingSend()
+
+
+@pytest.fixture
+def probe_script(tmp_path: Path) -> Path:
+    path = tmp_path / "fake_probe.py"
+    path.write_text(FAKE_PROBE)
+    return path
+
+
+def make_client(settings: Settings, sent: RecordingSend, probe_script: Path) -> TestClient:
+    probe = functools.partial(run_probe, command=[sys.executable, str(probe_script)])
+    return TestClient(create_app(settings, send=sent, probe=probe))
+
+
+@pytest.fixture
+def client(settings: Settings, sent: RecordingSend, probe_script: Path) -> TestClient:
+    return make_client(settings, sent, probe_script)
+
+
+def job_body(**changes: Any) -> dict[str, Any]:
+    return {"source": SOURCE, "target": "app", **changes}
+
+
+def submit(client: TestClient, **changes: Any) -> str:
+    response = client.post("/jobs", json=job_body(**changes))
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+# -- POST /jobs --------------------------------------------------------------------------
+
+
+def test_submit_queues_planning_and_never_shows_the_password(client, sent, db):
+    response = client.post("/jobs", json=job_body(tables=["users"], options={"chunk_rows": 10}))
+
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    assert response.json() == {"job_id": job_id, "state": "queued"}
+    assert sent.calls == [(PLAN_TASK, job_id)]
+    view = client.get(f"/jobs/{job_id}")
+    assert view.status_code == 200
+    assert view.json()["source"] == "postgresql://app:***@/appdb"
+    assert view.json()["options"] == {"chunk_rows": 10, "profile": "ecto"}
+    assert "source_sealed" not in view.json()
+    listing = client.get("/jobs")
+    assert [job["id"] for job in listing.json()] == [job_id]
+    for text in (view.text, listing.text):
+        assert PASSWORD not in text
+    assert not any(PASSWORD in value for key in db.keys() if db.type(key) == "hash"
+                   for value in db.hvals(key))
+
+
+BAD_BODIES = [
+    (job_body(target="../x"), "target name '../x' is not allowed"),
+    (job_body(target="a/b"), "target name 'a/b' is not allowed"),
+    (job_body(colour="red"), "colour: unknown field"),
+    (job_body(source="mysql://u:pw@localhost/db"), "MySQL/MariaDB sources are not supported"),
+    (job_body(source="http://example.com/db"), "unsupported source URL scheme 'http'"),
+    (job_body(source="not a url"), "source must be a URL"),
+    (job_body(source="postgresql://u:pw@localhost"), "names no database"),
+    (job_body(options={"chunk_rows": -5}), "options.chunk_rows: Input should be greater"),
+    (job_body(options={"chunk_bytes": 10}), "options.chunk_bytes:"),
+    (job_body(options={"colour": 1}), "options.colour: unknown field"),
+    (job_body(options={"profile": "cobol"}), "unknown profile 'cobol'"),
+    (job_body(tables=["nope"]), "unknown table(s) 'nope'"),
+    (job_body(exclude=[""]), "exclude.0:"),
+    (job_body(replace="maybe"), "replace:"),
+    ({"source": SOURCE}, "target: required"),
+    ([1, 2], "request body must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), BAD_BODIES)
+def test_bad_requests_are_422_with_a_message_and_nothing_queued(client, sent, db, body,
+                                                                 expected):
+    response = client.post("/jobs", json=body)
+
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["error"]
+    assert list(response.json()) == ["error"]
+    assert sent.calls == []
+    assert db.dbsize() == 0
+
+
+@pytest.mark.parametrize(("raw", "content_type", "expected"), [
+    (b'{"source": ', "application/json", "request body is not valid JSON (Expecting value)"),
+    (b"not json", "application/json", "request body is not valid JSON"),
+    (b"", "application/json", "request body is missing: send a JSON object"),
+    (b'{"source": "x"}', "application/x-www-form-urlencoded",
+     "request body must be JSON: send it with Content-Type: application/json"),
+])
+def test_malformed_json_is_422_with_a_clear_message(client, db, raw, content_type, expected):
+    response = client.post("/jobs", content=raw, headers={"content-type": content_type})
+
+    assert response.status_code == 422
+    assert expected in response.json()["error"]
+    assert db.dbsize() == 0
+
+
+def test_probe_failure_is_422_without_the_password(client, sent, db):
+    for schema, expected in (("locked", "password authentication failed"),
+                             ("crash", "the source probe failed"),
+                             ("slow", "source did not answer within 3 s")):
+        response = client.post("/jobs", json=job_body(schema=schema))
+
+        assert response.status_code == 422, response.text
+        assert expected in response.json()["error"]
+        assert PASSWORD not in response.text
+    assert sent.calls == [] and db.dbsize() == 0
+
+
+def test_unreachable_source_is_422(client, db):
+    response = client.post("/jobs", json=job_body(source="postgresql://u:pw@127.0.0.1:1/db"))
+
+    assert response.status_code == 422
+    assert "cannot connect to 127.0.0.1:1" in response.json()["error"]
+    assert db.dbsize() == 0
+
+
+def test_existing_target_is_409_unless_replace(client, settings, sent, db):
+    (settings.data_dir / "app.db").write_bytes(b"")
+
+    refused = client.post("/jobs", json=job_body())
+    assert refused.status_code == 409
+    assert "already exists" in refused.json()["error"]
+    assert db.dbsize() == 0
+
+    submit(client, replace=True)
+    again = client.post("/jobs", json=job_body(replace=True))
+    assert again.status_code == 409
+    assert "already writing target 'app'" in again.json()["error"]
+    assert len(sent.calls) == 1
+
+
+def test_body_over_one_mib_is_413(client, db):
+    response = client.post("/jobs", content=b"x" * (1024 * 1024 + 1),
+                           headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+
+
+# -- the other routes ----------------------------------------------------------------------
+
+
+def test_unknown_job_is_404_everywhere(client):
+    for method, path in (("GET", "/jobs/nope"), ("POST", "/jobs/nope/retry"),
+                         ("POST", "/jobs/nope/cancel"), ("GET", "/jobs/nope/report"),
+                         ("GET", "/jobs/nope/download")):
+        response = client.request(method, path)
+        assert response.status_code == 404, path
+        assert "no job 'nope'" in response.json()["error"]
+    assert client.get("/no/such/route").json() == {"error": "Not Found"}
+
+
+def test_cancel_then_retry_conflicts(client):
+    job_id = submit(client)
+
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    again = client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["error"]
+    retry = client.post(f"/jobs/{job_id}/retry", json={"tables": None})
+    assert retry.status_code == 409
+    assert "submit it again" in retry.json()["error"]
+
+
+def test_retry_requeues_failed_tables(client, settings, sent):
+    job_id = submit(client)
+    store = StateStore.from_settings(settings)
+    store.update_job(job_id, tables=["users", "posts"])
+    store.set_table_state(job_id, "users", TableState.FAILED, name="users", error="boom")
+    store.set_table_state(job_id, "posts", TableState.VERIFIED, name="posts")
+    store.set_job_state(job_id, JobState.FAILED, error="1 table failed")
+
+    response = client.post(f"/jobs/{job_id}/retry", json={"tables": ["users"]})
+
+    assert response.status_code == 202
+    assert response.json() == {"job_id": job_id, "retried": ["users"]}
+    assert sent.calls[-1] == ("liteshift.copy_table", job_id, "users")
+
+
+def test_report_and_download_once_done(client, settings):
+    job_id = submit(client)
+    assert "is queued" in client.get(f"/jobs/{job_id}/report").json()["error"]
+    with sqlite3.connect(settings.data_dir / "app.db") as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO users VALUES (1, 'ada')")
+    conn.close()
+    (settings.data_dir / "app.report.json").write_text(json.dumps({"job_id": job_id, "ok": 1}))
+    StateStore.from_settings(settings).set_job_state(job_id, JobState.DONE)
+
+    assert client.get(f"/jobs/{job_id}/report").json() == {"job_id": job_id, "ok": 1}
+    response = client.get(f"/jobs/{job_id}/download")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.sqlite3"
+    assert 'filename="app.db"' in response.headers["content-disposition"]
+    copy = settings.data_dir / "copy.db"
+    copy.write_bytes(response.content)
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT name FROM users").fetchall() == [("ada",)]
+    conn.close()
+    assert list((settings.state_dir / "downloads").iterdir()) == []  # temp copy removed
+
+
+def test_healthz(client, settings, sent, probe_script):
+    assert client.get("/healthz").json() == {"redis": "ok"}
+
+    down = settings.model_copy(update={"redis_url": "redis://:pw@127.0.0.1:1/0"})
+    response = make_client(down, sent, probe_script).get("/healthz")
+    assert response.status_code == 503
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in response.json()["error"]
+
+
+def test_token_required_when_set(settings, sent, probe_script):
+    client = make_client(settings.model_copy(update={"api_token": "t0ken"}), sent,
+                         probe_script)
+
+    assert client.get("/healthz").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "t0ken"}):
+        response = client.get("/jobs", headers=headers)
+        assert response.status_code == 401
+        assert "API token" in response.json()["error"]
+    unauthenticated = client.post("/jobs", content=b"{bad")
+    assert unauthenticated.status_code == 401  # refused before the body is even parsed
+    assert client.get("/jobs", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+
+
+# -- CLI ---------------------------------------------------------------------------------
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_command_and_option_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([name, "--help"])
+
+    assert exited.value.code == 0
+    assert f"usage: liteshift {name}" in capsys.readouterr().out
+    parser = _subcommands()[name]
+    assert parser.description
+    for action in parser._actions:
+        assert action.help, f"{name} {action.dest} has no help text"
+
+
+def run_cli(argv: list[str], settings: Settings, client: TestClient | None = None) -> int:
+    return cli.main(argv, settings=settings, http=client)
+
+
+def test_cli_submit_prints_only_the_job_id(client, settings, sent, capsys):
+    code = run_cli(["submit", SOURCE, "--target", "app", "--table", "users",
+                    "--chunk-rows", "500"], settings, client)
+
+    out, err = capsys.readouterr()
+    assert code == 0
+    job_id = out.strip()
+    assert out == f"{job_id}\n"
+    assert sent.calls == [(PLAN_TASK, job_id)]
+    assert f"liteshift watch {job_id}" in err
+
+
+def test_cli_submit_reads_the_source_from_stdin(client, settings, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(SOURCE + "\n"))
+
+    assert run_cli(["submit", "-", "--target", "app"], settings, client) == 0
+    assert len(capsys.readouterr().out.strip()) == 16
+
+
+def test_cli_refusal_is_one_line_exit_2(client, settings, capsys):
+    code = run_cli(["submit", SOURCE, "--target", "../x"], settings, client)
+
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("liteshift: error: target name '../x' is not allowed")
+    assert "Traceback" not in err
+
+
+def test_cli_without_api_is_exit_1(settings, capsys):
+    down = settings.model_copy(update={"api_url": "http://127.0.0.1:1"})
+
+    assert run_cli(["jobs"], down) == 1
+    assert "cannot reach the liteshift API at http://127.0.0.1:1: is `liteshift api` running?" \
+        in capsys.readouterr().err
+
+
+def test_cli_config_error_is_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("LITESHIFT_REDIS_URL", "http://nope")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["jobs"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "liteshift: error: invalid configuration: LITESHIFT_REDIS_URL" in \
+        capsys.readouterr().err
+
+
+def test_cli_status_jobs_and_watch(client, settings, capsys):
+    job_id = submit(client)
+    store = StateStore.from_settings(settings)
+    store.update_job(job_id, tables=["users"])
+    store.update_table(job_id, "users", name="users", state="copying", rows_done=250,
+                       rows_estimated=1000, rows_per_s=12345.0, eta_s=61, checksum="ab" * 10)
+    capsys.readouterr()
+
+    assert run_cli(["status", job_id], settings, client) == 0
+    out = capsys.readouterr().out
+    assert "users  copying  250/1,000  25.0%  12.3k   1m01s  abababababababab" in out
+    assert run_cli(["jobs"], settings, client) == 0
+    assert job_id in capsys.readouterr().out
+
+    store.set_job_state(job_id, JobState.DONE)
+    assert run_cli(["watch", job_id, "--interval", "0.1"], settings, client) == 0
+    store.set_job_state(job_id, JobState.FAILED, error="users failed at key 7")
+    assert run_cli(["watch", job_id], settings, client) == 1
+    assert f"job {job_id} failed: users failed at key 7" in capsys.readouterr().err
+
+
+def test_cli_retry_cancel_report(client, settings, capsys):
+    job_id = submit(client)
+
+    assert run_cli(["report", job_id], settings, client) == 2
+    assert run_cli(["cancel", job_id], settings, client) == 0
+    assert run_cli(["retry", job_id, "--table", "users"], settings, client) == 2
+    assert "was cancelled" in capsys.readouterr().err
+
+
+def test_cli_api_refuses_public_host_without_token(settings, monkeypatch, capsys):
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: started.append(kw))
+
+    assert run_cli(["api", "--host", "0.0.0.0"], settings) == 2
+    assert "refusing to listen on 0.0.0.0 without LITESHIFT_API_TOKEN" in capsys.readouterr().err
+    assert run_cli(["api", "--port", "8123"], settings) == 0
+    assert started == [{"factory": True, "host": "127.0.0.1", "port": 8123}]
+
+
+def test_cli_worker_execs_celery_with_extra_args(settings, monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr("os.execvp", lambda file, argv: calls.append(argv))
+
+    assert run_cli(["worker", "--concurrency", "2", "-O", "fair"], settings) == 0
+
+    assert calls == [[sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                      "--loglevel", "INFO", "-Q", "liteshift", "--prefetch-multiplier", "1",
+                      "--concurrency", "2", "-O", "fair"]]
+
+
+def test_api_and_cli_load_no_driver_and_no_worker_tasks():
+    import subprocess
+
+    code = ("import sys, api.app, api.cli; print(sorted(m for m in sys.modules if "
+            "m.split('.')[0] in ('psycopg', 'sqlalchemy') or m in ('worker.tasks', "
+            "'worker.celery_app')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+
+    assert result.stdout.strip() == "[]"

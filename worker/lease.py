@@ -37,7 +37,7 @@ return 0
 
 class Lease:
     def __init__(self, client: redis.Redis, keys: Keys, job_id: str, name: str, ttl_s: float):
-        self.redis = client
+        self.redis: Any = client  # decode_responses=True: replies are str
         self.key = keys.lease(job_id, name)
         self.fence_key = keys.fence()
         self.ttl_ms = int(ttl_s * 1000)

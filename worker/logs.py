@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ from worker.redact import redact_value
 _configured = False
 
 
-def _scrub(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     return {key: redact_value(value) for key, value in event.items()}
 
 

@@ -198,11 +198,11 @@ def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -
                            connect_args={"connect_timeout": 10, "application_name": "liteshift"})
     try:
         inspector = inspect(engine)
-        kw = {"schema": schema, "filter_names": list(names)}
-        pks = inspector.get_multi_pk_constraint(**kw)
-        uniques = inspector.get_multi_unique_constraints(**kw)
-        indexes = inspector.get_multi_indexes(**kw)
-        fks = inspector.get_multi_foreign_keys(**kw)
+        wanted = list(names)
+        pks: dict = inspector.get_multi_pk_constraint(schema=schema, filter_names=wanted)
+        uniques: dict = inspector.get_multi_unique_constraints(schema=schema, filter_names=wanted)
+        indexes: dict = inspector.get_multi_indexes(schema=schema, filter_names=wanted)
+        fks: dict = inspector.get_multi_foreign_keys(schema=schema, filter_names=wanted)
     except sa_exc.SQLAlchemyError as exc:
         raise translate_error(exc, what="reading the schema") from None
     finally:

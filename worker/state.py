@@ -81,7 +81,8 @@ class StateStore:
     """Reads and writes job and table state. Methods that write take an optional pipeline."""
 
     def __init__(self, client: redis.Redis, prefix: str):
-        self.redis = client
+        # Any: redis-py's stubs type every reply as bytes | str; ours decode to str.
+        self.redis: Any = client
         self.keys = Keys(prefix)
 
     @classmethod

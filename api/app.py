@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from api import errors
 from api.errors import ApiError
 from api.guards import BearerAuth, BodyLimit
-from api.models import JobRequest, RetryRequest
+from api.models import JobRequest, RetryRequest, VerifyRequest
 from api.probe import Probe, run_probe, scrub
 from api.queue import TaskQueue
 from api.snapshot import snapshot
@@ -103,10 +103,32 @@ def retry(job_id: JobId, svc: Deps, body: RetryRequest | None = None) -> dict[st
 def cancel(job_id: JobId, svc: Deps) -> dict[str, str]:
     _require_job(svc, job_id)
     try:
-        control.cancel_job(svc.store, job_id)
+        control.cancel_job(svc.settings, svc.store, job_id)
     except InputError as exc:
         raise ApiError(409, str(exc)) from None
     return {"job_id": job_id, "state": JobState.CANCELLED.value}
+
+
+@router.post("/jobs/{job_id}/resume", status_code=202,
+             summary="Resume after a crash or a Redis loss (rebuilds state from the volume)")
+def resume(job_id: JobId, svc: Deps) -> dict[str, str]:
+    try:
+        control.request_resume(svc.settings, svc.store, svc.send, job_id)
+    except InputError as exc:
+        raise ApiError(404, str(exc)) from None
+    return {"job_id": job_id, "state": "resuming"}
+
+
+@router.post("/jobs/{job_id}/verify", status_code=202,
+             summary="Re-read the published file (and the source) and compare checksums")
+def verify(job_id: JobId, svc: Deps, body: VerifyRequest | None = None) -> dict[str, str]:
+    _require_job(svc, job_id)
+    try:
+        control.request_verify(svc.store, svc.send, job_id,
+                               against_source=bool(body and body.source))
+    except InputError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"job_id": job_id, "verification": "running"}
 
 
 @router.get("/jobs/{job_id}/report", summary="The verification report of a finished job")
@@ -144,6 +166,9 @@ def healthz(svc: Deps) -> dict[str, str]:
 
 def _require_job(svc: Services, job_id: str) -> dict[str, Any]:
     found = svc.store.job(job_id)
+    if found is None and (svc.settings.job_dir(job_id) / "job.json").exists():
+        raise ApiError(404, f"job {job_id} is on the volume but Redis does not know it (was "
+                       f"Redis restarted?): `liteshift resume {job_id}` rebuilds it")
     if found is None:
         raise ApiError(404, f"no job {job_id!r}: `liteshift jobs` lists the known ones")
     return found

@@ -101,6 +101,23 @@ def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.client.post(f"/jobs/{args.job}/resume")
+    _note(f"job {args.job}: resuming; follow it with `liteshift watch {args.job}`")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.client.post(f"/jobs/{args.job}/verify", {"source": args.source})
+    while True:  # the worker writes the result into the job
+        time.sleep(0.5)
+        result = ctx.client.get(f"/jobs/{args.job}").get("verification") or {}
+        if result.get("state") not in (None, "running"):
+            break
+    print(json.dumps(result, indent=2) if args.json else render.verification(result))
+    return 0 if result["state"] == "ok" else 1
+
+
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     print(json.dumps(ctx.client.get(f"/jobs/{args.job}/report"), indent=2))
     return 0
@@ -199,6 +216,13 @@ def _add_job_commands(sub: Any) -> None:
                        help="retry only this table (repeat for more; default: all failed)")
     _command(sub, "cancel", cmd_cancel, "cancel a job", job=True)
     _command(sub, "report", cmd_report, "print a finished job's report (JSON)", job=True)
+    _command(sub, "resume", cmd_resume, "resume a job after a crash or a Redis restart "
+             "(rebuilds its state from the volume)", job=True)
+    verify = _command(sub, "verify", cmd_verify, "re-read the published file and compare "
+                      "row counts and checksums (exit 0 when they match)", job=True)
+    verify.add_argument("--source", action="store_true",
+                        help="re-read the source too, and name the first differing key")
+    verify.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
 def _command(sub: Any, name: str, func: Command, help_text: str, *, job: bool = False,

@@ -36,6 +36,13 @@ class JobRequest(BaseModel):
     options: Options = Field(default_factory=Options)
 
 
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: bool = Field(default=False, description="re-read the source too and name the "
+                         "first differing key per table")
+
+
 class RetryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -28,6 +28,19 @@ def status(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verification(result: dict[str, Any]) -> str:
+    if result.get("state") == "error":
+        return f"verification failed to run: {result.get('error')}"
+    head = f"verification: {result.get('state')}" + (" (source re-read)"
+                                                    if result.get("source") else "")
+    rows = [("TABLE", "OK", "ROWS", "CHECKSUM", "EXPECTED", "FIRST DIFFERENCE")]
+    for t in result.get("tables") or []:
+        rows.append((str(t["name"]), "yes" if t["ok"] else "NO", str(t["rows"]), t["checksum"],
+                     f"{t['expected_rows']} {t['expected_checksum']}",
+                     str(t.get("first_difference") or "")))
+    return head + "\n" + table(rows)
+
+
 def jobs(items: Sequence[dict[str, Any]]) -> str:
     if not items:
         return "no jobs yet: `liteshift submit` starts one"

@@ -12,6 +12,7 @@ from typing import Any
 
 from worker.config import Settings
 from worker.errors import InputError, TargetConflict
+from worker.jobfiles import remove_work_files, write_job_record, write_outcome
 from worker.names import check_target, published_path
 from worker.sealing import seal
 from worker.source_url import parse_source_url
@@ -22,6 +23,8 @@ Send = Callable[..., Any]  # send(task_name, *args)
 PLAN_TASK = "liteshift.plan_job"
 COPY_TASK = "liteshift.copy_table"
 FINALIZE_TASK = "liteshift.finalize_job"
+RESUME_TASK = "liteshift.resume_job"
+VERIFY_TASK = "liteshift.verify_job"
 
 PROFILES = ("ecto",)
 
@@ -55,12 +58,15 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     if holder:
         raise TargetConflict(f"job {holder} is already writing target {target!r}: wait for it, "
                          "or cancel it first")
-    store.create_job(job_id, {
+    record = {
         "target": target, "source": parsed.redacted, "source_sealed": seal(settings, source),
         "source_kind": parsed.kind, "schema": schema, "include": tables or None,
         "exclude": exclude or [], "replace": replace, "options": options, "tables": [],
         "error": None,
-    })
+    }
+    store.create_job(job_id, record)
+    # On the volume too, so the job survives losing Redis before it was planned.
+    write_job_record(settings.job_dir(job_id), {**record, "id": job_id})
     send(PLAN_TASK, job_id)
     return job_id
 
@@ -142,10 +148,35 @@ def retry_job(store: StateStore, send: Send, job_id: str,
     return failed
 
 
-def cancel_job(store: StateStore, job_id: str) -> None:
-    state = store.job_state(job_id)
-    if state is None:
+def request_verify(store: StateStore, send: Send, job_id: str, *, against_source: bool) -> None:
+    job = store.job(job_id)
+    if job is None:
         raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
-    if state.finished:
+    if job["state"] != JobState.DONE.value:
+        raise InputError(f"job {job_id} is {job['state']}: only a published file can be "
+                         "verified")
+    store.update_job(job_id, verification={"state": "running", "source": against_source})
+    send(VERIFY_TASK, job_id, against_source)
+
+
+def request_resume(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
+    """Resume is for after a crash or a Redis loss, so the job may exist only on the volume."""
+    if store.job(job_id) is None and not (settings.job_dir(job_id) / "job.json").exists():
+        raise InputError(f"no job {job_id!r} in Redis or on the volume {settings.data_dir}")
+    send(RESUME_TASK, job_id)
+
+
+def cancel_job(settings: Settings, store: StateStore, job_id: str) -> None:
+    """Mark the job cancelled (workers stop before their next chunk commits), record that on
+    the volume so no recovery revives it, and delete its work files; nothing is published."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    state = JobState(job["state"])
+    if state.finished and state != JobState.FAILED:
         raise InputError(f"job {job_id} is already {state.value}")
     store.set_job_state(job_id, JobState.CANCELLED, error="cancelled by request")
+    job_dir = settings.job_dir(job_id)
+    write_outcome(job_dir, JobState.CANCELLED.value)
+    remove_work_files(job_dir)
+    store.release_target(job["target"], job_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -11,9 +10,10 @@ from typing import Any
 
 from worker.config import Settings
 from worker.errors import TargetError, TargetExists, VerificationFailed
+from worker.jobfiles import remove_work_files, write_json_atomic, write_outcome
 from worker.lease import Lease
 from worker.logs import get_logger
-from worker.manifest import read_manifest, write_json_atomic
+from worker.manifest import read_manifest
 from worker.names import published_path, report_path
 from worker.state import JobState, StateStore, TableState
 from worker.translate import TablePlan, quote
@@ -43,6 +43,10 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         partial = job_dir / f"{job['target']}.db.partial"
         checks = build_database(partial, plans, job_dir / "tables")
         report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
+        if store.job_state(job_id) == JobState.CANCELLED:  # cancelled while we merged
+            partial.unlink(missing_ok=True)
+            log.info("finalize_stopped", reason="job cancelled")
+            return
         final, backup = publish(partial, settings.data_dir, job["target"],
                                 replace=bool(job.get("replace")))
         report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
@@ -51,8 +55,9 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         store.set_job_state(job_id, JobState.DONE, published=str(final),
                             report=str(report_path(settings.data_dir, job["target"])),
                             backup=backup, error=None)
+        write_outcome(job_dir, JobState.DONE.value, published=str(final), backup=backup)
         store.release_target(job["target"], job_id)
-        shutil.rmtree(job_dir / "tables", ignore_errors=True)
+        remove_work_files(job_dir)
         log.info("job_published", path=str(final), backup=backup,
                  seconds=round(time.monotonic() - started, 2))
 

@@ -6,25 +6,14 @@ It holds the sealed source URL (never the cleartext) and every table's plan.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from worker.errors import TargetError
+from worker.jobfiles import write_json_atomic
 from worker.translate import TablePlan
 
 MANIFEST = "manifest.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temporary file, fsync, rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(job_dir: Path, job: dict[str, Any], tables: list[TablePlan],

@@ -14,6 +14,7 @@ import redis
 from worker.config import Settings
 from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
 from worker.logs import get_logger
+from worker.recover import rebuild_forgotten
 from worker.state import JobState, StateStore, TableState
 
 _stop = threading.Event()
@@ -21,7 +22,7 @@ _stop = threading.Event()
 
 def reap_once(settings: Settings, store: StateStore, send: Send) -> list[str]:
     """Re-queue stalled work; returns what was re-queued (for logs and tests)."""
-    requeued = []
+    requeued = [f"{job_id}:rebuilt" for job_id in rebuild_forgotten(settings, store, send)]
     for job_id in store.active_job_ids():
         job = store.job(job_id)
         if job is None:

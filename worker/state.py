@@ -102,6 +102,19 @@ class StateStore:
         pipe.execute()
         self.add_event(job_id, "job_state", state=JobState.QUEUED.value)
 
+    def restore_job(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Write a job rebuilt from the volume, keeping its recorded times and state."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job_id), mapping=_encode({**fields, "id": job_id,
+                                                          "updated_at": now()}))
+        pipe.zadd(self.keys.jobs(), {job_id: float(fields.get("created_at") or now())})
+        if JobState(fields["state"]).finished:
+            pipe.srem(self.keys.active(), job_id)
+        else:
+            pipe.sadd(self.keys.active(), job_id)
+        pipe.execute()
+        self.add_event(job_id, "job_restored", state=fields["state"])
+
     def job(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.keys.job(job_id))
         return _decode(raw) if raw else None

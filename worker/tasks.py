@@ -11,10 +11,11 @@ from typing import Any
 
 import structlog
 
-from worker import copying, finalize, plan
+from worker import copying, finalize, plan, recover, verify
 from worker.celery_app import app, send, settings
-from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK
+from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, RESUME_TASK, VERIFY_TASK
 from worker.errors import JobCancelled, LeaseLost, LiteshiftError
+from worker.jobfiles import write_json_atomic
 from worker.logs import get_logger
 from worker.redact import redact
 from worker.state import JobState, StateStore, TableState
@@ -85,6 +86,35 @@ def finalize_job(self: Any, job_id: str) -> None:
         _fail_job(job_id, exc)
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=RESUME_TASK)
+def resume_job(self: Any, job_id: str) -> None:
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        get_logger().info("job_resumed", outcome=recover.resume_job(settings, store(), send,
+                                                                     job_id))
+    except LiteshiftError as exc:
+        get_logger().error("resume_failed", error=str(exc))
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=VERIFY_TASK)
+def verify_job(self: Any, job_id: str, against_source: bool = False) -> None:
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        result = verify.verify_job(settings, store(), job_id, against_source=against_source)
+    except LiteshiftError as exc:
+        result = {"state": "error", "error": str(exc), "source": against_source}
+    except Exception as exc:
+        get_logger().exception("verify_crashed")
+        result = {"state": "error", "error": redact(repr(exc)), "source": against_source}
+    finally:
+        structlog.contextvars.clear_contextvars()
+    write_json_atomic(verify.verification_path(settings, job_id), result)
+    store().update_job(job_id, verification=result)
+    get_logger(job_id=job_id).info("job_verified", result=result["state"])
 
 
 def _fail_job(job_id: str, exc: BaseException) -> None:

@@ -1,0 +1,110 @@
+"""Rebuild a job's Redis state from the volume, and resume it.
+
+Redis only mirrors progress (DESIGN 2.2): after Redis lost its data, job.json, the manifest
+and each work file's checkpoint say everything needed to carry on. Each table is queued
+again; a table whose work file is complete is re-verified and not copied again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from worker.config import Settings
+from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
+from worker.errors import InputError
+from worker.jobfiles import job_dirs, read_job_record, read_outcome
+from worker.logs import get_logger
+from worker.manifest import MANIFEST, read_manifest
+from worker.state import JobState, StateStore, TableState
+
+
+def resume_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
+    """`liteshift resume JOB`: rebuild from the volume if Redis forgot the job, else queue
+    again whatever is not finished and not held by a live worker. Returns what it did."""
+    job = store.job(job_id)
+    if job is None:
+        return rebuild_job(settings, store, send, job_id)
+    state = JobState(job["state"])
+    if state in (JobState.DONE, JobState.CANCELLED):
+        raise InputError(f"job {job_id} is {state.value}; nothing to resume")
+    if state in (JobState.QUEUED, JobState.PLANNING) or not job.get("tables"):
+        store.set_job_state(job_id, JobState.QUEUED, error=None)
+        send(PLAN_TASK, job_id)
+        return "planning again"
+    if state == JobState.FINALIZING:
+        send(FINALIZE_TASK, job_id)
+        return "finalizing again"
+    store.set_job_state(job_id, JobState.COPYING, error=None)
+    queued = []
+    for table in store.tables(job_id, job["tables"]):
+        leased = store.redis.exists(store.keys.lease(job_id, f"table:{table['name']}"))
+        if table.get("state") != TableState.VERIFIED.value and not leased:
+            store.set_table_state(job_id, table["name"], TableState.PENDING, error=None)
+            send(COPY_TASK, job_id, table["name"])
+            queued.append(table["name"])
+    if not queued:
+        send(FINALIZE_TASK, job_id)  # every table verified: only finalize was left
+    return f"queued {len(queued)} table(s)"
+
+
+def rebuild_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
+    job_dir = settings.job_dir(job_id)
+    record = read_job_record(job_dir)
+    if record is None:
+        raise InputError(f"no job {job_id!r} in Redis or on the volume {settings.data_dir}")
+    outcome = read_outcome(job_dir)
+    if outcome:
+        store.restore_job(job_id, {**record, **outcome})
+        return f"restored as {outcome['state']}"
+    if not (job_dir / MANIFEST).exists():
+        store.restore_job(job_id, {**record, "state": JobState.QUEUED.value})
+        store.claim_target(record["target"], job_id)
+        send(PLAN_TASK, job_id)
+        return "planning again"
+    _, plans, _ = read_manifest(job_dir)
+    store.restore_job(job_id, {**record, "state": JobState.COPYING.value,
+                               "tables": [p.name for p in plans]})
+    store.claim_target(record["target"], job_id)
+    pipe = store.redis.pipeline()
+    for plan in plans:
+        done = _checkpoint(job_dir / "tables" / plan.file)
+        store.update_table(job_id, plan.name, pipeline=pipe, name=plan.name,
+                           state=TableState.PENDING.value, rows_estimated=plan.rows_estimated,
+                           attempts=0, error=None, error_key=None, key=plan.key,
+                           key_kind=plan.key_kind, **done)
+    pipe.execute()
+    for plan in plans:
+        send(COPY_TASK, job_id, plan.name)
+    get_logger(job_id=job_id).warning("job_rebuilt_from_volume", tables=len(plans))
+    return f"rebuilt from the volume; queued {len(plans)} table(s)"
+
+
+def _checkpoint(path: Path) -> dict[str, Any]:
+    """Progress as the work file records it (read-only: the writer may come back)."""
+    if not path.exists():
+        return {"rows_done": 0}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        row = db.execute("SELECT rows, checksum, last_key FROM _liteshift_checkpoint").fetchone()
+    except sqlite3.Error:
+        return {"rows_done": 0}
+    finally:
+        db.close()
+    return {"rows_done": row[0], "checksum": row[1], "last_key": row[2]} if row else {}
+
+
+def rebuild_forgotten(settings: Settings, store: StateStore, send: Send) -> list[str]:
+    """Every unfinished job on the volume that Redis does not know: rebuilt and resumed.
+    Run when a worker starts and periodically by the reaper."""
+    rebuilt = []
+    for job_dir in job_dirs(settings.state_dir):
+        job_id = job_dir.name
+        if (job_dir / "outcome.json").exists() or not (job_dir / "job.json").exists():
+            continue
+        if store.redis.exists(store.keys.job(job_id)):
+            continue
+        rebuild_job(settings, store, send, job_id)
+        rebuilt.append(job_id)
+    return rebuilt

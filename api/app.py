@@ -29,7 +29,7 @@ from worker.errors import ConfigError, InputError, LiteshiftError, TargetConflic
 from worker.logs import configure_logging
 from worker.names import check_target, published_path, report_path
 from worker.redact import redact_value
-from worker.source_url import check_reachable, parse_source_url
+from worker.source_url import check_reachable, parse_source_url, resolve_source
 from worker.state import JobState, StateStore
 
 
@@ -58,9 +58,10 @@ router = APIRouter()
 async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
     try:
         check_target(body.target)
-        parsed = parse_source_url(body.source)
+        url = resolve_source(svc.settings.sources, body.source)
+        parsed = parse_source_url(url)
         await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)
-        tables = await svc.probe(svc.settings, body.source, body.schema_)
+        tables = await svc.probe(svc.settings, url, body.schema_)
         job_id = await run_in_threadpool(_submit, svc, body, tables)
     except TargetConflict as exc:
         raise ApiError(409, scrub(str(exc), body.source)) from None

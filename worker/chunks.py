@@ -62,7 +62,7 @@ def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
     size = checksum = 0
     lossy: dict[str, int] = {}
     last_key = None
-    micro = 64
+    micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
     while True:
         raw = list(islice(rows, min(micro, chunk_rows - len(pending))))
         if not raw:

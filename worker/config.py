@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
@@ -32,6 +33,17 @@ class Settings(BaseSettings):
     connect_timeout_s: int = Field(default=10, ge=1, le=300)
     probe_timeout_s: float = Field(default=30.0, gt=0, le=600)
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
+    # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
+    # carrying a password; the API and the workers resolve the name from their own setting.
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _named_sources(self) -> Settings:
+        prefix = "LITESHIFT_SOURCE_"
+        for key, value in os.environ.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                self.sources.setdefault(key[len(prefix):].upper(), value)
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -15,7 +15,7 @@ from worker.errors import InputError, TargetConflict
 from worker.jobfiles import remove_work_files, write_job_record, write_outcome
 from worker.names import check_target, published_path
 from worker.sealing import seal
-from worker.source_url import parse_source_url
+from worker.source_url import describe_source, parse_source_url, resolve_source
 from worker.state import JobState, StateStore, TableState
 
 Send = Callable[..., Any]  # send(task_name, *args)
@@ -41,7 +41,8 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     """Record a job and queue its planning. `source_tables`, when the caller probed the
     source, lets unknown names in `tables`/`exclude` be refused before anything is queued."""
     check_target(target)
-    parsed = parse_source_url(source)
+    url = resolve_source(settings.sources, source)
+    parsed = parse_source_url(url)
     options = dict(options or {})
     profile = options.setdefault("profile", "ecto")
     if profile not in PROFILES:
@@ -59,7 +60,9 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
         raise TargetConflict(f"job {holder} is already writing target {target!r}: wait for it, "
                          "or cancel it first")
     record = {
-        "target": target, "source": parsed.redacted, "source_sealed": seal(settings, source),
+        "target": target, "source": describe_source(source, url),
+        # A named source seals only its name: the URL never leaves the workers' settings.
+        "source_sealed": seal(settings, source),
         "source_kind": parsed.kind, "schema": schema, "include": tables or None,
         "exclude": exclude or [], "replace": replace, "options": options, "tables": [],
         "error": None,

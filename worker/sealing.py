@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.redact import remember
+from worker.source_url import resolve_source
 
 
 def _key_file_key(state_dir: Path) -> bytes:
@@ -53,7 +54,7 @@ def unseal(settings: Settings, token: str) -> str:
             "cannot decrypt the job's source URL: the API and the workers must share "
             "LITESHIFT_SECRET_KEY (or the same data volume holding .liteshift/secret.key)"
         ) from None
-    url = plaintext.decode()
+    url = resolve_source(settings.sources, plaintext.decode())
     remember_url_password(url)
     return url
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -29,6 +30,28 @@ class SourceURL:
         """The URL psycopg accepts (it does not know SQLAlchemy's +driver suffix)."""
         scheme, rest = self.url.split("://", 1)
         return "postgresql://" + rest
+
+
+SOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def resolve_source(sources: dict[str, str], text: str) -> str:
+    """A URL as given, or the URL of a named source (LITESHIFT_SOURCE_<NAME>)."""
+    if not isinstance(text, str) or "://" in text:
+        return text
+    if not SOURCE_NAME.fullmatch(text):
+        raise InputError("source must be a URL such as postgresql://user:password@host/dbname, "
+                         "or the name of a source configured as LITESHIFT_SOURCE_<NAME>")
+    url = sources.get(text.upper())
+    if url is None:
+        raise InputError(f"no source named {text!r}: set LITESHIFT_SOURCE_{text.upper()} to its "
+                         "URL on the API and the workers")
+    return url
+
+
+def describe_source(text: str, url: str) -> str:
+    """What people see: the name, if any, and the URL without its password."""
+    return redact(url) if text == url else f"{text} ({redact(url)})"
 
 
 def parse_source_url(url: str) -> SourceURL:

@@ -167,20 +167,23 @@ def _read_ahead(make: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
     handoff: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
     stop = threading.Event()
 
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():  # the consumer may have stopped early: don't block forever
+            try:
+                handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for chunk in make():
-                while not stop.is_set():
-                    try:
-                        handoff.put(chunk, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(chunk):
                     return
-            handoff.put(_DONE)
+            hand_over(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
-            handoff.put(exc)
+            hand_over(exc)
 
     reader = threading.Thread(target=produce, name="liteshift-reader", daemon=True)
     reader.start()

@@ -44,6 +44,7 @@ class Context:
 def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
     source = sys.stdin.readline().strip() if args.source_url == "-" else args.source_url
     options = {"chunk_rows": args.chunk_rows} if args.chunk_rows else {}
+    options.update(_value_options(args))
     body = {"source": source, "target": args.target, "schema": args.schema,
             "tables": args.table or None, "exclude": args.exclude or [],
             "replace": args.replace, "options": options}
@@ -198,6 +199,29 @@ def _add_submit(sub: Any) -> None:
                      help="replace an existing <target>.db (the old file is kept)")
     cmd.add_argument("--chunk-rows", type=_positive(int), metavar="N",
                      help="rows per committed chunk (default: the server's)")
+    cmd.add_argument("--profile", choices=("ecto", "rails", "django", "plain"),
+                     help="write values as this framework reads them (default ecto)")
+    cmd.add_argument("--exact-decimals", action="store_true",
+                     help="keep numeric columns exact, declared TEXT")
+    cmd.add_argument("--utc-timestamps", action="store_true",
+                     help="timestamp without time zone columns hold UTC (Z for ecto/plain)")
+    cmd.add_argument("--column-type", action="append", metavar="TABLE.COLUMN=TYPE",
+                     help="override one column: utc_datetime, naive_datetime, text, json, "
+                          "decimal_text, decimal (repeat for more)")
+
+
+def _value_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.profile:
+        options["profile"] = args.profile
+    if args.exact_decimals:
+        options["exact_decimals"] = True
+    if args.utc_timestamps:
+        options["utc_timestamps"] = True
+    if args.column_type:
+        options["column_types"] = dict(item.split("=", 1) for item in args.column_type
+                                       if "=" in item)
+    return options
 
 
 def _add_job_commands(sub: Any) -> None:

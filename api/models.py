@@ -17,7 +17,18 @@ class Options(BaseModel):
                                    description="rows per committed chunk (default: server's)")
     chunk_bytes: int | None = Field(default=None, ge=64 * 1024, le=1024 * 1024 * 1024,
                                     description="bytes per committed chunk (default: server's)")
-    profile: str = Field(default="ecto", description="output profile: how values are written")
+    profile: str = Field(default="ecto", description="output profile: how values are "
+                         "written, for the app that reads the file: ecto, rails, django, plain")
+    # None (not False) as the default, so options a job did not set stay out of its record.
+    exact_decimals: bool | None = Field(
+        default=None, description="keep numeric/decimal columns exact, declared TEXT")
+    utc_timestamps: bool | None = Field(
+        default=None, description="timestamp without time zone columns hold UTC: write Z "
+                                  "where the profile marks UTC (ecto, plain)")
+    column_types: dict[Name, str] | None = Field(
+        default=None, description='per-column overrides, {"table.column": "utc_datetime" | '
+        '"naive_datetime" | "text" | "json" | "decimal_text" | "decimal"}; they win over '
+        "profile and options")
 
 
 class JobRequest(BaseModel):

@@ -54,7 +54,9 @@ def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
     C-level maps; the micro-batch shrinks for wide rows so a table of 5 MB blobs never holds
     more than about chunk_bytes at once."""
     width = len(plan.columns)
-    strip = itemgetter(slice(0, width)) if max(plan.key_positions, default=-1) >= width else None
+    flags = getattr(plan, "flag_positions", [])
+    extra = max(plan.key_positions, default=-1) >= width or bool(flags)
+    strip = itemgetter(slice(0, width)) if extra else None
     key_of = _key_getter(plan.key_positions)
     converters = [(i, c.name, CONVERTERS[c.converter])
                   for i, c in enumerate(plan.columns) if c.converter]
@@ -69,6 +71,8 @@ def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
             break
         if key_of:
             last_key = key_of(raw[-1])
+        if flags:
+            _count_flags(raw, flags, lossy)
         batch = list(map(strip, raw)) if strip else raw
         if converters:
             batch = _convert(batch, converters, lossy)
@@ -93,6 +97,15 @@ def _key_getter(positions: Sequence[int]) -> Callable[[tuple], list[Any]] | None
     if len(positions) == 1:
         return lambda row: [getter(row)]
     return lambda row: list(getter(row))
+
+
+def _count_flags(raw: list[tuple], flags: list[tuple[str, int]],
+                 lossy: dict[str, int]) -> None:
+    """Add up the server's lossy flags (booleans, never NULL): a C-level sum per column."""
+    for name, position in flags:
+        count = sum(map(itemgetter(position), raw))
+        if count:
+            lossy[name] = lossy.get(name, 0) + count
 
 
 def _convert(batch: list[tuple], converters: list, lossy: dict[str, int]) -> list[tuple]:

@@ -40,8 +40,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _named_sources(self) -> Settings:
         prefix = "LITESHIFT_SOURCE_"
+        # LITESHIFT_SOURCE_RETRY_LIMIT and _RETRY_BACKOFF_S are settings, not sources
+        settings = {f"LITESHIFT_{name}".upper() for name in type(self).model_fields}
         for key, value in os.environ.items():
-            if key.startswith(prefix) and len(key) > len(prefix):
+            if key.startswith(prefix) and len(key) > len(prefix) and key.upper() not in settings:
                 self.sources.setdefault(key[len(prefix):].upper(), value)
         return self
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from worker import profiles
 from worker.config import Settings
 from worker.errors import InputError, TargetConflict
 from worker.jobfiles import remove_work_files, write_job_record, write_outcome
@@ -26,7 +27,7 @@ FINALIZE_TASK = "liteshift.finalize_job"
 RESUME_TASK = "liteshift.resume_job"
 VERIFY_TASK = "liteshift.verify_job"
 
-PROFILES = ("ecto",)
+PROFILES = profiles.PROFILES  # output profiles: ecto (default), rails, django, plain
 
 
 def new_job_id() -> str:
@@ -44,9 +45,8 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     url = resolve_source(settings.sources, source)
     parsed = parse_source_url(url)
     options = dict(options or {})
-    profile = options.setdefault("profile", "ecto")
-    if profile not in PROFILES:
-        raise InputError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    options.setdefault("profile", "ecto")
+    profiles.check_options(options)
     if source_tables is not None:
         _check_table_names(tables or [], exclude or [], source_tables, schema)
     if published_path(settings.data_dir, target).exists() and not replace:

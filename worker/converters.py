@@ -24,18 +24,39 @@ def _numeric(text: str | None) -> tuple[int | float | None, bool]:
         exact = Decimal(text)
     except InvalidOperation:
         return None, True
-    if not exact.is_finite():  # NaN, Infinity: no NUMERIC value holds them
+    if exact.is_nan():  # SQLite has no NaN: NULL, counted
         return None, True
+    if exact.is_infinite():  # a REAL holds ±Infinity exactly
+        return float(exact), False
     if exact == exact.to_integral_value():
         whole = int(exact)
         if INT64_MIN <= whole <= INT64_MAX:
             return whole, False
     approx = float(exact)
-    return approx, Decimal(repr(approx)) != exact
+    lossy = Decimal(repr(approx)) != exact
+    # SQLite stores a REAL with an integral value as INTEGER in a NUMERIC column (its
+    # sqlite3VdbeIntegerAffinity: strictly inside the int64 range).
+    if approx.is_integer() and INT64_MIN < approx < INT64_MAX:
+        return int(approx), lossy
+    return approx, lossy
 
 
 def numeric_affinity(values: list) -> tuple[list, int]:
     pairs = list(map(_numeric, values))
+    return [v for v, _ in pairs], sum(lossy for _, lossy in pairs)
+
+
+def _numeric_text(text: str | None) -> tuple[str | int | float | None, bool]:
+    # JSON bound into a NUMERIC-affinity column (rails' `json`): a bare number is stored as
+    # a number, as SQLite would store its text; anything else (objects, strings) stays text.
+    if text is None or text.lstrip()[:1] not in tuple("-0123456789"):
+        return text, False
+    value, _ = _numeric(text)
+    return value, True
+
+
+def numeric_text(values: list) -> tuple[list, int]:
+    pairs = list(map(_numeric_text, values))
     return [v for v, _ in pairs], sum(lossy for _, lossy in pairs)
 
 
@@ -50,4 +71,5 @@ def nan_to_null(values: list) -> tuple[list, int]:
 CONVERTERS: dict[str, Converter] = {
     "numeric_affinity": numeric_affinity,
     "nan_to_null": nan_to_null,
+    "numeric_text": numeric_text,
 }

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from worker import post_data
 from worker.config import Settings
 from worker.errors import TargetError, TargetExists, VerificationFailed
 from worker.jobfiles import remove_work_files, write_json_atomic, write_outcome
@@ -41,7 +42,7 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         job_dir = settings.job_dir(job_id)
         manifest_job, plans, objects = read_manifest(job_dir)
         partial = job_dir / f"{job['target']}.db.partial"
-        checks = build_database(partial, plans, job_dir / "tables")
+        checks = build_database(partial, plans, job_dir / "tables", objects)
         report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
         if store.job_state(job_id) == JobState.CANCELLED:  # cancelled while we merged
             partial.unlink(missing_ok=True)
@@ -62,8 +63,10 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
                  seconds=round(time.monotonic() - started, 2))
 
 
-def build_database(path: Path, plans: list[TablePlan], tables_dir: Path) -> dict[str, Any]:
-    """Merge every table's work file into one new file, then indexes, then checks.
+def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
+                   objects: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Merge every table's work file into one new file, then indexes, then sequences, views
+    and the CHECK audit (post_data.py, recording outcomes on `objects`), then checks.
 
     The file is scratch until published, so it is built without a journal: a crash here
     means finalize starts again from the work files.
@@ -76,10 +79,13 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path) -> dict
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
+            # Rows were copied with CHECKs off; post_data audits them against the whole table.
+            db.execute("PRAGMA ignore_check_constraints=ON")
             counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
             for plan in plans:
                 for index in plan.indexes:
                     _create_index(db, plan, index)
+            post_data.apply(db, plans, objects if objects is not None else [])
             checks = _run_checks(db)
             checks["rows"] = counts
             db.execute("PRAGMA journal_mode=DELETE")
@@ -102,8 +108,14 @@ def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> in
             raise VerificationFailed(f"table {plan.name!r}: its work file is not complete",
                                      table=plan.name)
         db.execute("BEGIN")
-        # Identical definitions and an empty target: SQLite copies raw records.
-        db.execute(f"INSERT INTO main.{quote(plan.name)} SELECT * FROM stg.{quote(plan.name)}")
+        # Identical definitions and an empty target: SQLite copies raw records. A table with
+        # generated columns names the copied ones (SQLite computes the rest) in case SQLite
+        # declines the transfer optimisation, where SELECT * would not fit.
+        columns = ""
+        if getattr(plan, "generated_columns", None):
+            columns = ", ".join(quote(c.name) for c in plan.columns)
+        db.execute(f"INSERT INTO main.{quote(plan.name)} {f'({columns})' if columns else ''} "
+                   f"SELECT {columns or '*'} FROM stg.{quote(plan.name)}")
         db.execute("COMMIT")
     finally:
         db.execute("DETACH DATABASE stg")

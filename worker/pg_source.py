@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
+from worker import pg_catalog
 from worker.errors import SourceError, SourceRejected, SourceUnavailable
 from worker.redact import redact
 from worker.source_url import SourceURL
@@ -53,6 +54,12 @@ class PgColumn:
     default: str | None
     generated: str  # "" or "s" (stored generated column)
     identity: str  # "" or "a"/"d"
+    element: str = ""  # an array's element type name
+    enum_labels: list[str] = field(default_factory=list)
+    domain: str = ""  # the domain's name when the column's type is a domain
+    domain_checks: list[str] = field(default_factory=list)  # its CHECKs, VALUE for the value
+    sequence: str | None = None  # the sequence a serial or identity column owns
+    sequence_value: int | None = None  # its last value (None: never used, or not readable)
 
 
 @dataclass
@@ -61,17 +68,20 @@ class PgTable:
     columns: list[PgColumn]
     primary_key: list[str]
     unique: list[dict[str, Any]]  # {"name", "columns"}
-    indexes: list[dict[str, Any]]  # SQLAlchemy's reflected index dicts
+    indexes: list[dict[str, Any]]  # pg_catalog.indexes() dicts: keys, desc, where, ...
     foreign_keys: list[dict[str, Any]]  # SQLAlchemy's reflected FK dicts
     rows_estimated: int
     size_bytes: int
+    kind: str = "r"  # pg_class.relkind: r table, p partitioned, m materialized view
+    checks: list[dict[str, Any]] = field(default_factory=list)  # {"name", "expr", ...}
 
 
 @dataclass
 class PgSchema:
     schema: str
     tables: list[PgTable]
-    others: list[dict[str, str]] = field(default_factory=list)  # views, triggers, ...
+    others: list[dict[str, str]] = field(default_factory=list)  # triggers, functions, ...
+    views: list[dict[str, str]] = field(default_factory=list)  # {"name", "sql"}
 
 
 def translate_error(exc: BaseException, *, what: str) -> SourceError:
@@ -119,10 +129,12 @@ def connect(source: SourceURL, *, timeout_s: int = 10) -> Iterator[psycopg.Conne
 
 
 def list_tables(conn: psycopg.Connection, schema: str) -> list[str]:
-    """Ordinary and partitioned tables (partitions themselves are read through their parent)."""
+    """Ordinary and partitioned tables (partitions themselves are read through their parent),
+    and populated materialized views, which are copied as tables with their rows."""
     rows = conn.execute(
         """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+           WHERE n.nspname = %s AND NOT c.relispartition
+             AND (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
            ORDER BY c.relname""", (schema,)).fetchall()
     return [r[0] for r in rows]
 
@@ -132,64 +144,40 @@ def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
         is not None
 
 
-_COLUMNS_SQL = """
-SELECT c.relname, a.attname,
-       format_type(COALESCE(NULLIF(t.typbasetype, 0), a.atttypid),
-                   CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
-       bt.typname, bt.typtype, bt.typcategory, NOT a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attgenerated, a.attidentity
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type bt ON bt.oid = COALESCE(NULLIF(t.typbasetype, 0), a.atttypid)
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE n.nspname = %s AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY c.relname, a.attnum
-"""
-
 _SIZES_SQL = """
-SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
+SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), c.relkind::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = ANY(%s)
 """
 
-_OTHERS_SQL = """
-SELECT 'view', c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %(s)s AND c.relkind = 'v'
-UNION ALL SELECT 'materialized_view', c.relname FROM pg_class c
- JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relkind = 'm'
-UNION ALL SELECT 'sequence', c.relname FROM pg_class c
- JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(s)s AND c.relkind = 'S'
-UNION ALL SELECT 'trigger', t.tgname || ' on ' || c.relname FROM pg_trigger t
- JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %(s)s AND NOT t.tgisinternal
-UNION ALL SELECT 'function', p.proname FROM pg_proc p
- JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(s)s
-UNION ALL SELECT 'check_constraint', co.conname || ' on ' || c.relname FROM pg_constraint co
- JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %(s)s AND co.contype = 'c'
-"""
-
-
 def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
             names: Sequence[str]) -> PgSchema:
-    """Read the named tables' structure: SQLAlchemy's inspector for keys, indexes and foreign
-    keys, the catalog for exact column types (the inspector folds domains and arrays)."""
+    """Read the named tables' structure: SQLAlchemy's inspector for keys and foreign keys,
+    the catalog (pg_catalog.py) for exact column types (the inspector folds domains and
+    arrays), CHECKs, indexes with their expressions and predicates, views and the rest."""
     columns: dict[str, list[PgColumn]] = {name: [] for name in names}
-    for row in conn.execute(_COLUMNS_SQL, (schema, list(names))):
-        columns[row[0]].append(PgColumn(*row[1:]))
-    sizes = {r[0]: (max(r[1], 0), r[2]) for r in conn.execute(_SIZES_SQL, (schema, list(names)))}
-    others = [{"kind": k, "name": n} for k, n in conn.execute(_OTHERS_SQL, {"s": schema})]
+    listed = list(names)
+    try:
+        for row in pg_catalog.columns(conn, schema, listed):
+            columns[row[0]].append(PgColumn(*row[1:]))
+        sizes = {r[0]: (max(r[1], 0), r[2], r[3])
+                 for r in conn.execute(_SIZES_SQL, (schema, listed))}
+        checks = pg_catalog.checks(conn, schema, listed)
+        indexes = pg_catalog.indexes(conn, schema, listed)
+        views = pg_catalog.views(conn, schema)
+        others = pg_catalog.others(conn, schema)
+    except psycopg.Error as exc:
+        raise translate_error(exc, what="reading the schema") from None
     keyed = _reflect_constraints(source, schema, names)
     tables = []
     for name in names:
-        pk, unique, indexes, fks = keyed[name]
-        rows, size = sizes.get(name, (0, 0))
+        pk, unique, fks = keyed[name]
+        rows, size, kind = sizes.get(name, (0, 0, "r"))
         tables.append(PgTable(name=name, columns=columns[name], primary_key=pk, unique=unique,
-                              indexes=indexes, foreign_keys=fks, rows_estimated=rows,
-                              size_bytes=size))
-    return PgSchema(schema=schema, tables=tables, others=others)
+                              indexes=indexes.get(name, []), foreign_keys=fks,
+                              rows_estimated=rows, size_bytes=size, kind=kind,
+                              checks=checks.get(name, [])))
+    return PgSchema(schema=schema, tables=tables, others=others, views=views)
 
 
 def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -> dict:
@@ -201,7 +189,6 @@ def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -
         wanted = list(names)
         pks: dict = inspector.get_multi_pk_constraint(schema=schema, filter_names=wanted)
         uniques: dict = inspector.get_multi_unique_constraints(schema=schema, filter_names=wanted)
-        indexes: dict = inspector.get_multi_indexes(schema=schema, filter_names=wanted)
         fks: dict = inspector.get_multi_foreign_keys(schema=schema, filter_names=wanted)
     except sa_exc.SQLAlchemyError as exc:
         raise translate_error(exc, what="reading the schema") from None
@@ -213,7 +200,6 @@ def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -
         out[name] = (
             list(pks.get(key, {}).get("constrained_columns") or []),
             [{"name": u["name"], "columns": u["column_names"]} for u in uniques.get(key, [])],
-            list(indexes.get(key, [])),
             list(fks.get(key, [])),
         )
     return out

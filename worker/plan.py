@@ -63,7 +63,7 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
                                   job["exclude"])
             schema = pg_source.reflect(source, conn, job["schema"], names)
         check_space(settings, sum(t.size_bytes for t in schema.tables))
-        plan = translate(schema)
+        plan = translate(schema, job.get("options"))
         job_dir = settings.job_dir(job_id)
         write_manifest(job_dir, _manifest_job(job), plan.tables, plan.objects)
         _record_tables(store, job_id, plan.tables)

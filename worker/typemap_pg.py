@@ -1,11 +1,16 @@
 """PostgreSQL → SQLite type mapping, as data: an ordered rule table, first match wins.
 
-Each rule names the SQLite declared type, the SELECT expression that makes the server render
-the value (so no per-value Python runs for most types), the binary COPY wire type of that
-expression, an optional column converter (see converters.py), and whether it can lose
-information. The default output is what ecto_sqlite3 reads back natively
-(../shared/TARGET_FORMATS.md): booleans 0/1, JSON text for json and arrays, lowercase UUID
-text, ISO 8601 timestamps with `Z` for timestamptz and none for naive timestamps.
+Each rule names, given the column and its context (profile, job options, per-column
+override; see profiles.py): the SQLite declared type, the SELECT expression that makes the
+server render the value (so no per-value Python runs for most types), the binary COPY wire
+type of that expression, an optional column converter (converters.py), an optional flag
+expression (true where the value was written by a lossy fallback: counted per column at the
+cost of one boolean per row), an optional column CHECK, and whether it can lose information.
+
+Every value a rule produces must be stored unchanged by SQLite under the declared type's
+affinity (text in TEXT columns, integers in INTEGER, floats in REAL, and for NUMERIC-affinity
+columns what the affinity would make of them): the checksum covers the values as bound, and
+verification reads them back.
 """
 
 from __future__ import annotations
@@ -14,91 +19,223 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from worker import pg_render as render
 from worker.pg_source import PgColumn
+from worker.profiles import ColumnContext
+
+Ctx = ColumnContext
+Sql = Callable[[str, PgColumn, Ctx], str]  # (quoted column, column, context) -> SQL
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
-    matches: Callable[[PgColumn], bool]
-    sqlite_type: Callable[[PgColumn], str]
-    select: Callable[[str, PgColumn], str]  # (quoted column, column) -> SQL expression
+    matches: Callable[[PgColumn, Ctx], bool]
+    sqlite_type: Callable[[PgColumn, Ctx], str]
+    select: Sql
     wire: str  # psycopg binary COPY type of the expression
-    converter: str | None = None  # name in converters.CONVERTERS
+    # name in converters.CONVERTERS, or a function of (column, context) giving one or None
+    converter: str | Callable[[PgColumn, Ctx], str | None] | None = None
+    flag: Sql | None = None  # SQL boolean, never NULL: this value took a lossy fallback
+    check: Sql | None = None  # a column CHECK the rule adds (enum labels, JSON validity)
     lossy: bool = False
     note: str = ""
 
 
-def _is(*typnames: str) -> Callable[[PgColumn], bool]:
-    return lambda col: col.typname in typnames
+def _is(*typnames: str) -> Callable[[PgColumn, Ctx], bool]:
+    return lambda col, ctx: ctx.override is None and col.typname in typnames
 
 
-def _const(value: str) -> Callable[[PgColumn], str]:
-    return lambda col: value
+def _override(name: str, *typnames: str) -> Callable[[PgColumn, Ctx], bool]:
+    return lambda col, ctx: ctx.override == name and (not typnames or col.typname in typnames)
 
 
-def _precision(col: PgColumn) -> int | None:
-    found = re.search(r"\((\d+)", col.type_sql)
-    return int(found.group(1)) if found else None
+def _typed(ecto: str, rails: str | None = None, django: str | None = None,
+           plain: str | None = None) -> Callable[[PgColumn, Ctx], str]:
+    """Declared type per profile: what each framework's own migrations would write."""
+    names = {"ecto": ecto, "rails": rails or ecto, "django": django or ecto,
+             "plain": plain or ecto}
+    return lambda col, ctx: names[ctx.profile]
 
 
-def _decimal_type(col: PgColumn) -> str:
+def _cast_text(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"{c}::text"
+
+
+def _to_json(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"to_json({c})::text"
+
+
+def _decimal_type(col: PgColumn, ctx: Ctx) -> str:
     found = re.search(r"numeric\((\d+),(\d+)\)", col.type_sql)
-    return f"DECIMAL({found.group(1)},{found.group(2)})" if found else "DECIMAL"
+    # money has two fraction digits and fits in 19 digits (its int8 of cents).
+    size = "(19,2)" if col.typname == "money" else (
+        f"({found.group(1)},{found.group(2)})" if found else "")
+    if ctx.profile == "django":
+        return "decimal"  # Django declares the type without its size on SQLite
+    return {"rails": "decimal", "plain": "NUMERIC"}.get(ctx.profile, "DECIMAL") + size
 
 
-def _timestamp_sql(zone: str) -> Callable[[str, PgColumn], str]:
-    # Ecto's :naive_datetime / :utc_datetime are timestamp(0) on PostgreSQL and write no
-    # fraction; the _usec variants are plain timestamp and write exactly six digits.
-    # Infinite and BC values have no ISO form: the server's own text keeps them visible.
-    def render(c: str, col: PgColumn) -> str:
-        fraction = "" if _precision(col) == 0 else ".US"
-        value = f"({c} AT TIME ZONE 'UTC')" if zone else c
-        fmt = f'YYYY-MM-DD"T"HH24:MI:SS{fraction}{zone}'
-        return (f"CASE WHEN isfinite({c}) AND {value} >= '0001-01-01' "
-                f"THEN to_char({value}, '{fmt}') ELSE {c}::text END")
-    return render
+def _numeric_text(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"{c}::numeric::text" if col.typname == "money" else f"{c}::text"
 
 
-def _time_sql(c: str, col: PgColumn) -> str:
-    fraction = "" if _precision(col) == 0 else ".US"
-    return f"to_char({c}, 'HH24:MI:SS{fraction}')"
+def _varchar(col: PgColumn, ctx: Ctx) -> str:
+    if ctx.profile in ("rails", "django") and col.typname == "varchar":
+        return col.type_sql.replace("character varying", "varchar")
+    return "TEXT"
 
+
+def _datetime(utc_default: bool | None) -> Sql:
+    """utc_default None: decided by the column (timestamptz) and the utc_timestamps option."""
+    def select(c: str, col: PgColumn, ctx: Ctx) -> str:
+        utc = utc_default
+        if utc is None:
+            utc = col.typname == "timestamptz" or ctx.utc_timestamps
+        return render.datetime_sql(c, col, ctx, utc=utc)
+    return select
+
+
+def _array(c: str, col: PgColumn, ctx: Ctx) -> str:
+    element = col.element
+    if element not in ("timestamp", "timestamptz", "time"):
+        return render.json_array_sql(c, None)
+    elem = PgColumn(name="_ls_e", type_sql=col.type_sql.removesuffix("[]"), typname=element,
+                    typtype="b", category="D", nullable=True, default=None, generated="",
+                    identity="")
+    inner = rule_for(elem, Ctx(profile=ctx.profile, utc_timestamps=ctx.utc_timestamps))
+    return render.json_array_sql(c, inner.select("_ls_e", elem, ctx))
+
+
+def _enum_check(c: str, col: PgColumn, ctx: Ctx) -> str:
+    labels = ", ".join("'" + label.replace("'", "''") + "'" for label in col.enum_labels)
+    return f"{c} IN ({labels})"
+
+
+def _django_json_check(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"JSON_VALID({c}) OR {c} IS NULL" if ctx.profile == "django" else ""
+
+
+_TEMPORAL_NOTE = ("infinity, -infinity, BC and year-10000+ values keep PostgreSQL's text "
+                  "('infinity', '… BC') and are counted")
+_GEOMETRIC = ("point", "line", "lseg", "box", "path", "polygon", "circle")
 
 RULES: tuple[Rule, ...] = (
-    # bool before the integers: 0/1 is what ecto_sqlite3 (and Rails, Django) read back.
-    Rule("boolean", _is("bool"), _const("INTEGER"), lambda c, _: f"{c}::int4::int8", "int8"),
-    Rule("integer", _is("int2", "int4", "int8", "oid"), _const("INTEGER"),
-         lambda c, _: f"{c}::int8", "int8"),
-    Rule("float", _is("float4", "float8"), _const("REAL"), lambda c, _: f"{c}::float8", "float8",
-         converter="nan_to_null", lossy=True, note="NaN becomes NULL (SQLite has no NaN)"),
-    Rule("decimal", _is("numeric"), _decimal_type, lambda c, _: f"{c}::text", "text",
+    # Per-column overrides first: a person's explicit choice wins over every type rule.
+    Rule("override_text", _override("text"), _typed("TEXT"), _cast_text, "text",
+         note="override: PostgreSQL's text form"),
+    Rule("override_json", _override("json"), _typed("TEXT"), _to_json, "text",
+         note="override: to_json() of the value"),
+    Rule("utc_datetime", _override("utc_datetime", "timestamp", "timestamptz"),
+         _typed("TEXT", "datetime(6)", "datetime"), _datetime(True), "text",
+         flag=render.out_of_range_flag("timestamp"), lossy=True,
+         note="override: UTC, with Z where the profile marks UTC; " + _TEMPORAL_NOTE),
+    Rule("naive_datetime", _override("naive_datetime", "timestamp", "timestamptz"),
+         _typed("TEXT", "datetime(6)", "datetime"), _datetime(False), "text",
+         flag=render.out_of_range_flag("timestamp"), lossy=True,
+         note="override: UTC wall time without Z; " + _TEMPORAL_NOTE),
+    Rule("decimal_text", lambda col, ctx: col.typname in ("numeric", "money") and (
+            ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
+         _typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
+    Rule("decimal", lambda col, ctx: col.typname in ("numeric", "money") and (
+            ctx.override in (None, "decimal")), _decimal_type, _numeric_text, "text",
          converter="numeric_affinity", lossy=True,
-         note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); inexact values "
-              "counted"),
-    Rule("money", _is("money"), _const("DECIMAL(19,2)"), lambda c, _: f"{c}::numeric::text",
-         "text", converter="numeric_affinity", lossy=True),
-    Rule("timestamptz", _is("timestamptz"), _const("TEXT"), _timestamp_sql("Z"), "text",
-         note="ISO 8601 in UTC with Z (ecto :utc_datetime[_usec])"),
-    Rule("timestamp", _is("timestamp"), _const("TEXT"), _timestamp_sql(""), "text",
-         note="ISO 8601 without zone (ecto :naive_datetime[_usec])"),
-    Rule("date", _is("date"), _const("TEXT"), lambda c, _: f"{c}::text", "text"),
-    Rule("time", _is("time"), _const("TEXT"), _time_sql, "text"),
-    Rule("json", _is("json", "jsonb"), _const("TEXT"), lambda c, _: f"{c}::text", "text"),
-    Rule("uuid", _is("uuid"), _const("TEXT"), lambda c, _: f"{c}::text", "text"),
-    Rule("bytea", _is("bytea"), _const("BLOB"), lambda c, _: c, "bytea"),
+         note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
+              "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted"),
+    # bool before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.
+    Rule("boolean", _is("bool"), _typed("INTEGER", "boolean", "bool"),
+         lambda c, col, ctx: f"{c}::int4::int8", "int8"),
+    Rule("integer", _is("int2", "int4", "int8", "oid", "xid", "cid"), _typed("INTEGER"),
+         lambda c, col, ctx: f"{c}::int8", "int8"),
+    Rule("float", _is("float4", "float8"), _typed("REAL", "float", "real"),
+         lambda c, col, ctx: render.float_sql(c, col), "float8", flag=render.float_flag,
+         lossy=True, note="NaN becomes NULL (SQLite has no NaN) and -0 becomes 0, counted; "
+                          "±Infinity kept"),
+    Rule("timestamptz", _is("timestamptz"), _typed("TEXT", "datetime(6)", "datetime"),
+         _datetime(None), "text", flag=render.out_of_range_flag("timestamptz"), lossy=True,
+         note="ISO 8601 in UTC in the profile's format; " + _TEMPORAL_NOTE),
+    Rule("timestamp", _is("timestamp"), _typed("TEXT", "datetime(6)", "datetime"),
+         _datetime(None), "text", flag=render.out_of_range_flag("timestamp"), lossy=True,
+         note="ISO 8601 without zone (Z with utc_timestamps); " + _TEMPORAL_NOTE),
+    Rule("date", _is("date"), _typed("TEXT", "date", "date"), _cast_text, "text",
+         flag=render.out_of_range_flag("date"), lossy=True,
+         note="YYYY-MM-DD; " + _TEMPORAL_NOTE),
+    Rule("time", _is("time"), _typed("TEXT", "time", "time"),
+         lambda c, col, ctx: render.time_sql(c, col, ctx), "text",
+         note="HH:MM:SS[.ffffff] as the profile writes it"),
+    Rule("timetz", _is("timetz"), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's text: HH:MM:SS[.ffffff]+HH[:MM] (no framework has a type for it)"),
+    # Django's DurationField is a bigint of microseconds; before the general interval rule.
+    Rule("interval_micros", lambda col, ctx: _is("interval")(col, ctx) and ctx.profile == "django",
+         _typed("bigint"), lambda c, col, ctx: render.interval_micros_sql(c), "int8",
+         flag=lambda c, col, ctx: f"COALESCE(extract(month FROM {c}) <> 0 "
+                                  f"OR extract(year FROM {c}) <> 0, false)", lossy=True,
+         note="microseconds (Django's DurationField); months (30 days) and years (365.25 "
+              "days) have no exact length: such values counted"),
+    Rule("interval", _is("interval"), _typed("TEXT"), _cast_text, "text",
+         note="ISO 8601 duration (P1Y2M3DT4H5M6S)"),
+    Rule("uuid", _is("uuid"), _typed("TEXT", "varchar", "char(32)"),
+         lambda c, col, ctx: (f"replace({c}::text, '-', '')" if ctx.profile == "django"
+                              else f"{c}::text"), "text",
+         note="lowercase text; django: 32 hex digits without hyphens"),
+    Rule("json", _is("json", "jsonb"), _typed("TEXT", "json", "text"), _cast_text, "text",
+         converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
+         check=_django_json_check,
+         note="JSON text; rails' json column has NUMERIC affinity, so a bare number "
+              "is stored as a number (counted)"),
+    Rule("bytea", _is("bytea"), _typed("BLOB", "blob"), lambda c, col, ctx: c, "bytea"),
     # Arrays as JSON arrays (never PostgreSQL's {a,b}); to_json nests multi-dimensional ones.
-    Rule("array", lambda col: col.category == "A", _const("TEXT"),
-         lambda c, _: f"to_json({c})::text", "text"),
-    Rule("text", lambda col: col.category == "S", _const("TEXT"), lambda c, _: f"{c}::text",
-         "text"),
-    Rule("enum", lambda col: col.typtype == "e", _const("TEXT"), lambda c, _: f"{c}::text",
-         "text", note="enum labels as text"),
+    Rule("array", lambda col, ctx: ctx.override is None and col.category == "A",
+         _typed("TEXT"), _array, "text",
+         note="JSON array, NULL elements as null; 1-D timestamp/time arrays in the profile's "
+              "format, other elements as to_json writes them"),
+    Rule("hstore", _is("hstore"), _typed("TEXT"), _to_json, "text", note="JSON object"),
+    # char(n) read raw: a text cast would strip the padding the value holds.
+    Rule("bpchar", _is("bpchar"), _varchar, lambda c, col, ctx: c, "bpchar",
+         note="blank-padded as stored"),
+    Rule("citext", _is("citext"), _typed("TEXT COLLATE NOCASE"), _cast_text, "text",
+         note="COLLATE NOCASE keeps comparisons case-insensitive (ASCII letters only)"),
+    Rule("text", lambda col, ctx: ctx.override is None and col.category == "S", _varchar,
+         _cast_text, "text"),
+    Rule("enum", lambda col, ctx: ctx.override is None and col.typtype == "e",
+         _typed("TEXT"), _cast_text, "text", check=_enum_check,
+         note="label text, with a CHECK of the labels"),
+    Rule("composite", lambda col, ctx: ctx.override is None and col.typtype == "c",
+         _typed("TEXT"), _to_json, "text", note="JSON object of the fields"),
+    Rule("range", lambda col, ctx: ctx.override is None and col.typtype in ("r", "m"),
+         _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's range text: [lower,upper) (multirange: {[a,b),[c,d)})"),
+    Rule("network", _is("inet", "cidr", "macaddr", "macaddr8"), _typed("TEXT"), _cast_text,
+         "text", note="address text"),
+    Rule("bit", _is("bit", "varbit"), _typed("TEXT"), _cast_text, "text",
+         note="text of 0 and 1"),
+    Rule("xml", _is("xml"), _typed("TEXT"), _cast_text, "text", note="XML text"),
+    Rule("tsvector", _is("tsvector", "tsquery"), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's text form; SQLite has no full-text type (FTS5 is a table)"),
+    Rule("geometric", _is(*_GEOMETRIC), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's geometric text, e.g. (1,2)"),
     # Last: anything else keeps PostgreSQL's canonical text form, and the report says so.
-    Rule("text_form", lambda col: True, _const("TEXT"), lambda c, _: f"{c}::text", "text",
+    Rule("text_form", lambda col, ctx: True, _typed("TEXT"), _cast_text, "text",
          note="no specific rule: PostgreSQL's text form, reported"),
 )
 
 
-def rule_for(column: PgColumn) -> Rule:
-    return next(rule for rule in RULES if rule.matches(column))
+# The rule each per-column override (profiles.OVERRIDES) selects.
+OVERRIDE_RULES = {"text": "override_text", "json": "override_json",
+                  "utc_datetime": "utc_datetime", "naive_datetime": "naive_datetime",
+                  "decimal_text": "decimal_text", "decimal": "decimal"}
+
+
+def converter_for(rule: Rule, column: PgColumn, ctx: Ctx) -> str | None:
+    if callable(rule.converter):
+        return rule.converter(column, ctx)
+    return rule.converter
+
+
+def rule_for(column: PgColumn, ctx: Ctx | None = None) -> Rule:
+    ctx = ctx or Ctx()
+    return next(rule for rule in RULES if rule.matches(column, ctx))
+
+
+def rule_names() -> list[str]:
+    return [rule.name for rule in RULES]

@@ -1,0 +1,151 @@
+"""The chunk loop on its own: a fake row source, a real SQLite work file, no services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.checksum import rows_checksum
+from worker.chunks import copy_rows, make_chunks
+from worker.errors import LeaseLost
+from worker.translate import ColumnPlan, TablePlan
+from worker.workfile import WorkFile
+
+
+def _column(name: str, sqlite_type: str, rule: str) -> ColumnPlan:
+    return ColumnPlan(name=name, source_type=rule, sqlite_type=sqlite_type, select_sql=name,
+                      wire="text", converter=None, rule=rule, lossy=False, note="",
+                      nullable=name != "id")
+
+
+PLAN = TablePlan(
+    name="items", file="00000.db",
+    columns=[_column("id", "INTEGER", "integer"), _column("body", "TEXT", "text")],
+    key=["id"], key_kind="primary_key", key_types=["bigint"], key_positions=[0],
+    create_sql='CREATE TABLE "items" ("id" INTEGER PRIMARY KEY NOT NULL, "body" TEXT)',
+    insert_sql='INSERT INTO "items" ("id", "body") VALUES (?, ?)',
+)
+
+
+class FakeSource:
+    """Rows in key order after a resume key, like pg_source.stream_rows; can fail once after
+    yielding a given number of rows, as a cut connection would."""
+
+    def __init__(self, rows: list[tuple], *, fail_after: int | None = None):
+        self.rows = rows
+        self.fail_after = fail_after
+        self.calls: list[Sequence[Any] | None] = []
+
+    def __call__(self, after: Sequence[Any] | None) -> Iterator[tuple]:
+        self.calls.append(after)
+        for sent, row in enumerate(r for r in self.rows if after is None or r[0] > after[0]):
+            if self.fail_after is not None and sent == self.fail_after:
+                self.fail_after = None
+                raise ConnectionError("connection cut")
+            yield row
+
+
+def run_copy(work: WorkFile, source: FakeSource, *, token: int = 1, chunk_rows: int = 100,
+             chunk_bytes: int = 1 << 20):
+    return copy_rows(plan=PLAN, source=source, work=work, token=token, chunk_rows=chunk_rows,
+                      chunk_bytes=chunk_bytes)
+
+
+def rows_of(count: int, width: int = 10) -> list[tuple]:
+    return [(i, f"{i:0{width}d}") for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Iterator[WorkFile]:
+    file = WorkFile(tmp_path / "work" / PLAN.file, PLAN)
+    yield file
+    file.close()
+
+
+def test_chunks_are_bounded_by_rows():
+    chunks = list(make_chunks(iter(rows_of(1000)), PLAN, chunk_rows=300, chunk_bytes=1 << 30))
+
+    assert [len(c.rows) for c in chunks] == [300, 300, 300, 100]
+    assert [c.last_key for c in chunks] == [[300], [600], [900], [1000]]
+    assert [row for c in chunks for row in c.rows] == rows_of(1000)
+    assert sum(c.checksum for c in chunks) % 2**64 == rows_checksum(map(repr, rows_of(1000)))
+
+
+def test_wide_rows_make_small_chunks():
+    # Given rows of about 100 kB and a budget of 1 MB per chunk (and a large row bound)
+    rows = rows_of(200, width=100_000)
+    row_bytes = len(repr(rows[0]))
+
+    # When they are chunked
+    chunks = list(make_chunks(iter(rows), PLAN, chunk_rows=10_000, chunk_bytes=1_000_000))
+
+    # Then no chunk holds much more than the budget: at most one row past it
+    assert len(chunks) >= 200 * row_bytes // 1_000_000
+    assert all(c.size_bytes <= 1_000_000 + row_bytes for c in chunks), \
+        [c.size_bytes for c in chunks]
+    assert sum(len(c.rows) for c in chunks) == 200
+
+
+def test_resume_after_interruption_continues_after_the_last_committed_key(tmp_path, work):
+    # Given a copy cut off after 2,500 rows were read, with chunks of 1,000 rows
+    rows = rows_of(5000)
+    source = FakeSource(rows, fail_after=2500)
+    with pytest.raises(ConnectionError):
+        run_copy(work, source, chunk_rows=1000)
+    interrupted = work.checkpoint()
+
+    # When the copy runs again
+    final = run_copy(work, source, chunk_rows=1000)
+
+    # Then only whole chunks had committed, the rerun read from after the last one, and the
+    # table holds every row once, with the checksum of an uninterrupted copy
+    assert (interrupted.rows, interrupted.last_key, interrupted.done) == (2000, [2000], False)
+    assert source.calls == [None, [2000]]
+    assert final.done and final.rows == 5000
+    assert work.db.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM items"
+                           ).fetchone() == (5000, 5000, 1, 5000)
+    assert [r for batch in work.scan() for r in batch] == rows
+    clean = WorkFile(tmp_path / "clean.db", PLAN)
+    try:
+        assert run_copy(clean, FakeSource(rows), chunk_rows=700).checksum == final.checksum
+    finally:
+        clean.close()
+
+
+def test_a_finished_work_file_is_not_copied_again(work):
+    source = FakeSource(rows_of(10))
+    first = run_copy(work, source)
+
+    again = run_copy(work, source, token=2)
+
+    assert again.done and again.rows == first.rows == 10
+    assert source.calls == [None]
+
+
+def test_an_older_token_cannot_commit_once_a_newer_writer_fenced_the_file(tmp_path, work):
+    # Given writer 1 has committed a chunk, then writer 2 (a newer lease) claims the file
+    rows = rows_of(100)
+    state = work.fence(1)
+    state.rows, state.last_key = 10, [10]
+    work.commit_chunk(1, rows[:10], state)
+    newer = WorkFile(work.path, PLAN)
+    try:
+        assert newer.fence(2).rows == 10
+
+        # When writer 1 tries to commit again, or to start over with its token
+        # Then it is refused and nothing of it lands
+        with pytest.raises(LeaseLost):
+            work.commit_chunk(1, rows[10:20], state)
+        with pytest.raises(LeaseLost):
+            run_copy(work, FakeSource(rows), token=1)
+        assert newer.db.execute("SELECT count(*) FROM items").fetchone() == (10,)
+
+        # and writer 2 finishes the table from where the checkpoint says
+        final = run_copy(newer, FakeSource(rows), token=2)
+        assert final.rows == 100
+        assert newer.db.execute("SELECT count(DISTINCT id) FROM items").fetchone() == (100,)
+    finally:
+        newer.close()

@@ -25,10 +25,15 @@ class Options(BaseModel):
     utc_timestamps: bool | None = Field(
         default=None, description="timestamp without time zone columns hold UTC: write Z "
                                   "where the profile marks UTC (ecto, plain)")
+    binary_uuids: bool | None = Field(
+        default=None, description="MySQL sources: binary(16) columns hold UUIDs, written as "
+                                  "36-char lowercase text (Ecto's binary_id_type: :string)")
+    geometry_wkt: bool | None = Field(
+        default=None, description="MySQL sources: geometry columns as WKT text, not WKB bytes")
     column_types: dict[Name, str] | None = Field(
         default=None, description='per-column overrides, {"table.column": "utc_datetime" | '
-        '"naive_datetime" | "text" | "json" | "decimal_text" | "decimal"}; they win over '
-        "profile and options")
+        '"naive_datetime" | "text" | "json" | "decimal_text" | "decimal"}, and for MySQL '
+        'sources "uuid_text" | "blob" | "wkt" | "wkb"; they win over profile and options')
 
 
 class JobRequest(BaseModel):

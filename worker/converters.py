@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
+from worker.mysql_converters import MYSQL_CONVERTERS
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Converter = Callable[[list], tuple[list, int]]
@@ -72,4 +74,5 @@ CONVERTERS: dict[str, Converter] = {
     "numeric_affinity": numeric_affinity,
     "nan_to_null": nan_to_null,
     "numeric_text": numeric_text,
+    **MYSQL_CONVERTERS,  # unsigned_text, negative_zero, set_json
 }

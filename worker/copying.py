@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import redis
 
-from worker import pg_source
+from worker import sources
 from worker.checksum import as_hex, fold, rows_checksum
 from worker.chunks import Progress, copy_rows
 from worker.config import Settings
 from worker.control import FINALIZE_TASK, Send
-from worker.errors import JobCancelled, LeaseLost, LiteshiftError, VerificationFailed
+from worker.errors import (
+    JobCancelled,
+    LeaseLost,
+    LiteshiftError,
+    VerificationFailed,
+    VolumeFull,
+)
 from worker.lease import Lease
 from worker.logs import get_logger
-from worker.manifest import table_plan
+from worker.manifest import read_manifest, table_plan
+from worker.plan import space_needed
 from worker.sealing import unseal
 from worker.source_url import parse_source_url
 from worker.state import JobState, StateStore, TableState
@@ -38,17 +47,37 @@ def copy_table(settings: Settings, store: StateStore, send: Send, job_id: str,
         return
     job_dir = settings.job_dir(job_id)
     plan = table_plan(job_dir, table)
-    work = WorkFile(job_dir / "tables" / plan.file, plan)
+    work: WorkFile | None = None
     try:
+        work = WorkFile(job_dir / "tables" / plan.file, plan)
         lease = Lease(store.redis, store.keys, job_id, f"table:{table}", settings.lease_ttl_s)
         if not lease.acquire(floor=work.checkpoint().token):
             log.info("table_skipped", reason="another worker holds this table's lease")
             return
         with lease:
             _copy_under_lease(settings, store, job, plan, work, lease, log)
+    except VolumeFull as exc:
+        raise VolumeFull(_space_needed(settings, job_dir, plan, exc), job_id=job_id,
+                         table=table) from None
     finally:
-        work.close()
+        if work is not None:
+            work.close()
     finish_if_complete(store, send, job_id)
+
+
+def _space_needed(settings: Settings, job_dir: Path, plan: TablePlan, exc: VolumeFull) -> str:
+    """The volume-full message, plus how much space the job needs (the plan's own estimate:
+    twice the source's size) and how much is free now."""
+    _, plans, _ = read_manifest(job_dir)
+    source_bytes = sum(p.size_bytes for p in plans)
+    free = shutil.disk_usage(settings.data_dir).free
+    return (f"{exc}. The job needs about {_mb(space_needed(source_bytes))} on "
+            f"{settings.data_dir} (twice the source's {_mb(source_bytes)}; table "
+            f"{plan.name!r} is {_mb(plan.size_bytes)} of it) and {_mb(free)} is free now")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:,.1f} MB"
 
 
 def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any],
@@ -72,11 +101,10 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
         if cancelled:
             raise JobCancelled("job cancelled", job_id=job_id, table=plan.name)
 
-    with pg_source.connect(source, timeout_s=settings.connect_timeout_s) as conn:
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
         def rows(after: Any) -> Any:
-            return pg_source.stream_rows(conn, schema=job["schema"], table=plan.name,
-                                         select_sql=plan.select_sql, wire_types=plan.wire_types,
-                                         key=plan.key, key_types=plan.key_types, after=after)
+            return reader.stream_table(conn, schema=job["schema"], plan=plan, after=after)
         final = copy_rows(
             plan=plan, source=rows, work=work, token=lease.token,
             chunk_rows=options.get("chunk_rows") or settings.chunk_rows,

@@ -10,11 +10,10 @@ case, reserved words and unicode survive.
 
 from __future__ import annotations
 
-from typing import cast
-
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, SqlglotError
+
+from worker import sql_transpile
+from worker.sql_transpile import generate
 
 # Functions whose SQLite version computes what PostgreSQL's does on the values we store; a
 # generated column using anything else is copied as values instead (lower/upper, for one,
@@ -22,18 +21,8 @@ from sqlglot.errors import ErrorLevel, SqlglotError
 SAME_FUNCTIONS = (exp.Coalesce, exp.Nullif, exp.Length, exp.Abs, exp.Case, exp.If, exp.Cast)
 
 
-class ExpressionError(ValueError):
-    """Raised when an expression cannot be transpiled to SQLite."""
-
-
 def parse(sql: str) -> exp.Expression:
-    try:
-        tree = sqlglot.parse_one(sql, read="postgres")
-    except SqlglotError as exc:
-        raise ExpressionError(f"sqlglot cannot parse it: {_first_line(exc)}") from None
-    if tree is None:
-        raise ExpressionError("empty expression")
-    return cast(exp.Expression, tree)
+    return sql_transpile.parse(sql, dialect="postgres")
 
 
 def to_sqlite(sql: str, *, value_as: str | None = None) -> str:
@@ -46,7 +35,7 @@ def to_sqlite(sql: str, *, value_as: str | None = None) -> str:
         tree = tree.transform(lambda node: exp.column(value_as, quoted=True)
                               if isinstance(node, exp.Column) and node.name.upper() == "VALUE"
                               and not node.table else node)
-    return _generate(tree)
+    return generate(tree)
 
 
 def view_to_sqlite(body: str) -> str:
@@ -55,7 +44,7 @@ def view_to_sqlite(body: str) -> str:
     for table in tree.find_all(exp.Table):
         table.set("db", None)
         table.set("catalog", None)
-    return _generate(tree)
+    return generate(tree)
 
 
 def columns_used(sql: str) -> set[str]:
@@ -99,15 +88,3 @@ def _unparen(node: exp.Expression) -> exp.Expression:
     while isinstance(node, exp.Paren):
         node = node.this
     return node
-
-
-def _generate(tree: exp.Expression) -> str:
-    try:
-        return tree.sql(dialect="sqlite", identify=True, unsupported_level=ErrorLevel.RAISE)
-    except SqlglotError as exc:
-        raise ExpressionError(f"no SQLite form: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

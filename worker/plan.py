@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from worker import pg_source
+from worker import sources
 from worker.config import Settings
 from worker.control import COPY_TASK, FINALIZE_TASK, Send
 from worker.errors import InputError, SourceRejected, VolumeFull
@@ -13,9 +13,8 @@ from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import write_manifest
 from worker.sealing import unseal
-from worker.source_url import parse_source_url
+from worker.source_url import SourceURL, parse_source_url
 from worker.state import JobState, StateStore, TableState
-from worker.translate import translate
 
 # Staging files and the merged file exist side by side during finalize, and SQLite's pages
 # are not smaller than PostgreSQL's for most data: ask for twice the source size, plus slack.
@@ -26,10 +25,18 @@ SPACE_SLACK_BYTES = 64 * 1024 * 1024
 def probe(url: str, schema: str, *, timeout_s: int = 10) -> list[str]:
     """Connect and list the schema's tables: the check the API runs before queueing a job."""
     source = parse_source_url(url)
-    with pg_source.connect(source, timeout_s=timeout_s) as conn:
-        if not pg_source.schema_exists(conn, schema):
-            raise SourceRejected(f"schema {schema!r} does not exist in {source.database!r}")
-        return pg_source.list_tables(conn, schema)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source, timeout_s=timeout_s) as conn:
+        if not reader.schema_exists(conn, schema):
+            raise SourceRejected(_no_schema(schema, source))
+        return reader.list_tables(conn, schema)
+
+
+def _no_schema(schema: str, source: SourceURL) -> str:
+    if source.kind == "mysql":
+        return (f"schema {schema!r}: a MySQL database has no schemas; leave the schema out "
+                f"(the URL's database {source.database!r} is copied)")
+    return f"schema {schema!r} does not exist in {source.database!r}"
 
 
 def choose_tables(available: list[str], include: list[str] | None,
@@ -55,15 +62,15 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         store.set_job_state(job_id, JobState.PLANNING)
         log.info("job_planning")
         source = parse_source_url(unseal(settings, job["source_sealed"]))
-        with pg_source.connect(source, timeout_s=settings.connect_timeout_s) as conn:
-            if not pg_source.schema_exists(conn, job["schema"]):
-                raise SourceRejected(f"schema {job['schema']!r} does not exist in "
-                                     f"{source.database!r}")
-            names = choose_tables(pg_source.list_tables(conn, job["schema"]), job["include"],
+        reader = sources.for_kind(source.kind)
+        with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
+            if not reader.schema_exists(conn, job["schema"]):
+                raise SourceRejected(_no_schema(job["schema"], source))
+            names = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
                                   job["exclude"])
-            schema = pg_source.reflect(source, conn, job["schema"], names)
+            schema = reader.reflect(source, conn, job["schema"], names)
         check_space(settings, sum(t.size_bytes for t in schema.tables))
-        plan = translate(schema, job.get("options"))
+        plan = reader.translate(schema, job.get("options"))
         job_dir = settings.job_dir(job_id)
         write_manifest(job_dir, _manifest_job(job), plan.tables, plan.objects)
         _record_tables(store, job_id, plan.tables)
@@ -76,10 +83,15 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         send(FINALIZE_TASK, job_id)
 
 
+def space_needed(source_bytes: int) -> int:
+    """Free space a job asks for on the data volume, for a source of `source_bytes`."""
+    return int(source_bytes * SPACE_FACTOR) + SPACE_SLACK_BYTES
+
+
 def check_space(settings: Settings, source_bytes: int) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(settings.data_dir).free
-    needed = int(source_bytes * SPACE_FACTOR) + SPACE_SLACK_BYTES
+    needed = space_needed(source_bytes)
     if free < needed:
         raise VolumeFull(
             f"not enough space on the data volume {settings.data_dir}: the copy needs about "

@@ -34,6 +34,11 @@ OVERRIDES: dict[str, str] = {
     "decimal_text": "numeric/money: the exact decimal as TEXT",
     "decimal": "numeric/money: a DECIMAL column (NUMERIC affinity), inexact values counted",
     "json": "any column: to_json() of the value, declared TEXT",
+    # MySQL/MariaDB sources only (typemap_mysql.py)
+    "uuid_text": "MySQL binary(16): a UUID, as 36-char lowercase text",
+    "blob": "MySQL binary/blob: the bytes (wins over the binary_uuids option)",
+    "wkt": "MySQL geometry: WKT text",
+    "wkb": "MySQL geometry: WKB bytes (wins over the geometry_wkt option)",
 }
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from worker import pg_expr
-from worker.pg_expr import ExpressionError
 from worker.pg_render import ISO_PROFILES, precision
 from worker.pg_source import PgColumn
 from worker.profiles import ColumnContext
+from worker.sql_transpile import ExpressionError
 
 
 def quote(name: str) -> str:
@@ -176,7 +177,9 @@ def index_sql(table: str, ix: dict[str, Any], scratch: Scratch) -> tuple[str | N
 
 # -- views ------------------------------------------------------------------------------
 
-def view_objects(views: list[dict[str, str]], scratch: Scratch) -> list[dict[str, Any]]:
+def view_objects(views: list[dict[str, str]], scratch: Scratch, *,
+                 to_sqlite: Callable[[str], str] = pg_expr.view_to_sqlite
+                 ) -> list[dict[str, Any]]:
     """Transpile every view and create it in the scratch database; a view that depends on
     another is retried until no more succeed, so definition order does not matter."""
     pending: dict[str, dict[str, Any]] = {}
@@ -184,7 +187,7 @@ def view_objects(views: list[dict[str, str]], scratch: Scratch) -> list[dict[str
     for view in views:
         base = {"kind": "view", "name": view["name"], "source_sql": view["sql"].strip()}
         try:
-            body = pg_expr.view_to_sqlite(view["sql"])
+            body = to_sqlite(view["sql"])
         except ExpressionError as exc:
             objects[view["name"]] = {**base, "fate": "skipped", "reason": str(exc)}
             continue

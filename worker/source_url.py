@@ -11,12 +11,13 @@ from worker.errors import InputError, SourceRejected, SourceUnavailable
 from worker.redact import redact
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
-DEFAULT_PORTS = {"postgres": 5432}
+MYSQL_SCHEMES = ("mysql", "mariadb")  # one kind: the driver speaks to both servers
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 
 
 @dataclass(frozen=True)
 class SourceURL:
-    kind: str  # "postgres"
+    kind: str  # "postgres" or "mysql" (sources.py maps it to the modules that read it)
     url: str  # as given, with the password: never log or store this
     host: str | None
     port: int
@@ -65,11 +66,12 @@ def parse_source_url(url: str) -> SourceURL:
     scheme = parts.scheme.lower()
     if scheme in POSTGRES_SCHEMES:
         kind = "postgres"
-    elif scheme in ("mysql", "mariadb", "mysql+pymysql"):
-        raise InputError("MySQL/MariaDB sources are not supported yet; use a postgresql:// URL")
+    elif scheme in MYSQL_SCHEMES:
+        kind = "mysql"
     else:
         raise InputError(
-            f"unsupported source URL scheme {scheme!r}: use postgresql://user:password@host/db"
+            f"unsupported source URL scheme {scheme!r}: use postgresql://user:password@host/db "
+            "or mysql://user:password@host/db (mariadb:// too)"
         )
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:

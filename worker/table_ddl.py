@@ -105,14 +105,19 @@ def _column_sql(table: PgTable, col: PgColumn, plan: Any, ctx: ColumnContext,
 def _generated(table: str, col: PgColumn, rules: dict[str, str], scratch: Scratch,
                ddl: TableDDL, objects: Objects) -> str:
     sql, reason = schema_sql.generated_sql(table, col, rules, scratch)
-    entry = {"kind": "generated_column", "name": f"{table}.{col.name}",
-             "source_sql": col.default}
+    return generated_clause(table, col.name, col.default, sql, reason, "STORED", ddl, objects)
+
+
+def generated_clause(table: str, column: str, source_sql: str | None, sql: str | None,
+                     reason: str, storage: str, ddl: TableDDL, objects: Objects) -> str:
+    """The column's GENERATED clause, or none (its values are copied), recorded either way."""
+    entry = {"kind": "generated_column", "name": f"{table}.{column}", "source_sql": source_sql}
     if sql is None:
         objects.append({**entry, "fate": "translated", "sql": None,
                         "note": f"copied as plain values: {reason}"})
         return ""
-    ddl.generated.add(col.name)
-    clause = f" GENERATED ALWAYS AS ({sql}) STORED"
+    ddl.generated.add(column)
+    clause = f" GENERATED ALWAYS AS ({sql}) {storage}"
     objects.append({**entry, "fate": "translated", "sql": clause.strip()})
     return clause
 
@@ -120,6 +125,12 @@ def _generated(table: str, col: PgColumn, rules: dict[str, str], scratch: Scratc
 def _table_check(table: str, check: dict[str, Any], scratch: Scratch, ddl: TableDDL,
                  objects: Objects) -> str | None:
     sql, reason = schema_sql.check_sql(table, check["expr"], scratch)
+    return check_line(table, check, sql, reason, ddl, objects)
+
+
+def check_line(table: str, check: dict[str, Any], sql: str | None, reason: str,
+               ddl: TableDDL, objects: Objects) -> str | None:
+    """A table CHECK as written in CREATE TABLE, or None (skipped), recorded either way."""
     entry = {"kind": "check_constraint", "name": check["name"], "table": table,
              "source_sql": check["expr"]}
     if sql is None:

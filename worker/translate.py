@@ -118,7 +118,7 @@ def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Pla
 def _column_plan(table: str, col: PgColumn, options: Mapping[str, Any] | None) -> ColumnPlan:
     ctx = context_for(options, table, col.name)
     rule = rule_for(col, ctx)
-    if ctx.override and OVERRIDE_RULES[ctx.override] != rule.name:
+    if ctx.override and OVERRIDE_RULES.get(ctx.override) != rule.name:
         raise InputError(f"column_types: {table}.{col.name} is {col.type_sql}, which the "
                          f"override {ctx.override!r} does not apply to")
     flag = rule.flag(quote(col.name), col, ctx) if rule.flag else None

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from worker import pg_source
+from worker import sources
 from worker.checksum import as_hex, fold, rows_checksum
 from worker.chunks import make_chunks
 from worker.config import Settings
@@ -73,13 +73,11 @@ def _sqlite_checksum(db: sqlite3.Connection, plan: TablePlan) -> tuple[int, int]
 def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connection,
                     plans: list[TablePlan], results: list[dict[str, Any]]) -> None:
     source = parse_source_url(unseal(settings, job["source_sealed"]))
-    with pg_source.connect(source, timeout_s=settings.connect_timeout_s) as conn:
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
         for plan, result in zip(plans, results):
             def rows(plan: TablePlan = plan) -> Iterator[tuple]:
-                return pg_source.stream_rows(
-                    conn, schema=job["schema"], table=plan.name, select_sql=plan.select_sql,
-                    wire_types=plan.wire_types, key=plan.key, key_types=plan.key_types,
-                    after=None)
+                return reader.stream_table(conn, schema=job["schema"], plan=plan, after=None)
             count = checksum = 0
             for chunk in make_chunks(rows(), plan, chunk_rows=settings.chunk_rows,
                                      chunk_bytes=settings.chunk_bytes):

@@ -1,0 +1,89 @@
+"""Server-side renderings: the SQL that makes MySQL/MariaDB write a value in the profile's
+format, so no per-value Python runs for dates and times (DESIGN section 6).
+
+The session pins time_zone '+00:00' (TIMESTAMP renders in UTC) and an empty sql_mode (zero
+dates read back as stored). Every expression here is plain MySQL 8 and MariaDB 10.4+ SQL:
+DATE_FORMAT, TIME_FORMAT, MICROSECOND, LAST_DAY, HEX, INSERT, LOWER.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Profiles that write ISO 8601 with `T` and mark UTC with `Z`; rails and django write
+# `YYYY-MM-DD HH:MM:SS` and never a zone.
+ISO_PROFILES = ("ecto", "plain")
+
+
+def bad_date(c: str) -> str:
+    """True for a zero date, a zero month or day, or a day past the month's end (kept by
+    ALLOW_INVALID_DATES): values no ISO 8601 reader accepts. NULL for NULL."""
+    return (f"(MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0 "
+            f"OR DAYOFMONTH({c}) > DAYOFMONTH(LAST_DAY({c})))")
+
+
+def bad_date_flag(c: str, col: Any, ctx: Any) -> str:
+    return bad_date(c)
+
+
+def _fraction_when_nonzero(c: str, value: str, base: str, zone: str, fn: str) -> str:
+    return (f"IF(MICROSECOND({value}) = 0, {fn}({value}, '{base}{zone}'), "
+            f"{fn}({value}, '{base}.%f{zone}'))")
+
+
+def datetime_sql(utc_default: bool | None) -> Callable[[str, Any, Any], str]:
+    """A datetime or timestamp in the profile's format.
+
+    ecto: `YYYY-MM-DDTHH:MM:SS`, plus exactly six fraction digits unless the column has no
+    fractional seconds (MyXQL's :naive_datetime is datetime, :naive_datetime_usec is
+    datetime(6)), `Z` when UTC. rails, django: `YYYY-MM-DD HH:MM:SS` plus `.ffffff` only when
+    non-zero, no zone. plain: ISO 8601 with `T`, `.ffffff` only when non-zero, `Z` when UTC.
+    UTC: TIMESTAMP columns (the session renders them in UTC), DATETIME ones with the
+    utc_timestamps option; `utc_default` True/False forces it (per-column overrides).
+    """
+    def select(c: str, col: Any, ctx: Any) -> str:
+        utc = utc_default
+        if utc is None:
+            utc = col.data_type == "timestamp" or ctx.utc_timestamps
+        iso = ctx.profile in ISO_PROFILES
+        base = "%Y-%m-%dT%H:%i:%s" if iso else "%Y-%m-%d %H:%i:%s"
+        zone = "Z" if (utc and iso) else ""
+        if ctx.profile == "ecto":
+            fraction = "" if not col.fsp else ".%f"
+            rendered = f"DATE_FORMAT({c}, '{base}{fraction}{zone}')"
+        else:
+            rendered = _fraction_when_nonzero(c, c, base, zone, "DATE_FORMAT")
+        return f"CASE WHEN {bad_date(c)} THEN NULL ELSE {rendered} END"
+    return select
+
+
+def date_sql(c: str, col: Any, ctx: Any) -> str:
+    return f"CASE WHEN {bad_date(c)} THEN NULL ELSE DATE_FORMAT({c}, '%Y-%m-%d') END"
+
+
+def time_out_of_day(c: str) -> str:
+    return f"({c} < '00:00:00' OR {c} >= '24:00:00')"
+
+
+def time_flag(c: str, col: Any, ctx: Any) -> str:
+    return time_out_of_day(c)
+
+
+def time_sql(c: str, col: Any, ctx: Any) -> str:
+    """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero.
+    Outside one day (MySQL's time is a duration up to ±838 h): MySQL's own text."""
+    if ctx.profile == "ecto":
+        rendered = f"TIME_FORMAT({c}, '%H:%i:%s{'.%f' if col.fsp else ''}')"
+    else:
+        rendered = _fraction_when_nonzero(c, c, "%H:%i:%s", "", "TIME_FORMAT")
+    return f"CASE WHEN {time_out_of_day(c)} THEN CAST({c} AS CHAR) ELSE {rendered} END"
+
+
+def uuid_sql(c: str, col: Any, ctx: Any) -> str:
+    """binary(16) → 8-4-4-4-12 lowercase hex (MySQL 8's BIN_TO_UUID is not in MariaDB);
+    django's UUIDField stores 32 hex digits without hyphens."""
+    hexed = f"LOWER(HEX({c}))"
+    if ctx.profile == "django":
+        return hexed
+    return f"INSERT(INSERT(INSERT(INSERT({hexed}, 21, 0, '-'), 17, 0, '-'), 13, 0, '-'), 9, 0, '-')"

@@ -1,0 +1,60 @@
+"""Source kinds → the functions that read them: `sources.for_kind(kind).connect(...)`.
+
+Each kind has one module talking to its database (pg_source, mysql_source) and one turning
+its reflected schema into the plan (translate, mysql_translate). Callers (plan, copying,
+verify, probe) go through here and never name a driver module, so a new kind is one entry.
+Modules are imported on first use: the API imports source_url but never a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("postgres", "mysql")
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str
+    connect: Callable[..., Any]  # (SourceURL, *, timeout_s) -> context manager of a conn
+    schema_exists: Callable[[Any, str], bool]
+    list_tables: Callable[[Any, str], list[str]]
+    reflect: Callable[..., Any]  # (SourceURL, conn, schema, names) -> reflected schema
+    translate: Callable[..., Any]  # (reflected schema, options) -> translate.Plan
+    # (conn, *, schema, plan, after) -> rows in key order, laid out as the plan says
+    stream_table: Callable[..., Iterator[tuple]]
+
+
+def for_kind(kind: str) -> Source:
+    if kind == "postgres":
+        return _postgres()
+    if kind == "mysql":
+        return _mysql()
+    raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _postgres() -> Source:
+    from worker import pg_source
+    from worker.translate import translate
+
+    def stream_table(conn: Any, *, schema: str, plan: Any,
+                     after: Sequence[Any] | None) -> Iterator[tuple]:
+        return pg_source.stream_rows(conn, schema=schema, table=plan.name,
+                                     select_sql=plan.select_sql, wire_types=plan.wire_types,
+                                     key=plan.key, key_types=plan.key_types, after=after)
+
+    return Source(kind="postgres", connect=pg_source.connect,
+                  schema_exists=pg_source.schema_exists, list_tables=pg_source.list_tables,
+                  reflect=pg_source.reflect, translate=translate, stream_table=stream_table)
+
+
+def _mysql() -> Source:
+    from worker import mysql_source
+    from worker.mysql_translate import translate
+
+    return Source(kind="mysql", connect=mysql_source.connect,
+                  schema_exists=mysql_source.schema_exists,
+                  list_tables=mysql_source.list_tables, reflect=mysql_source.reflect,
+                  translate=translate, stream_table=mysql_source.stream_table)

@@ -11,6 +11,7 @@
     ├── TargetError          writing SQLite failed
     │   ├── TargetExists        (Permanent) <target>.db exists and replace was not asked
     │   ├── VolumeFull          (Permanent) no space left; free some and retry
+    │   ├── WorkFileBusy        (Transient) another process holds a work file's lock
     │   └── VerificationFailed  (Permanent) counts, checksums or integrity checks disagree
     ├── LeaseLost            (Permanent) another worker took over this table; stop quietly
     └── JobCancelled         the job was cancelled while we worked
@@ -87,6 +88,11 @@ class TargetExists(TargetError):
 
 class VolumeFull(TargetError):
     """Raised when the data volume has no space left."""
+
+
+class WorkFileBusy(TargetError, Transient):
+    """Raised when a work file stayed locked past SQLite's busy timeout: a worker that froze
+    in the middle of a commit (its lease taken over since) still holds the lock."""
 
 
 class VerificationFailed(TargetError):

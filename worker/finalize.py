@@ -156,13 +156,9 @@ def publish(partial: Path, data_dir: Path, target: str, *,
     first, then the new one replaces it in one rename."""
     final = published_path(data_dir, target)
     backup: str | None = None
-    wal = final.with_name(final.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise TargetError(f"{final} is open in WAL mode with unsaved changes ({wal}); stop the "
-                          "app using it (or checkpoint it) before replacing it")
+    _refuse_if_in_use(final)
     if replace and final.exists():
-        backup_path = final.with_name(f"{target}.{time.strftime('%Y%m%dT%H%M%S')}.old.db")
-        os.link(final, backup_path)
+        backup_path = _keep_old(final, target)
         backup = str(backup_path)
         os.replace(partial, final)
     else:
@@ -174,6 +170,38 @@ def publish(partial: Path, data_dir: Path, target: str, *,
         partial.unlink()
     _fsync_dir(data_dir)
     return final, backup
+
+
+def _refuse_if_in_use(final: Path) -> None:
+    """SQLite finds a database's -wal, -shm and -journal files by name. Were a new file put
+    under a name whose -wal/-shm an app still uses (WAL mode: they exist as long as it has the
+    file open, even when the WAL is empty), that app's next write would land in the WAL that
+    readers of the new file apply to it; a hot -journal would be rolled back into it. Both
+    destroy the new file, so refuse, whether or not the job asked to replace. (An app that
+    opens the file between this check and the rename is not caught: stop apps first.)"""
+    names = [final.with_name(final.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    in_use = [p.name for p in names
+              if p.exists() and (p.stat().st_size > 0 or not p.name.endswith("-journal"))]
+    if in_use:
+        raise TargetError(
+            f"{final} is in use: {', '.join(in_use)} exist beside it, so an app has it open in "
+            "WAL mode (or is writing it, or crashed while writing it). Publishing now would "
+            "let that app's journal be applied to the new file. Stop the app (or close its "
+            "connections) so these files go away, then `liteshift retry` the job")
+
+
+def _keep_old(final: Path, target: str) -> Path:
+    """Hard-link the current file under a new name (same inode: apps holding it open keep
+    reading it), never over an earlier backup."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for n in range(1000):
+        backup = final.with_name(f"{target}.{stamp}{f'-{n}' if n else ''}.old.db")
+        try:
+            os.link(final, backup)
+            return backup
+        except FileExistsError:
+            continue
+    raise TargetError(f"cannot find a free name to keep {final} under")
 
 
 def _fsync_dir(path: Path) -> None:

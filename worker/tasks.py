@@ -7,6 +7,7 @@ job) with its message.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -62,8 +63,12 @@ def copy_table(self: Any, job_id: str, table: str) -> None:
         if exc.transient and self.request.retries < settings.source_retry_limit:
             get_logger().warning("table_retrying", error=str(exc),
                                  attempt=self.request.retries + 1)
-            store().set_table_state(job_id, table, TableState.PENDING, error=str(exc))
-            raise self.retry(countdown=_backoff(self.request.retries)) from None
+            countdown = _backoff(self.request.retries)
+            # retry_at tells the reaper when this table's retry is due: were this worker to
+            # die holding the retry's message, the reaper queues the table again after that.
+            store().set_table_state(job_id, table, TableState.PENDING, error=str(exc),
+                                    retry_at=time.time() + countdown)
+            raise self.retry(countdown=countdown) from None
         copying.fail_table(store(), send, job_id, table, exc)
     except Exception as exc:
         get_logger().exception("table_crashed")

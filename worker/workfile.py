@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.checksum import as_hex
-from worker.errors import LeaseLost, TargetError, VolumeFull
+from worker.errors import LeaseLost, TargetError, VolumeFull, WorkFileBusy
 from worker.translate import TablePlan, quote
 
 CHECKPOINT_DDL = """
@@ -50,6 +50,9 @@ def translate_sqlite_error(exc: sqlite3.Error, *, what: str) -> TargetError:
     if "disk is full" in text or "SQLITE_FULL" in text:
         return VolumeFull(f"{what}: the data volume is full ({text}); free space on it, then "
                           "`liteshift retry` the job")
+    if "database is locked" in text:  # SQLITE_BUSY after the busy timeout
+        return WorkFileBusy(f"{what}: another process holds its lock ({text}), most likely "
+                            "a worker that froze in the middle of a commit; will retry")
     return TargetError(f"{what}: {text}")
 
 
@@ -153,7 +156,10 @@ class WorkFile:
             yield
             self.db.execute("COMMIT")
         except BaseException as exc:
-            self.db.execute("ROLLBACK")
+            # After SQLITE_FULL or an I/O error SQLite has already rolled back by itself: a
+            # second ROLLBACK would fail and hide the real error behind "no transaction".
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
                 raise translate_sqlite_error(exc, what=what) from None
             raise

@@ -1,0 +1,127 @@
+# Sourced by ops/*.sh and .ci/run: the virtualenv and the local services liteshift needs.
+# shellcheck shell=bash
+
+LITESHIFT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_HOST=127.0.0.1
+REDIS_HOST=127.0.0.1
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# apt-get install the packages given, once per shell, with one `apt-get update` first.
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "need to install $*, which takes root: run sudo apt-get install -y $*"
+  command -v apt-get >/dev/null || die "need $* and this is not a Debian-like system: install them"
+  say "installing $*"
+  if [ -z "${_LITESHIFT_APT_UPDATED:-}" ]; then
+    apt-get update -qq || die "apt-get update failed"
+    _LITESHIFT_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+# .venv with liteshift and its dev tools; reinstalled only when pyproject.toml changes.
+ensure_venv() {
+  local venv="$LITESHIFT_ROOT/.venv" stamp="$LITESHIFT_ROOT/.venv/.installed-stamp"
+  command -v python3 >/dev/null || apt_install python3
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+    say "creating $venv"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+  fi
+  if [ ! -e "$stamp" ] || [ "$LITESHIFT_ROOT/pyproject.toml" -nt "$stamp" ]; then
+    say "installing liteshift into $venv (pip install -e '.[dev]')"
+    if ! (cd "$LITESHIFT_ROOT" && "$venv/bin/pip" install --disable-pip-version-check \
+          -e '.[dev]') >"$venv/pip-install.log" 2>&1; then
+      tail -n 30 "$venv/pip-install.log" >&2
+      die "pip install -e '.[dev]' failed (above; whole log: $venv/pip-install.log)"
+    fi
+    touch "$stamp"
+  fi
+}
+
+pg_version() {  # the newest installed major version, if any
+  find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
+}
+pg_up() { pg_isready -q -h "$PG_HOST" -p 5432; }
+redis_up() { [ "$(redis-cli -h "$REDIS_HOST" -p 6379 ping 2>/dev/null)" = PONG ]; }
+mariadb_up() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; }
+
+# Run "$@" every half second until it succeeds; give up after 30 s.
+wait_for() {
+  local _
+  for _ in $(seq 60); do "$@" && return 0; sleep 0.5; done
+  return 1
+}
+
+# PostgreSQL on 127.0.0.1:5432 (user postgres, no password) and Redis on 127.0.0.1:6379.
+ensure_services() {
+  local fresh_pg="" version
+  if ! command -v pg_isready >/dev/null || ! command -v psql >/dev/null; then
+    apt_install postgresql-client
+  fi
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server
+  fi
+  if ! pg_up; then
+    if [ -z "$(pg_version)" ]; then
+      apt_install postgresql
+      fresh_pg=1
+    fi
+    version=$(pg_version)
+    say "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  if ! redis_up; then
+    say "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null || true
+  fi
+  wait_for pg_up || die "PostgreSQL is not answering on $PG_HOST:5432; start it with:
+  pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start"
+  wait_for redis_up || die "Redis is not answering on $REDIS_HOST:6379; start it with:
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 (its log: /var/log/redis/ci.log)"
+  [ -z "$fresh_pg" ] || pg_trust_loopback
+  psql -X -q -h "$PG_HOST" -U postgres -d postgres -Atc 'SELECT 1' >/dev/null \
+    || die "cannot log in to PostgreSQL as postgres on $PG_HOST without a password: allow it
+  (trust for 127.0.0.1 in pg_hba.conf) or export PGPASSWORD"
+}
+
+# A PostgreSQL we just installed asks for passwords; the demo and tests log in as postgres
+# over 127.0.0.1 without one, as on the dev machines. Only ever done to a fresh install.
+pg_trust_loopback() {
+  local hba
+  hba=$(runuser -u postgres -- psql -XAtc 'SHOW hba_file') || die "cannot read pg_hba.conf"
+  say "allowing passwordless logins from 127.0.0.1 in the fresh $hba"
+  sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  runuser -u postgres -- psql -XAtc 'SELECT pg_reload_conf()' >/dev/null
+}
+
+# MariaDB on 127.0.0.1:3306, root without a password: the MySQL-source tests' server. The
+# driver (mysql-connector-python) is a wheel with its C extension: no build packages.
+ensure_mariadb() {
+  local fresh=""
+  mariadb_up && return 0
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    apt_install mariadb-server mariadb-client
+    fresh=1
+  fi
+  say "starting MariaDB"
+  install -d -o mysql -g mysql /run/mysqld
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  if [ -n "$fresh" ]; then
+    # Debian's root logs in by unix socket only; the tests log in over TCP without a
+    # password, as on the dev machines. Only ever done to a fresh install.
+    wait_for mariadb -u root -e 'SELECT 1' >/dev/null 2>&1 || die "MariaDB did not start"
+    say "allowing root without a password from 127.0.0.1 in the fresh MariaDB"
+    mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket
+        OR mysql_native_password USING PASSWORD('');
+      CREATE USER IF NOT EXISTS root@'127.0.0.1';
+      GRANT ALL ON *.* TO root@'127.0.0.1' WITH GRANT OPTION" \
+      || die "cannot open MariaDB's root to 127.0.0.1"
+  fi
+  wait_for mariadb_up || die "MariaDB is not answering on 127.0.0.1:3306 as root; start it with:
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd (log: /var/log/mysql/error.log)"
+}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from worker import post_data
 from worker.config import Settings
 from worker.errors import TargetError, TargetExists, VerificationFailed
-from worker.jobfiles import remove_work_files, write_json_atomic, write_outcome
+from worker.jobfiles import read_json, remove_work_files, write_json_atomic, write_outcome
 from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import read_manifest
@@ -21,6 +22,7 @@ from worker.translate import TablePlan, quote
 from worker.workfile import sqlite_errors
 
 FK_VIOLATIONS_SHOWN = 5
+PUBLISHING = "publishing.json"  # in the job's directory, from just before the rename until done
 
 
 def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
@@ -40,16 +42,13 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         store.set_job_state(job_id, JobState.FINALIZING)
         started = time.monotonic()
         job_dir = settings.job_dir(job_id)
-        manifest_job, plans, objects = read_manifest(job_dir)
-        partial = job_dir / f"{job['target']}.db.partial"
-        checks = build_database(partial, plans, job_dir / "tables", objects)
-        report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
-        if store.job_state(job_id) == JobState.CANCELLED:  # cancelled while we merged
-            partial.unlink(missing_ok=True)
+        done = published_earlier(job_dir, settings.data_dir, job["target"])
+        if done is None:
+            done = _build_and_publish(settings, store, job, tables)
+        if done is None:
             log.info("finalize_stopped", reason="job cancelled")
             return
-        final, backup = publish(partial, settings.data_dir, job["target"],
-                                replace=bool(job.get("replace")))
+        final, backup, report = done
         report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
                                "bytes": final.stat().st_size}
         write_json_atomic(report_path(settings.data_dir, job["target"]), report)
@@ -57,10 +56,58 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
                             report=str(report_path(settings.data_dir, job["target"])),
                             backup=backup, error=None)
         write_outcome(job_dir, JobState.DONE.value, published=str(final), backup=backup)
+        (job_dir / PUBLISHING).unlink(missing_ok=True)
         store.release_target(job["target"], job_id)
         remove_work_files(job_dir)
         log.info("job_published", path=str(final), backup=backup,
                  seconds=round(time.monotonic() - started, 2))
+
+
+Published = tuple[Path, str | None, dict[str, Any]]  # the file, the old one kept, the report
+
+
+def _build_and_publish(settings: Settings, store: StateStore, job: dict[str, Any],
+                       tables: list[dict[str, Any]]) -> Published | None:
+    """Build the file from the work files and publish it; None when the job was cancelled
+    meanwhile (nothing is published then)."""
+    job_dir = settings.job_dir(job["id"])
+    _, plans, objects = read_manifest(job_dir)
+    partial = job_dir / f"{job['target']}.db.partial"
+    checks = build_database(partial, plans, job_dir / "tables", objects)
+    report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
+    if store.job_state(job["id"]) == JobState.CANCELLED:
+        partial.unlink(missing_ok=True)
+        return None
+    final, backup = publish(partial, settings.data_dir, job["target"],
+                            replace=bool(job.get("replace")),
+                            intent=lambda backup: _record_intent(job_dir, partial, report,
+                                                                 backup))
+    return final, backup, report
+
+
+def _record_intent(job_dir: Path, partial: Path, report: dict[str, Any],
+                   backup: str | None) -> None:
+    """Written just before the rename: which inode we publish, so a re-run can tell our own
+    file at <target>.db from somebody else's."""
+    st = partial.stat()
+    write_json_atomic(job_dir / PUBLISHING, {"device": st.st_dev, "inode": st.st_ino,
+                                             "backup": backup, "report": report})
+
+
+def published_earlier(job_dir: Path, data_dir: Path, target: str) -> Published | None:
+    """A worker killed after the rename but before marking the job done left our file at
+    <target>.db. Finish the job from there instead of building the file again, which would
+    then refuse to overwrite it (or, with replace, push it aside as an "old" file)."""
+    intent = read_json(job_dir / PUBLISHING)
+    final = published_path(data_dir, target)
+    try:
+        st = final.stat()
+    except FileNotFoundError:
+        return None
+    if intent is None or (st.st_dev, st.st_ino) != (intent["device"], intent["inode"]):
+        return None
+    (job_dir / f"{target}.db.partial").unlink(missing_ok=True)  # killed before its unlink
+    return final, intent["backup"], intent["report"]
 
 
 def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
@@ -149,19 +196,22 @@ def _run_checks(db: sqlite3.Connection) -> dict[str, Any]:
     return {"integrity_check": "ok", "foreign_key_check": "ok"}
 
 
-def publish(partial: Path, data_dir: Path, target: str, *,
-            replace: bool) -> tuple[Path, str | None]:
+def publish(partial: Path, data_dir: Path, target: str, *, replace: bool,
+            intent: Callable[[str | None], None] = lambda backup: None,
+            ) -> tuple[Path, str | None]:
     """Make <target>.db appear by rename. Without `replace` an existing file is never touched
     (a hard link fails if the name exists); with it, the old file is kept under a new name
-    first, then the new one replaces it in one rename."""
+    first, then the new one replaces it in one rename. `intent` is called with the backup's
+    name right before the rename."""
     final = published_path(data_dir, target)
     backup: str | None = None
     _refuse_if_in_use(final)
     if replace and final.exists():
-        backup_path = _keep_old(final, target)
-        backup = str(backup_path)
+        backup = str(_keep_old(final, target))
+        intent(backup)
         os.replace(partial, final)
     else:
+        intent(None)
         try:
             os.link(partial, final)
         except FileExistsError:

@@ -8,11 +8,20 @@ the job runs, is tests/test_e2e_publish.py.)"""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
-from faults.support import make_narrow_tables
-from worker import control
+import pytest
+
+from faults.support import assert_exactly_once, make_narrow_tables
+from worker import control, copying, plan
+from worker.control import FINALIZE_TASK
+
+REPO = Path(__file__).resolve().parents[2]
 
 SIZES = {"items": 30_000}
 
@@ -103,3 +112,56 @@ def test_publishing_under_an_app_with_the_file_open_in_wal_mode_is_refused(
     kept = sqlite3.connect(view["backup"])
     assert kept.execute("SELECT count(*) FROM items").fetchone() == (11,)
     kept.close()
+
+
+# A finalize that dies the instant after <target>.db appears (the rename done, the job not yet
+# marked done): the process SIGKILLs itself from inside publish(), the only way to hit that
+# instant every time.
+DIE_AFTER_PUBLISH = """
+import os, signal
+from worker import finalize
+from worker.config import Settings
+from worker.state import StateStore
+
+publish = finalize.publish
+def publish_then_die(*args, **kwargs):
+    publish(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+finalize.publish = publish_then_die
+settings = Settings()
+finalize.finalize_job(settings, StateStore.from_settings(settings), os.environ["JOB_ID"])
+"""
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_finalize_killed_right_after_publishing_is_finished_not_refused(
+        pg_db, settings_env, store, send, worker_proc, wait_for, replace):
+    # Given a job whose tables are all copied and verified (plain functions, no queue yet)
+    make_narrow_tables(pg_db, SIZES)
+    published = settings_env.data_dir / "app.db"
+    if replace:
+        app_database(published, 10)
+    job_id = control.submit_job(settings_env, store, lambda *a: None, source=pg_db.url,
+                                target="app", replace=replace)
+    plan.plan_job(settings_env, store, lambda *a: None, job_id)
+    copying.copy_table(settings_env, store, lambda *a: None, job_id, "items")
+
+    # When finalize is killed -9 right after the new file is in place
+    died = subprocess.run([sys.executable, "-c", DIE_AFTER_PUBLISH], cwd=REPO,
+                          env={**os.environ, "JOB_ID": job_id}, capture_output=True,
+                          timeout=60)
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()
+    assert published.exists() and store.job(job_id)["state"] == "finalizing"
+    first = published.stat().st_ino
+
+    # Then a worker's finalize finishes the job with that same file: no "already exists", no
+    # second build pushing our own file aside as the "old" one
+    worker = worker_proc()
+    send(FINALIZE_TASK, job_id)
+    view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
+    assert view["state"] == "done", view
+    assert published.stat().st_ino == first
+    assert sorted(p.name for p in settings_env.data_dir.glob("app.*.old.db")) == (
+        [Path(view["backup"]).name] if replace else [])
+    assert_exactly_once(settings_env, store, job_id, "app", SIZES)
+    assert not list(settings_env.job_dir(job_id).glob("*.partial"))

@@ -29,6 +29,9 @@ from worker import control
 from worker.config import Settings
 from worker.state import StateStore
 
+# LITESHIFT_READER_PROCESS_BYTES=0 ops/test.sh: every table through worker/reader_process.py
+READER_PROCESS_BYTES = os.environ.get("LITESHIFT_READER_PROCESS_BYTES")
+
 REPO = Path(__file__).resolve().parents[1]
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
@@ -130,6 +133,8 @@ def settings_env(services: None, tmp_path: Path,
         "LITESHIFT_SOURCE_RETRY_BACKOFF_S": "0.5",
         "LITESHIFT_LOG_FORMAT": "json",
     }
+    if READER_PROCESS_BYTES is not None:  # run the suite with every table read in a child
+        env["LITESHIFT_READER_PROCESS_BYTES"] = READER_PROCESS_BYTES
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()  # not get_settings(): it is cached for the whole process

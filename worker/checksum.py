@@ -1,23 +1,36 @@
 """Row checksums: the same function over what we write and over what SQLite gives back.
 
-A row's hash is xxh3-64 of the repr of its tuple of SQLite values (int, float, str, bytes,
-None): a canonical encoding that Python gives us in C. A table's checksum is the sum of its
-rows' hashes modulo 2^64, so chunks fold in any order and a resumed copy adds up the same;
-loss and duplication change it, and the key being unique rules out cancelling pairs. Reading
-SQLite back and recomputing catches affinity rewrites, truncation, loss and duplication.
+A row's hash is xxh3-64 of its tuple of SQLite values (int, float, str, bytes, None) encoded
+with marshal format 2: a canonical encoding (format 2 has no back-references, so equal
+values encode equally whatever objects hold them) that Python gives us in C, three to four
+times faster than repr(). A table's checksum is the sum of its rows' hashes modulo 2^64, so
+chunks fold in any order and a resumed copy adds up the same; loss and duplication change
+it, and the key being unique rules out cancelling pairs. Reading SQLite back and recomputing
+catches affinity rewrites, truncation, loss and duplication.
 """
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Iterable
+from itertools import repeat
 
 from xxhash import xxh3_64_intdigest
 
 MASK = 2**64 - 1
+ENCODING_VERSION = 2  # marshal's: floats as 8 bytes, str as UTF-8, no references
 
 
-def rows_checksum(reprs: Iterable[str]) -> int:
-    return sum(map(xxh3_64_intdigest, map(str.encode, reprs))) & MASK
+def encode_rows(rows: Iterable[tuple]) -> list[bytes]:
+    return list(map(marshal.dumps, rows, repeat(ENCODING_VERSION)))
+
+
+def encoded_checksum(encoded: Iterable[bytes]) -> int:
+    return sum(map(xxh3_64_intdigest, encoded)) & MASK
+
+
+def rows_checksum(rows: Iterable[tuple]) -> int:
+    return encoded_checksum(map(marshal.dumps, rows, repeat(ENCODING_VERSION)))
 
 
 def fold(total: int, part: int) -> int:

@@ -17,7 +17,7 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
-from worker.checksum import fold, rows_checksum
+from worker.checksum import encode_rows, encoded_checksum, fold
 from worker.converters import CONVERTERS
 from worker.errors import TargetError
 from worker.translate import TablePlan
@@ -35,6 +35,9 @@ class Chunk:
     size_bytes: int
     last_key: list[Any] | None
     lossy: dict[str, int] = field(default_factory=dict)
+
+
+ChunkSource = Callable[[Sequence[Any] | None], Iterator[Chunk]]  # after_key -> chunks
 
 
 @dataclass
@@ -76,10 +79,10 @@ def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
         batch = list(map(strip, raw)) if strip else raw
         if converters:
             batch = _convert(batch, converters, lossy)
-        reprs = list(map(repr, batch))
-        batch_size = sum(map(len, reprs))
-        checksum = fold(checksum, rows_checksum(reprs))
-        del reprs
+        encoded = encode_rows(batch)
+        batch_size = sum(map(len, encoded))
+        checksum = fold(checksum, encoded_checksum(encoded))
+        del encoded
         pending.extend(batch)
         size += batch_size
         micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, batch_size // len(batch))))
@@ -118,20 +121,27 @@ def _convert(batch: list[tuple], converters: list, lossy: dict[str, int]) -> lis
     return list(zip(*columns))
 
 
-def copy_rows(*, plan: TablePlan, source: RowSource, work: WorkFile, token: int,
-              chunk_rows: int, chunk_bytes: int, before_commit: Callable[[], None] = lambda: None,
+def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
+              chunk_bytes: int, source: RowSource | None = None,
+              chunk_source: ChunkSource | None = None,
+              before_commit: Callable[[], None] = lambda: None,
               after_commit: Callable[[Progress], None] = lambda p: None) -> Checkpoint:
     """Copy the rest of a table into its work file; returns the final checkpoint.
 
-    Resumes after the checkpoint's last key. `before_commit` may raise to stop (cancel, lost
-    lease); `after_commit` mirrors progress (Redis, logs) once a chunk is durable.
+    Resumes after the checkpoint's last key. Chunks are made here from `source`'s rows, or
+    come ready from `chunk_source` (a reader process). `before_commit` may raise to stop
+    (cancel, lost lease); `after_commit` mirrors progress (Redis, logs) once a chunk is
+    durable.
     """
     state = work.fence(token)
     if state.done:
         return state
+    if chunk_source is None:
+        if source is None:
+            raise TypeError("copy_rows needs a source or a chunk_source")
+        chunk_source = _chunks_of(source, plan, chunk_rows, chunk_bytes)
     started, copied_now, resume_after = time.monotonic(), 0, state.last_key
-    for chunk in _read_ahead(lambda: make_chunks(source(resume_after), plan,
-                                                 chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)):
+    for chunk in _read_ahead(lambda: chunk_source(resume_after)):
         before_commit()
         state = _advance(state, chunk)
         try:
@@ -145,6 +155,12 @@ def copy_rows(*, plan: TablePlan, source: RowSource, work: WorkFile, token: int,
                               rows_copied_now=copied_now))
     work.mark_done(token, state)
     return state
+
+
+def _chunks_of(source: RowSource, plan: TablePlan, chunk_rows: int,
+               chunk_bytes: int) -> ChunkSource:
+    return lambda after: make_chunks(source(after), plan, chunk_rows=chunk_rows,
+                                     chunk_bytes=chunk_bytes)
 
 
 def _advance(state: Checkpoint, chunk: Chunk) -> Checkpoint:

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from worker.mysql_converters import MYSQL_CONVERTERS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_EXACT = float(2**53)  # every integer up to this is exact as a float
 
 Converter = Callable[[list], tuple[list, int]]
 
@@ -48,6 +49,24 @@ def numeric_affinity(values: list) -> tuple[list, int]:
     return [v for v, _ in pairs], sum(lossy for _, lossy in pairs)
 
 
+def _numeric_float(text: str | None) -> int | float | None:
+    # The fast path of _numeric for text PostgreSQL rendered, which also counts the inexact
+    # values itself (pg_render.numeric_flag): float() is C; the exact path only for integral
+    # values past 2^53, which a float cannot hold.
+    if text is None:
+        return None
+    approx = float(text)
+    if approx.is_integer():
+        if -FLOAT_EXACT <= approx <= FLOAT_EXACT:
+            return int(approx)
+        return _numeric(text)[0]
+    return None if approx != approx else approx
+
+
+def numeric_float(values: list) -> tuple[list, int]:
+    return list(map(_numeric_float, values)), 0
+
+
 def _numeric_text(text: str | None) -> tuple[str | int | float | None, bool]:
     # JSON bound into a NUMERIC-affinity column (rails' `json`): a bare number is stored as
     # a number, as SQLite would store its text; anything else (objects, strings) stays text.
@@ -72,6 +91,7 @@ def nan_to_null(values: list) -> tuple[list, int]:
 
 CONVERTERS: dict[str, Converter] = {
     "numeric_affinity": numeric_affinity,
+    "numeric_float": numeric_float,
     "nan_to_null": nan_to_null,
     "numeric_text": numeric_text,
     **MYSQL_CONVERTERS,  # unsigned_text, negative_zero, set_json

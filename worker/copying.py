@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import redis
 
 from worker import sources
 from worker.checksum import as_hex, fold, rows_checksum
-from worker.chunks import Progress, copy_rows
+from worker.chunks import ChunkSource, Progress, copy_rows, make_chunks
 from worker.config import Settings
 from worker.control import FINALIZE_TASK, Send
 from worker.errors import (
@@ -24,8 +25,9 @@ from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import read_manifest, table_plan
 from worker.plan import space_needed
+from worker.reader_process import chunks_from_child
 from worker.sealing import unseal
-from worker.source_url import parse_source_url
+from worker.source_url import SourceURL, parse_source_url
 from worker.state import JobState, StateStore, TableState
 from worker.translate import TablePlan
 from worker.workfile import Checkpoint, WorkFile
@@ -101,16 +103,15 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
         if cancelled:
             raise JobCancelled("job cancelled", job_id=job_id, table=plan.name)
 
-    reader = sources.for_kind(source.kind)
-    with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
-        def rows(after: Any) -> Any:
-            return reader.stream_table(conn, schema=job["schema"], plan=plan, after=after)
+    chunk_rows = options.get("chunk_rows") or settings.chunk_rows
+    chunk_bytes = options.get("chunk_bytes") or settings.chunk_bytes
+    with ExitStack() as stack:
         final = copy_rows(
-            plan=plan, source=rows, work=work, token=lease.token,
-            chunk_rows=options.get("chunk_rows") or settings.chunk_rows,
-            chunk_bytes=options.get("chunk_bytes") or settings.chunk_bytes,
-            before_commit=before_commit,
+            plan=plan, work=work, token=lease.token, chunk_rows=chunk_rows,
+            chunk_bytes=chunk_bytes, before_commit=before_commit,
             after_commit=lambda p: _mirror(store, job_id, plan, p, log),
+            chunk_source=_chunk_source(settings, stack, source, job["schema"], plan,
+                                       chunk_rows, chunk_bytes),
         )
     verify_work_file(work, final)
     store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
@@ -118,6 +119,21 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
                           checksum=as_hex(final.checksum), lossy=final.lossy, eta_s=0)
     log.info("table_verified", rows=final.rows, checksum=as_hex(final.checksum),
              lossy=final.lossy)
+
+
+def _chunk_source(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
+                  plan: TablePlan, chunk_rows: int, chunk_bytes: int) -> ChunkSource:
+    """Chunks from a reader process for a big table (two cores), else made in this process
+    from a connection that `stack` closes."""
+    if 0 <= settings.reader_process_bytes <= plan.size_bytes:
+        return lambda after: chunks_from_child(
+            source_url=source.url, schema=schema, plan=plan, after=after, chunk_rows=chunk_rows,
+            chunk_bytes=chunk_bytes, connect_timeout_s=settings.connect_timeout_s)
+    reader = sources.for_kind(source.kind)
+    conn = stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s))
+    return lambda after: make_chunks(
+        reader.stream_table(conn, schema=schema, plan=plan, after=after), plan,
+        chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
 
 
 def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: Any) -> None:
@@ -145,7 +161,7 @@ def verify_work_file(work: WorkFile, expected: Checkpoint) -> None:
     rows = checksum = 0
     for batch in work.scan():
         rows += len(batch)
-        checksum = fold(checksum, rows_checksum(map(repr, batch)))
+        checksum = fold(checksum, rows_checksum(batch))
     if rows != expected.rows or checksum != expected.checksum:
         raise VerificationFailed(
             f"table {work.plan.name!r} reads back {rows} rows with checksum {as_hex(checksum)}, "

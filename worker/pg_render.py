@@ -95,3 +95,18 @@ def float_sql(c: str, col: PgColumn) -> str:
 
 def float_flag(c: str, col: PgColumn, ctx: ColumnContext) -> str:
     return f"COALESCE({c} = 'NaN' OR ({c} = 0 AND {c}::text LIKE '-%'), false)"
+
+
+def numeric_flag(c: str, col: PgColumn, ctx: ColumnContext) -> str:
+    """True where a decimal is stored inexactly: converters.numeric_float writes an integral
+    value within int64 as INTEGER, anything else as the nearest REAL, which is exact when its
+    shortest text (extra_float_digits = 3, as Python's repr) reads back equal. NaN is lost;
+    values float8 cannot hold (and which would make the cast fail) are counted first."""
+    n = f"{c}::numeric" if col.typname == "money" else c
+    return (f"COALESCE(CASE WHEN {n} = 'NaN' THEN true "
+            f"WHEN {n} IN ('Infinity', '-Infinity') THEN false "
+            f"WHEN {n} = trunc({n}) AND {n} BETWEEN -9223372036854775808 "
+            f"AND 9223372036854775807 THEN false "
+            f"WHEN abs({n}) > 1.7976931348623157e308 OR ({n} <> 0 AND abs({n}) < "
+            f"2.4703282292062328e-324) THEN true "
+            f"ELSE {n}::float8::text::numeric <> {n} END, false)")

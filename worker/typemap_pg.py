@@ -139,7 +139,7 @@ RULES: tuple[Rule, ...] = (
          _typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
     Rule("decimal", lambda col, ctx: col.typname in ("numeric", "money") and (
             ctx.override in (None, "decimal")), _decimal_type, _numeric_text, "text",
-         converter="numeric_affinity", lossy=True,
+         converter="numeric_float", flag=render.numeric_flag, lossy=True,
          note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
               "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted"),
     # bool before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.

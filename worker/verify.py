@@ -66,7 +66,7 @@ def _sqlite_checksum(db: sqlite3.Connection, plan: TablePlan) -> tuple[int, int]
     rows = checksum = 0
     while batch := cursor.fetchmany(SCAN_BATCH):
         rows += len(batch)
-        checksum = fold(checksum, rows_checksum(map(repr, batch)))
+        checksum = fold(checksum, rows_checksum(batch))
     return rows, checksum
 
 

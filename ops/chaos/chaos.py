@@ -180,7 +180,7 @@ def check_job(settings: Any, store: Any, job_id: str, target: str, sizes: dict[s
             totals.rows_wrong += wrong or 0
             cursor, total = db.execute(f'SELECT * FROM "{table}"'), 0
             while batch := cursor.fetchmany(20_000):
-                total = fold(total, rows_checksum(map(repr, batch)))
+                total = fold(total, rows_checksum(batch))
             readback[table] = as_hex(total)
     finally:
         db.close()

@@ -80,7 +80,7 @@ def sqlite_checksum(db: sqlite3.Connection, table: str) -> tuple[int, str]:
     rows = total = 0
     while batch := cursor.fetchmany(10_000):
         rows += len(batch)
-        total = fold(total, rows_checksum(map(repr, batch)))
+        total = fold(total, rows_checksum(batch))
     return rows, as_hex(total)
 
 

@@ -1,0 +1,118 @@
+"""Big tables are read in a child process (worker/reader_process.py): the same chunks as
+in-process, the source's errors as ours, and no reader outliving a worker killed -9.
+
+(`LITESHIFT_READER_PROCESS_BYTES=0 ops/test.sh` runs the whole suite with every table read
+this way.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from faults.support import (
+    assert_exactly_once,
+    children,
+    make_narrow_tables,
+    rows_done,
+)
+
+from worker import control, pg_source, sources
+from worker.chunks import make_chunks
+from worker.errors import SourceRejected
+from worker.reader_process import chunks_from_child
+from worker.source_url import parse_source_url
+from worker.translate import translate
+
+FIXTURE = Path(__file__).with_name("pg_fidelity.sql")  # every type we convert
+
+
+def plans_of(url: str) -> list:
+    source = parse_source_url(url)
+    with pg_source.connect(source) as conn:
+        names = pg_source.list_tables(conn, "public")
+        return translate(pg_source.reflect(source, conn, "public", names)).tables
+
+
+def in_process(url: str, plan, after=None) -> list:
+    reader = sources.for_kind("postgres")
+    with reader.connect(parse_source_url(url)) as conn:
+        rows = reader.stream_table(conn, schema="public", plan=plan, after=after)
+        return list(make_chunks(rows, plan, chunk_rows=3, chunk_bytes=1 << 20))
+
+
+def in_child(url: str, plan, after=None) -> list:
+    return list(chunks_from_child(source_url=url, schema="public", plan=plan, after=after,
+                                  chunk_rows=3, chunk_bytes=1 << 20, connect_timeout_s=5))
+
+
+def test_a_child_reads_the_same_chunks_as_the_worker_would(pg_db):
+    # Given every type the fidelity fixture has
+    with pg_db.connect() as conn:
+        conn.execute(FIXTURE.read_text(encoding="utf-8"))
+    plans = plans_of(pg_db.url)
+    assert len(plans) > 3
+
+    # When each table is read in a child and in this process, from the start and resumed
+    for plan in plans:
+        here, there = in_process(pg_db.url, plan), in_child(pg_db.url, plan)
+
+        # Then the chunks are equal: rows, checksums, sizes, last keys and lossy counts
+        assert [vars(c) for c in there] == [vars(c) for c in here], plan.name
+        if plan.key and len(here) > 1:
+            after = here[0].last_key
+            assert [vars(c) for c in in_child(pg_db.url, plan, after)] == \
+                [vars(c) for c in in_process(pg_db.url, plan, after)], plan.name
+
+
+def test_the_childs_source_errors_are_ours_and_name_no_password(pg_db):
+    # Given a table that is dropped after planning, and a wrong password
+    make_narrow_tables(pg_db, {"gone": 10})
+    plan = plans_of(pg_db.url)[0]
+    with pg_db.connect() as conn:
+        conn.execute('DROP TABLE "gone"')
+
+    # Then the child's errors come back as liteshift's, with what to do
+    with pytest.raises(SourceRejected, match="does not exist"):
+        in_child(pg_db.url, plan)
+    wrong = pg_db.url.replace("postgres@", "nobody_here:Sekr1t-pw@")
+    with pytest.raises(SourceRejected) as caught:
+        in_child(wrong, plan)
+    assert "Sekr1t-pw" not in str(caught.value)
+
+
+def reader_children(pid: int) -> list[int]:
+    return [c for c in children(pid)
+            if b"worker.reader_process" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_reader_dies_with_its_worker_and_the_copy_resumes_exactly_once(
+        pg_db, settings_env, store, send, worker_proc, wait_for, wait_until, monkeypatch):
+    # Given every table read in a child, and a worker copying a big table
+    monkeypatch.setenv("LITESHIFT_READER_PROCESS_BYTES", "0")
+    sizes = {"big": 600_000}
+    make_narrow_tables(pg_db, sizes)
+    worker = worker_proc()
+    job_id = control.submit_job(settings_env, store, send, source=pg_db.url, target="kid",
+                                options={"chunk_rows": 5000})
+    wait_until(lambda: rows_done(store, job_id) > 50_000, 60, "the copy to be under way")
+    readers = reader_children(worker.proc.pid)
+    assert readers, "no reader process under the worker"
+
+    # When only the worker's process is killed -9 (not its group: the reader is orphaned)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+
+    # Then the reader exits by itself once its pipe is gone
+    def gone() -> bool:
+        return not any(Path(f"/proc/{r}").exists() and
+                       "Z" not in Path(f"/proc/{r}/stat").read_text().split(")")[1][:3]
+                       for r in readers)
+    wait_until(gone, 30, "the orphaned reader to exit")
+
+    # and a new worker finishes the job with every row exactly once
+    worker = worker_proc()
+    view = wait_for(store, job_id, ["done", "failed"], timeout=120, workers=[worker])
+    assert view["state"] == "done", view
+    assert_exactly_once(settings_env, store, job_id, "kid", sizes)

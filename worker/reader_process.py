@@ -1,0 +1,129 @@
+"""A big table's reader in a child process: `python -m worker.reader_process`.
+
+Reading (the driver's row parsing), conversion and checksums take about as much CPU as
+SQLite's inserts, and in one process they share one GIL. Moving them to a child lets a
+worker use two cores on one table: the child streams, converts and checksums chunks exactly
+as `chunks.make_chunks` does in-process, and the worker only inserts and commits them.
+
+The request comes as JSON on stdin (never argv: argv shows in `ps`, and it holds the source
+URL). The answer is a stream of frames on stdout, each a kind byte and a length:
+  C  a chunk: marshal of (rows, checksum, size_bytes, last_key, lossy)
+  E  an error: JSON {"kind": class name in worker.errors, "message": ...}
+  D  done
+The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
+When the worker dies first, the child's next write fails (EPIPE) and it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+from worker import errors
+from worker.checksum import ENCODING_VERSION
+from worker.chunks import Chunk
+from worker.errors import LiteshiftError, SourceUnavailable
+from worker.redact import redact
+from worker.translate import TablePlan
+
+HEADER = struct.Struct(">cQ")
+
+
+def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
+                      after: Sequence[Any] | None, chunk_rows: int, chunk_bytes: int,
+                      connect_timeout_s: int) -> Iterator[Chunk]:
+    """The worker's side: start the child, yield its chunks, re-raise its errors as ours.
+    Closing the iterator early (cancel, lease lost) kills the child."""
+    request = {"source": source_url, "schema": schema, "plan": plan.to_dict(),
+               "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
+               "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s}
+    child = subprocess.Popen([sys.executable, "-m", "worker.reader_process"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        child.stdin.write(json.dumps(request).encode())
+        child.stdin.close()
+        while True:
+            kind, payload = _read_frame(child.stdout)
+            if kind == b"C":
+                yield Chunk(*marshal.loads(payload))
+            elif kind == b"D":
+                return
+            elif kind == b"E":
+                raise _error(json.loads(payload), plan.name)
+            else:
+                raise SourceUnavailable(
+                    f"the reader process for table {plan.name!r} ended without finishing "
+                    f"(exit status {child.wait()}); will retry from the last committed chunk",
+                    table=plan.name)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+def _read_frame(stream: IO[bytes]) -> tuple[bytes | None, bytes]:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None, b""
+    kind, length = HEADER.unpack(header)
+    payload = stream.read(length)
+    return (kind, payload) if len(payload) == length else (None, b"")
+
+
+def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
+    cls = getattr(errors, answer.get("kind", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, LiteshiftError)):
+        cls = LiteshiftError
+    return cls(answer["message"], table=table)
+
+
+def main() -> int:
+    out = sys.stdout.buffer
+    try:
+        _serve(json.loads(sys.stdin.buffer.read()), out)
+    except BrokenPipeError:
+        return 1  # the worker is gone: nothing to tell anyone
+    except LiteshiftError as exc:
+        _write(out, b"E", json.dumps({"kind": type(exc).__name__,
+                                      "message": redact(str(exc))}).encode())
+    except Exception as exc:  # never a traceback with a URL in it
+        _write(out, b"E", json.dumps({"kind": "LiteshiftError", "message": redact(
+            f"the reader process failed: {type(exc).__name__}: {exc}")}).encode())
+    return 0
+
+
+def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
+    from worker import sources
+    from worker.chunks import make_chunks
+    from worker.sealing import remember_url_password
+    from worker.source_url import parse_source_url
+
+    remember_url_password(request["source"])
+    source = parse_source_url(request["source"])
+    plan = TablePlan.from_dict(request["plan"])
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source, timeout_s=request["timeout_s"]) as conn:
+        rows = reader.stream_table(conn, schema=request["schema"], plan=plan,
+                                   after=request["after"])
+        for chunk in make_chunks(rows, plan, chunk_rows=request["chunk_rows"],
+                                 chunk_bytes=request["chunk_bytes"]):
+            _write(out, b"C", marshal.dumps((chunk.rows, chunk.checksum, chunk.size_bytes,
+                                             chunk.last_key, chunk.lossy), ENCODING_VERSION))
+    _write(out, b"D", b"")
+
+
+def _write(out: IO[bytes], kind: bytes, payload: bytes) -> None:
+    out.write(HEADER.pack(kind, len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

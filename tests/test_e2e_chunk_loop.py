@@ -10,7 +10,7 @@ import pytest
 
 from worker.checksum import rows_checksum
 from worker.chunks import copy_rows, make_chunks
-from worker.errors import LeaseLost
+from worker.errors import LeaseLost, VerificationFailed
 from worker.translate import ColumnPlan, TablePlan
 from worker.workfile import WorkFile
 
@@ -149,3 +149,20 @@ def test_an_older_token_cannot_commit_once_a_newer_writer_fenced_the_file(tmp_pa
         assert newer.db.execute("SELECT count(DISTINCT id) FROM items").fetchone() == (100,)
     finally:
         newer.close()
+
+
+def test_a_chunk_sqlite_stores_differently_is_refused_and_nothing_of_it_kept(work):
+    # Given rows whose second chunk holds a value a TEXT column rewrites (int 5 -> '5')
+    rows = rows_of(200)
+    rows[150] = (151, 5)
+    source = FakeSource(rows)
+
+    # When they are copied 100 rows at a time
+    with pytest.raises(VerificationFailed) as failed:
+        run_copy(work, source)
+
+    # Then the first chunk is committed, the second is refused with the key it ended at,
+    # and the work file holds exactly the first
+    assert "ending at key [200]" in str(failed.value) and "nothing of this chunk" in \
+        str(failed.value)
+    assert work.checkpoint().rows == 100 and work.count() == 100

@@ -14,11 +14,13 @@ from __future__ import annotations
 import marshal
 from collections.abc import Iterable
 from itertools import repeat
+from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
 MASK = 2**64 - 1
 ENCODING_VERSION = 2  # marshal's: floats as 8 bytes, str as UTF-8, no references
+MAX_FETCH = 5_000  # rows per fetch when rows are small
 
 
 def encode_rows(rows: Iterable[tuple]) -> list[bytes]:
@@ -31,6 +33,20 @@ def encoded_checksum(encoded: Iterable[bytes]) -> int:
 
 def rows_checksum(rows: Iterable[tuple]) -> int:
     return encoded_checksum(map(marshal.dumps, rows, repeat(ENCODING_VERSION)))
+
+
+def cursor_checksum(cursor: Any, budget_bytes: int = 8 << 20) -> tuple[int, int]:
+    """Count and checksum an SQLite cursor's rows, fetching as many at a time as fit in
+    about `budget_bytes` (a table of 5 MB blobs is read a row at a time)."""
+    rows = total = 0
+    batch = 1
+    while fetched := cursor.fetchmany(batch):
+        encoded = encode_rows(fetched)
+        rows += len(fetched)
+        total = fold(total, encoded_checksum(encoded))
+        row_bytes = max(1, sum(map(len, encoded)) // len(fetched))
+        batch = max(1, min(MAX_FETCH, budget_bytes // row_bytes))
+    return rows, total
 
 
 def fold(total: int, part: int) -> int:

@@ -25,7 +25,7 @@ from worker.workfile import Checkpoint, WorkFile
 
 RowSource = Callable[[Sequence[Any] | None], Iterator[tuple]]  # after_key -> rows in key order
 MICRO_MAX = 2_000  # rows per micro-batch when rows are small
-CHUNKS_AHEAD = 2  # chunks the reader may prepare ahead of the writer (bounds memory)
+CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds memory)
 
 
 @dataclass
@@ -145,7 +145,7 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
         before_commit()
         state = _advance(state, chunk)
         try:
-            work.commit_chunk(token, chunk.rows, state)
+            work.commit_chunk(token, chunk.rows, state, chunk.checksum)
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(work, plan, chunk, exc) from None
         copied_now += len(chunk.rows)

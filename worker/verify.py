@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import sources
-from worker.checksum import as_hex, fold, rows_checksum
+from worker.checksum import as_hex, cursor_checksum, fold
 from worker.chunks import make_chunks
 from worker.config import Settings
 from worker.errors import InputError
@@ -62,12 +62,7 @@ def _verify_table(db: sqlite3.Connection, plan: TablePlan, expected: dict[str, A
 
 def _sqlite_checksum(db: sqlite3.Connection, plan: TablePlan) -> tuple[int, int]:
     columns = ", ".join(quote(c.name) for c in plan.columns)
-    cursor = db.execute(f"SELECT {columns} FROM {quote(plan.name)}")
-    rows = checksum = 0
-    while batch := cursor.fetchmany(SCAN_BATCH):
-        rows += len(batch)
-        checksum = fold(checksum, rows_checksum(batch))
-    return rows, checksum
+    return cursor_checksum(db.execute(f"SELECT {columns} FROM {quote(plan.name)}"))
 
 
 def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connection,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.checksum import as_hex
-from worker.errors import LeaseLost, TargetError, VolumeFull, WorkFileBusy
+from worker.checksum import as_hex, cursor_checksum
+from worker.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
 from worker.translate import TablePlan, quote
 
 CHECKPOINT_DDL = """
@@ -120,12 +120,38 @@ class WorkFile:
                                 (as_hex(0),))
             return self.checkpoint()
 
-    def commit_chunk(self, token: int, rows: Sequence[tuple], state: Checkpoint) -> None:
-        """Write a chunk's rows and the checkpoint after it in one transaction."""
+    def commit_chunk(self, token: int, rows: Sequence[tuple], state: Checkpoint,
+                     checksum: int | None = None) -> None:
+        """Write a chunk's rows and the checkpoint after it in one transaction. Given the
+        rows' checksum, read them back before committing and refuse to commit if SQLite
+        holds anything else (affinity rewrites, truncation, loss)."""
         with self._transaction(f"writing table {self.plan.name!r}"):
             self._check_token(token)
+            top = self.db.execute(f"SELECT max(rowid) FROM {quote(self.plan.name)}").fetchone()[0]
             self.db.executemany(self.plan.insert_sql, rows)
+            if checksum is not None:
+                self._check_readback(top, len(rows), checksum, state)
             self._save(state)
+
+    def _check_readback(self, top: int | None, rows: int, checksum: int,
+                        state: Checkpoint) -> None:
+        # Rows are inserted in key order after every row already there, so SQLite gives the
+        # new ones higher rowids (an INTEGER PRIMARY KEY is the key itself).
+        select = (f"SELECT {', '.join(quote(c.name) for c in self.plan.columns)} "
+                  f"FROM {quote(self.plan.name)}")
+        cursor = (self.db.execute(select) if top is None
+                  else self.db.execute(f"{select} WHERE rowid > ?", (top,)))
+        found, readback = cursor_checksum(cursor)
+        if (found, readback) != (rows, checksum):
+            raise VerificationFailed(
+                f"table {self.plan.name!r}: the chunk ending at key {state.last_key} reads "
+                f"back from SQLite as {found} rows with checksum {as_hex(readback)}, but "
+                f"{rows} rows with checksum {as_hex(checksum)} were written: SQLite changed or "
+                "lost values, and nothing of this chunk was kept. Retry the table, and report "
+                "this if it repeats", table=self.plan.name)
+
+    def count(self) -> int:
+        return int(self.db.execute(f"SELECT count(*) FROM {quote(self.plan.name)}").fetchone()[0])
 
     def mark_done(self, token: int, state: Checkpoint) -> None:
         with self._transaction("finishing the work file"):

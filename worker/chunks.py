@@ -128,20 +128,23 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
               after_commit: Callable[[Progress], None] = lambda p: None) -> Checkpoint:
     """Copy the rest of a table into its work file; returns the final checkpoint.
 
-    Resumes after the checkpoint's last key. Chunks are made here from `source`'s rows, or
-    come ready from `chunk_source` (a reader process). `before_commit` may raise to stop
-    (cancel, lost lease); `after_commit` mirrors progress (Redis, logs) once a chunk is
-    durable.
+    Resumes after the checkpoint's last key. Chunks are made from `source`'s rows by a
+    reader thread, or come ready from `chunk_source` (a reader process, which works ahead
+    by itself). `before_commit` may raise to stop (cancel, lost lease); `after_commit`
+    mirrors progress (Redis, logs) once a chunk is durable.
     """
     state = work.fence(token)
     if state.done:
         return state
-    if chunk_source is None:
-        if source is None:
-            raise TypeError("copy_rows needs a source or a chunk_source")
-        chunk_source = _chunks_of(source, plan, chunk_rows, chunk_bytes)
     started, copied_now, resume_after = time.monotonic(), 0, state.last_key
-    for chunk in _read_ahead(lambda: chunk_source(resume_after)):
+    if chunk_source is not None:
+        chunks = chunk_source(resume_after)
+    elif source is not None:
+        chunks = _read_ahead(lambda: make_chunks(source(resume_after), plan,
+                                                 chunk_rows=chunk_rows, chunk_bytes=chunk_bytes))
+    else:
+        raise TypeError("copy_rows needs a source or a chunk_source")
+    for chunk in chunks:
         before_commit()
         state = _advance(state, chunk)
         try:
@@ -153,14 +156,9 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
                               chunk_bytes=chunk.size_bytes, last_key=state.last_key,
                               checksum=state.checksum, elapsed_s=time.monotonic() - started,
                               rows_copied_now=copied_now))
+        del chunk  # not held while the next one is made: a worker holds about three chunks
     work.mark_done(token, state)
     return state
-
-
-def _chunks_of(source: RowSource, plan: TablePlan, chunk_rows: int,
-               chunk_bytes: int) -> ChunkSource:
-    return lambda after: make_chunks(source(after), plan, chunk_rows=chunk_rows,
-                                     chunk_bytes=chunk_bytes)
 
 
 def _advance(state: Checkpoint, chunk: Chunk) -> Checkpoint:

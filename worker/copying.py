@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import redis
 
 from worker import sources
 from worker.checksum import as_hex
-from worker.chunks import ChunkSource, Progress, copy_rows, make_chunks
+from worker.chunks import Chunk, Progress, copy_rows
 from worker.config import Settings
 from worker.control import FINALIZE_TASK, Send
 from worker.errors import (
@@ -110,8 +111,7 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
             plan=plan, work=work, token=lease.token, chunk_rows=chunk_rows,
             chunk_bytes=chunk_bytes, before_commit=before_commit,
             after_commit=lambda p: _mirror(store, job_id, plan, p, log),
-            chunk_source=_chunk_source(settings, stack, source, job["schema"], plan,
-                                       chunk_rows, chunk_bytes),
+            **_reader(settings, stack, source, job["schema"], plan, chunk_rows, chunk_bytes),
         )
     verify_work_file(work, final)
     store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
@@ -121,19 +121,21 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
              lossy=final.lossy)
 
 
-def _chunk_source(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
-                  plan: TablePlan, chunk_rows: int, chunk_bytes: int) -> ChunkSource:
-    """Chunks from a reader process for a big table (two cores), else made in this process
-    from a connection that `stack` closes."""
+def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
+            plan: TablePlan, chunk_rows: int, chunk_bytes: int) -> dict[str, Any]:
+    """copy_rows' reader: a child process for a big table (two cores), else the rows of a
+    connection that `stack` closes."""
     if 0 <= settings.reader_process_bytes <= plan.size_bytes:
-        return lambda after: chunks_from_child(
-            source_url=source.url, schema=schema, plan=plan, after=after, chunk_rows=chunk_rows,
-            chunk_bytes=chunk_bytes, connect_timeout_s=settings.connect_timeout_s)
+        def chunk_source(after: Any) -> Iterator[Chunk]:
+            return chunks_from_child(
+                source_url=source.url, schema=schema, plan=plan, after=after,
+                chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+                connect_timeout_s=settings.connect_timeout_s)
+        return {"chunk_source": chunk_source}
     reader = sources.for_kind(source.kind)
     conn = stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s))
-    return lambda after: make_chunks(
-        reader.stream_table(conn, schema=schema, plan=plan, after=after), plan,
-        chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
+    return {"source": lambda after: reader.stream_table(conn, schema=schema, plan=plan,
+                                                        after=after)}
 
 
 def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: Any) -> None:

@@ -51,7 +51,10 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
         while True:
             kind, payload = _read_frame(child.stdout)
             if kind == b"C":
-                yield Chunk(*marshal.loads(payload))
+                chunk = Chunk(*marshal.loads(payload))
+                del payload  # not held while the chunk is inserted
+                yield chunk
+                del chunk
             elif kind == b"D":
                 return
             elif kind == b"E":
@@ -116,6 +119,7 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
                                  chunk_bytes=request["chunk_bytes"]):
             _write(out, b"C", marshal.dumps((chunk.rows, chunk.checksum, chunk.size_bytes,
                                              chunk.last_key, chunk.lossy), ENCODING_VERSION))
+            del chunk  # not held while the next one is made
     _write(out, b"D", b"")
 
 

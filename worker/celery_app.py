@@ -13,9 +13,11 @@ from celery.signals import worker_ready, worker_shutdown
 
 from worker.config import get_settings
 from worker.logs import configure_logging
+from worker.memory import fixed_mmap_threshold
 
 settings = get_settings()
 configure_logging(settings.log_format)
+fixed_mmap_threshold()
 
 app = Celery("liteshift", broker=settings.redis_url)
 app.conf.update(

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     chunk_rows: int = Field(default=20_000, ge=1, le=1_000_000)
     # A worker holds about three chunks (one read ahead, one being inserted, one arriving)
-    chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     # Tables at least this big (the source's own size) are read in a child process, so
     # reading and writing use two cores (reader_process.py); 0 for every table, -1 for none.
     reader_process_bytes: int = Field(default=32 * 1024 * 1024, ge=-1)

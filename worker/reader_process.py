@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import marshal
+import os
 import struct
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from worker import errors
+from worker import errors, memory
 from worker.checksum import ENCODING_VERSION
 from worker.chunks import Chunk
 from worker.errors import LiteshiftError, SourceUnavailable
@@ -43,7 +44,8 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
                "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s}
     child = subprocess.Popen([sys.executable, "-m", "worker.reader_process"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env={**memory.ENV, **os.environ})  # memory.py: big values
     assert child.stdin is not None and child.stdout is not None
     try:
         child.stdin.write(json.dumps(request).encode())

@@ -1,0 +1,27 @@
+"""Keep a worker's memory near what it holds, not what it once held.
+
+glibc serves big allocations from its heap once a big one was freed (its mmap threshold
+adapts upwards, up to 32 MiB), and that heap rarely shrinks: copying a table of 5 MB values
+doubled a process's resident size. A fixed threshold keeps every allocation over 1 MiB (big
+values, chunk buffers) in its own mmap, returned to the system when freed. Measured reading
+5 MB bytea values in a reader process: peak RSS 206 MB before, 101 MB after.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+MMAP_THRESHOLD = 1 << 20
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+# The same for processes we start (glibc reads it before Python runs).
+ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+
+
+def fixed_mmap_threshold() -> bool:
+    """Set it in this process; False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False

@@ -197,7 +197,9 @@ def run(args: argparse.Namespace) -> Totals:
     rng = random.Random(args.seed)
     tag = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix=f"liteshift-chaos-{tag}-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LITESHIFT_")}
+    # LITESHIFT_READER_PROCESS_BYTES=0 sends every table through a reader process
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LITESHIFT_") or k == "LITESHIFT_READER_PROCESS_BYTES"}
     env.update({
         "LITESHIFT_REDIS_URL": args.redis, "LITESHIFT_REDIS_PREFIX": f"chaos-{tag}",
         "LITESHIFT_QUEUE": f"chaos-q-{tag}", "LITESHIFT_DATA_DIR": str(work / "data"),

@@ -73,13 +73,26 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
         child.stdout.close()
 
 
-def _read_frame(stream: IO[bytes]) -> tuple[bytes | None, bytes]:
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None, b""
+def _read_frame(stream: IO[bytes]) -> tuple[bytes | None, bytearray]:
+    header = _read_exact(stream, HEADER.size)
+    if header is None:
+        return None, bytearray()
     kind, length = HEADER.unpack(header)
-    payload = stream.read(length)
-    return (kind, payload) if len(payload) == length else (None, b"")
+    payload = _read_exact(stream, length)
+    return (kind, payload) if payload is not None else (None, bytearray())
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytearray | None:
+    """`size` bytes from the pipe's file descriptor, or None at its end. Raw reads: see
+    _write_all for why the buffered layer is not trusted here."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = os.readv(stream.fileno(), [view[got:]])
+        if n == 0:
+            return None
+        got += n
+    return data
 
 
 def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
@@ -126,9 +139,18 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
 
 
 def _write(out: IO[bytes], kind: bytes, payload: bytes) -> None:
-    out.write(HEADER.pack(kind, len(payload)))
-    out.write(payload)
-    out.flush()
+    _write_all(out.fileno(), HEADER.pack(kind, len(payload)))
+    _write_all(out.fileno(), payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte with os.write, handling partial writes ourselves. A reader stopped
+    and continued (SIGSTOP, SIGCONT: a frozen VM, a debugger) gets partial pipe writes, and
+    Python 3.11's buffered stdout then corrupted the stream (bad marshal data in the
+    worker; reproduced with a plain pipe, not with this loop)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 if __name__ == "__main__":

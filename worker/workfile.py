@@ -203,10 +203,3 @@ class WorkFile:
             return None, "unknown constraint"
         finally:
             self.db.execute("ROLLBACK")
-
-    def scan(self, batch: int = 5000) -> Iterator[list[tuple]]:
-        """The table's rows as SQLite returns them, in batches, for verification."""
-        cols = ", ".join(quote(c.name) for c in self.plan.columns)
-        cursor = self.db.execute(f"SELECT {cols} FROM {quote(self.plan.name)}")
-        while rows := cursor.fetchmany(batch):
-            yield rows

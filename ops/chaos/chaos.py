@@ -163,7 +163,7 @@ def check_job(settings: Any, store: Any, job_id: str, target: str, sizes: dict[s
               totals: Totals) -> str:
     """Count lost, duplicated and wrong rows with plain SQL; compare checksums."""
     from worker import verify
-    from worker.checksum import as_hex, fold, rows_checksum
+    from worker.checksum import as_hex, cursor_checksum
 
     path = settings.data_dir / f"{target}.db"
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -178,9 +178,7 @@ def check_job(settings: Any, store: Any, job_id: str, target: str, sizes: dict[s
             totals.rows_lost += rows - distinct
             totals.rows_duplicated += count - distinct
             totals.rows_wrong += wrong or 0
-            cursor, total = db.execute(f'SELECT * FROM "{table}"'), 0
-            while batch := cursor.fetchmany(20_000):
-                total = fold(total, rows_checksum(batch))
+            _, total = cursor_checksum(db.execute(f'SELECT * FROM "{table}"'))
             readback[table] = as_hex(total)
     finally:
         db.close()

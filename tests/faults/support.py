@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from worker import verify
-from worker.checksum import as_hex, fold, rows_checksum
+from worker.checksum import as_hex, cursor_checksum
 from worker.config import Settings
 from worker.state import StateStore
 
@@ -76,11 +76,7 @@ def formula_problems(db: sqlite3.Connection, table: str, rows: int) -> dict[str,
 
 def sqlite_checksum(db: sqlite3.Connection, table: str) -> tuple[int, str]:
     """Row count and checksum of a published table, recomputed with worker.checksum."""
-    cursor = db.execute(f'SELECT * FROM "{table}"')
-    rows = total = 0
-    while batch := cursor.fetchmany(10_000):
-        rows += len(batch)
-        total = fold(total, rows_checksum(batch))
+    rows, total = cursor_checksum(db.execute(f'SELECT * FROM "{table}"'))
     return rows, as_hex(total)
 
 

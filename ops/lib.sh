@@ -21,7 +21,18 @@ apt_install() {
     || die "apt-get install $* failed"
 }
 
-# .venv with liteshift and its dev tools; reinstalled only when pyproject.toml changes.
+# A C compiler and the headers of Python and SQLite, for worker/_fastsqlite.c and
+# worker/_pgcopy.c (the install works without them, slower; tests/test_native.py fails then).
+ensure_build_tools() {
+  command -v cc >/dev/null || apt_install gcc
+  [ -e /usr/include/sqlite3.h ] || apt_install libsqlite3-dev
+  python3 -c 'import os, sysconfig
+raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || apt_install python3-dev
+}
+
+# .venv with liteshift and its dev tools; reinstalled when pyproject.toml, setup.py or the C
+# sources change.
 ensure_venv() {
   local venv="$LITESHIFT_ROOT/.venv" stamp="$LITESHIFT_ROOT/.venv/.installed-stamp"
   command -v python3 >/dev/null || apt_install python3
@@ -30,8 +41,11 @@ ensure_venv() {
     say "creating $venv"
     python3 -m venv "$venv" || die "python3 -m venv $venv failed"
   fi
-  if [ ! -e "$stamp" ] || [ "$LITESHIFT_ROOT/pyproject.toml" -nt "$stamp" ]; then
-    say "installing liteshift into $venv (pip install -e '.[dev]')"
+  if [ ! -e "$stamp" ] || [ -n "$(cd "$LITESHIFT_ROOT" && find pyproject.toml setup.py \
+        worker -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name pyproject.toml \
+        -o -name setup.py \) -newer "$stamp" 2>/dev/null)" ]; then
+    ensure_build_tools
+    say "installing liteshift into $venv (pip install -e '.[dev]', compiling worker/*.c)"
     if ! (cd "$LITESHIFT_ROOT" && "$venv/bin/pip" install --disable-pip-version-check \
           -e '.[dev]') >"$venv/pip-install.log" 2>&1; then
       tail -n 30 "$venv/pip-install.log" >&2

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from worker.checksum import rows_checksum
+from worker.checksum import encode_rows, rows_checksum
 from worker.chunks import copy_rows, make_chunks
 from worker.errors import LeaseLost, VerificationFailed
+from worker.fastsqlite import payload_of
 from worker.translate import ColumnPlan, TablePlan
 from worker.workfile import WorkFile
 
@@ -130,7 +131,7 @@ def test_an_older_token_cannot_commit_once_a_newer_writer_fenced_the_file(tmp_pa
     rows = rows_of(100)
     state = work.fence(1)
     state.rows, state.last_key = 10, [10]
-    work.commit_chunk(1, rows[:10], state)
+    work.commit_chunk(1, payload_of(encode_rows(rows[:10])), state)
     newer = WorkFile(work.path, PLAN)
     try:
         assert newer.fence(2).rows == 10
@@ -138,7 +139,7 @@ def test_an_older_token_cannot_commit_once_a_newer_writer_fenced_the_file(tmp_pa
         # When writer 1 tries to commit again, or to start over with its token
         # Then it is refused and nothing of it lands
         with pytest.raises(LeaseLost):
-            work.commit_chunk(1, rows[10:20], state)
+            work.commit_chunk(1, payload_of(encode_rows(rows[10:20])), state)
         with pytest.raises(LeaseLost):
             run_copy(work, FakeSource(rows), token=1)
         assert newer.db.execute("SELECT count(*) FROM items").fetchone() == (10,)

@@ -18,8 +18,10 @@ from operator import itemgetter
 from typing import Any
 
 from worker.checksum import encode_rows, encoded_checksum, fold
-from worker.converters import CONVERTERS
+from worker.converters import converter
 from worker.errors import TargetError
+from worker.fastsqlite import payload_of, rows_of
+from worker.pgcopy import Codec, CopyMessages
 from worker.translate import TablePlan
 from worker.workfile import Checkpoint, WorkFile
 
@@ -30,11 +32,18 @@ CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds me
 
 @dataclass
 class Chunk:
-    rows: list[tuple]
+    """A chunk's rows travel as the marshal bytes they are checksummed in (payload_of), so
+    the work file binds from them without a Python object per value."""
+    payload: bytes
+    row_count: int
     checksum: int
     size_bytes: int
     last_key: list[Any] | None
     lossy: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[tuple]:
+        return rows_of(self.payload)
 
 
 ChunkSource = Callable[[Sequence[Any] | None], Iterator[Chunk]]  # after_key -> chunks
@@ -51,19 +60,14 @@ class Progress:
     rows_copied_now: int  # rows this attempt has committed (for rows/s)
 
 
-def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
+def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
                 chunk_bytes: int) -> Iterator[Chunk]:
-    """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch with
-    C-level maps; the micro-batch shrinks for wide rows so a table of 5 MB blobs never holds
-    more than about chunk_bytes at once."""
-    width = len(plan.columns)
-    flags = getattr(plan, "flag_positions", [])
-    extra = max(plan.key_positions, default=-1) >= width or bool(flags)
-    strip = itemgetter(slice(0, width)) if extra else None
-    key_of = _key_getter(plan.key_positions)
-    converters = [(i, c.name, CONVERTERS[c.converter])
-                  for i, c in enumerate(plan.columns) if c.converter]
-    pending: list[tuple] = []
+    """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
+    in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of
+    5 MB blobs never holds more than about chunk_bytes at once."""
+    encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
+                    else _python_encoder(plan))
+    pending: list[bytes] = []  # each row's marshal bytes
     size = checksum = 0
     lossy: dict[str, int] = {}
     last_key = None
@@ -72,25 +76,60 @@ def make_chunks(rows: Iterator[tuple], plan: TablePlan, *, chunk_rows: int,
         raw = list(islice(rows, min(micro, chunk_rows - len(pending))))
         if not raw:
             break
-        if key_of:
-            last_key = key_of(raw[-1])
+        encoded, key = encode_batch(raw, lossy)
+        del raw
+        last_key = key if key is not None else last_key
+        batch_size = sum(map(len, encoded))
+        checksum = fold(checksum, encoded_checksum(encoded))
+        pending.extend(encoded)
+        size += batch_size
+        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, batch_size // len(encoded))))
+        del encoded
+        if len(pending) >= chunk_rows or size >= chunk_bytes:
+            yield Chunk(payload_of(pending), len(pending), checksum, size, last_key, lossy)
+            pending, size, checksum, lossy = [], 0, 0, {}
+    if pending:
+        yield Chunk(payload_of(pending), len(pending), checksum, size, last_key, lossy)
+
+
+# (a micro-batch of source rows, lossy counts to add to) -> (rows' marshal bytes, last key)
+BatchEncoder = Callable[[list[Any], dict[str, int]], tuple[list[bytes], list[Any] | None]]
+
+
+def _python_encoder(plan: TablePlan) -> BatchEncoder:
+    width = len(plan.columns)
+    flags = getattr(plan, "flag_positions", [])
+    extra = max(plan.key_positions, default=-1) >= width or bool(flags)
+    strip = itemgetter(slice(0, width)) if extra else None
+    key_of = _key_getter(plan.key_positions)
+    converters = [(i, c.name, converter(c.converter))
+                  for i, c in enumerate(plan.columns) if c.converter]
+
+    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> tuple[list[bytes], Any]:
         if flags:
             _count_flags(raw, flags, lossy)
         batch = list(map(strip, raw)) if strip else raw
         if converters:
             batch = _convert(batch, converters, lossy)
-        encoded = encode_rows(batch)
-        batch_size = sum(map(len, encoded))
-        checksum = fold(checksum, encoded_checksum(encoded))
-        del encoded
-        pending.extend(batch)
-        size += batch_size
-        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, batch_size // len(batch))))
-        if len(pending) >= chunk_rows or size >= chunk_bytes:
-            yield Chunk(pending, checksum, size, last_key, lossy)
-            pending, size, checksum, lossy = [], 0, 0, {}
-    if pending:
-        yield Chunk(pending, checksum, size, last_key, lossy)
+        return encode_rows(batch), key_of(raw[-1]) if key_of else None
+
+    return encode_batch
+
+
+def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
+    # Counted per field: the server's flags, and the values converted inexactly in C.
+    flags = [*getattr(plan, "flag_positions", []),
+             *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
+    key_of = _key_getter(plan.key_positions)
+
+    def encode_batch(raw: list[Any], lossy: dict[str, int]) -> tuple[list[bytes], Any]:
+        encoded, counts = codec.encode(raw)
+        for name, position in flags:
+            if counts[position]:
+                lossy[name] = lossy.get(name, 0) + counts[position]
+        return encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None
+
+    return encode_batch
 
 
 def _key_getter(positions: Sequence[int]) -> Callable[[tuple], list[Any]] | None:
@@ -148,11 +187,11 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
         before_commit()
         state = _advance(state, chunk)
         try:
-            work.commit_chunk(token, chunk.rows, state, chunk.checksum)
+            work.commit_chunk(token, chunk.payload, state, chunk.checksum)
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(work, plan, chunk, exc) from None
-        copied_now += len(chunk.rows)
-        after_commit(Progress(rows_done=state.rows, chunk_rows=len(chunk.rows),
+        copied_now += chunk.row_count
+        after_commit(Progress(rows_done=state.rows, chunk_rows=chunk.row_count,
                               chunk_bytes=chunk.size_bytes, last_key=state.last_key,
                               checksum=state.checksum, elapsed_s=time.monotonic() - started,
                               rows_copied_now=copied_now))
@@ -166,7 +205,7 @@ def _advance(state: Checkpoint, chunk: Chunk) -> Checkpoint:
     for name, count in chunk.lossy.items():
         lossy[name] = lossy.get(name, 0) + count
     return Checkpoint(last_key=chunk.last_key if chunk.last_key is not None else state.last_key,
-                      rows=state.rows + len(chunk.rows), checksum=fold(state.checksum,
+                      rows=state.rows + chunk.row_count, checksum=fold(state.checksum,
                                                                         chunk.checksum),
                       lossy=lossy, chunks=state.chunks + 1, token=state.token, done=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
+from worker import datetime_text
 from worker.mysql_converters import MYSQL_CONVERTERS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -57,7 +58,9 @@ def _numeric_float(text: str | None) -> int | float | None:
         return None
     approx = float(text)
     if approx.is_integer():
-        if -FLOAT_EXACT <= approx <= FLOAT_EXACT:
+        # Strictly below 2^53: 9007199254740993 reads as the float 2^53, and only the exact
+        # path keeps it.
+        if -FLOAT_EXACT < approx < FLOAT_EXACT:
             return int(approx)
         return _numeric(text)[0]
     return None if approx != approx else approx
@@ -96,3 +99,14 @@ CONVERTERS: dict[str, Converter] = {
     "numeric_text": numeric_text,
     **MYSQL_CONVERTERS,  # unsigned_text, negative_zero, set_json
 }
+
+
+def converter(name: str) -> Converter:
+    """The converter a plan names: one of CONVERTERS, or a timestamp format
+    (datetime_text.DatetimeFormat.name)."""
+    if name in CONVERTERS:
+        return CONVERTERS[name]
+    fmt = datetime_text.DatetimeFormat.parse(name)
+    if fmt is None:
+        raise KeyError(f"unknown converter {name!r}")
+    return lambda values: datetime_text.convert(values, fmt)

@@ -213,10 +213,11 @@ def exact_count(conn: psycopg.Connection, schema: str, table: str) -> int:
 
 
 def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
-                select_sql: Sequence[str], wire_types: Sequence[str],
+                select_sql: Sequence[str], wire_types: Sequence[str] | None,
                 key: Sequence[str], key_types: Sequence[str],
-                after: Sequence[Any] | None) -> Iterator[tuple]:
-    """One binary COPY of the table in key order, starting after `after` (keyset resume)."""
+                after: Sequence[Any] | None) -> Iterator[Any]:
+    """One binary COPY of the table in key order, starting after `after` (keyset resume).
+    Rows as tuples; with wire_types None, the raw COPY data messages (pgcopy.CopyMessages)."""
     query = sql.SQL("SELECT {cols} FROM {schema}.{table}{where}{order}").format(
         cols=sql.SQL(", ").join(sql.SQL(s) for s in select_sql),
         schema=sql.Identifier(schema), table=sql.Identifier(table),
@@ -228,8 +229,11 @@ def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
     what = f"reading table {table!r}"
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-            copy.set_types(list(wire_types))
-            yield from copy.rows()
+            if wire_types is None:
+                yield from copy
+            else:
+                copy.set_types(list(wire_types))
+                yield from copy.rows()
     except psycopg.Error as exc:
         raise translate_error(exc, what=what) from None
 

@@ -7,7 +7,7 @@ as `chunks.make_chunks` does in-process, and the worker only inserts and commits
 
 The request comes as JSON on stdin (never argv: argv shows in `ps`, and it holds the source
 URL). The answer is a stream of frames on stdout, each a kind byte and a length:
-  C  a chunk: marshal of (rows, checksum, size_bytes, last_key, lossy)
+  C  a chunk: marshal of (payload, row_count, checksum, size_bytes, last_key, lossy)
   E  an error: JSON {"kind": class name in worker.errors, "message": ...}
   D  done
 The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
@@ -132,8 +132,9 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
                                    after=request["after"])
         for chunk in make_chunks(rows, plan, chunk_rows=request["chunk_rows"],
                                  chunk_bytes=request["chunk_bytes"]):
-            _write(out, b"C", marshal.dumps((chunk.rows, chunk.checksum, chunk.size_bytes,
-                                             chunk.last_key, chunk.lossy), ENCODING_VERSION))
+            _write(out, b"C", marshal.dumps((chunk.payload, chunk.row_count, chunk.checksum,
+                                             chunk.size_bytes, chunk.last_key, chunk.lossy),
+                                            ENCODING_VERSION))
             del chunk  # not held while the next one is made
     _write(out, b"D", b"")
 

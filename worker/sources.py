@@ -23,8 +23,9 @@ class Source:
     list_tables: Callable[[Any, str], list[str]]
     reflect: Callable[..., Any]  # (SourceURL, conn, schema, names) -> reflected schema
     translate: Callable[..., Any]  # (reflected schema, options) -> translate.Plan
-    # (conn, *, schema, plan, after) -> rows in key order, laid out as the plan says
-    stream_table: Callable[..., Iterator[tuple]]
+    # (conn, *, schema, plan, after) -> rows in key order, laid out as the plan says: tuples,
+    # or pgcopy.CopyMessages that chunks.make_chunks encodes without Python values
+    stream_table: Callable[..., Iterator[Any]]
 
 
 def for_kind(kind: str) -> Source:
@@ -36,14 +37,18 @@ def for_kind(kind: str) -> Source:
 
 
 def _postgres() -> Source:
-    from worker import pg_source
+    from worker import pg_source, pgcopy
     from worker.translate import translate
 
     def stream_table(conn: Any, *, schema: str, plan: Any,
-                     after: Sequence[Any] | None) -> Iterator[tuple]:
-        return pg_source.stream_rows(conn, schema=schema, table=plan.name,
-                                     select_sql=plan.select_sql, wire_types=plan.wire_types,
+                     after: Sequence[Any] | None) -> Iterator[Any]:
+        # Text arrives as the connection's encoding: the C codec writes it as UTF-8 str.
+        codec = pgcopy.codec_for(plan) if conn.info.encoding == "utf-8" else None
+        rows = pg_source.stream_rows(conn, schema=schema, table=plan.name,
+                                     select_sql=plan.select_sql,
+                                     wire_types=None if codec else plan.wire_types,
                                      key=plan.key, key_types=plan.key_types, after=after)
+        return pgcopy.CopyMessages(rows, codec) if codec else rows
 
     return Source(kind="postgres", connect=pg_source.connect,
                   schema_exists=pg_source.schema_exists, list_tables=pg_source.list_tables,

@@ -15,7 +15,7 @@ from worker import schema_sql, table_ddl
 from worker.errors import InputError
 from worker.pg_source import PgColumn, PgSchema, PgTable
 from worker.profiles import context_for
-from worker.typemap_pg import OVERRIDE_RULES, converter_for, rule_for
+from worker.typemap_pg import OVERRIDE_RULES, converter_for, rule_for, wire_for
 
 # Key columns whose converted value, as text, casts back to the same source value; other key
 # columns are also fetched raw (as text) so the resume point is exact.
@@ -124,7 +124,7 @@ def _column_plan(table: str, col: PgColumn, options: Mapping[str, Any] | None) -
     flag = rule.flag(quote(col.name), col, ctx) if rule.flag else None
     return ColumnPlan(
         name=col.name, source_type=col.type_sql, sqlite_type=rule.sqlite_type(col, ctx),
-        select_sql=rule.select(quote(col.name), col, ctx), wire=rule.wire,
+        select_sql=rule.select(quote(col.name), col, ctx), wire=wire_for(rule, col, ctx),
         converter=converter_for(rule, col, ctx), rule=rule.name, lossy=rule.lossy,
         note=rule.note, nullable=col.nullable, flag_sql=flag,
     )

@@ -76,7 +76,7 @@ def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connect
             count = checksum = 0
             for chunk in make_chunks(rows(), plan, chunk_rows=settings.chunk_rows,
                                      chunk_bytes=settings.chunk_bytes):
-                count += len(chunk.rows)
+                count += chunk.row_count
                 checksum = fold(checksum, chunk.checksum)
             same = count == result["rows"] and as_hex(checksum) == result["checksum"]
             result.update(source_rows=count, source_checksum=as_hex(checksum),

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.checksum import as_hex, cursor_checksum
+from worker import fastsqlite
+from worker.checksum import as_hex, encoded_checksum
 from worker.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
 from worker.translate import TablePlan, quote
 
@@ -87,6 +88,7 @@ class WorkFile:
             self.db.execute(
                 "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
                 (as_hex(0),))
+        self.fast = fastsqlite.usable(self.db, path)
 
     def close(self) -> None:
         self.db.close()
@@ -120,28 +122,32 @@ class WorkFile:
                                 (as_hex(0),))
             return self.checkpoint()
 
-    def commit_chunk(self, token: int, rows: Sequence[tuple], state: Checkpoint,
+    def commit_chunk(self, token: int, payload: bytes, state: Checkpoint,
                      checksum: int | None = None) -> None:
-        """Write a chunk's rows and the checkpoint after it in one transaction. Given the
-        rows' checksum, read them back before committing and refuse to commit if SQLite
-        holds anything else (affinity rewrites, truncation, loss)."""
+        """Write a chunk's rows (marshal bytes of a list of tuples, fastsqlite.payload_of)
+        and the checkpoint after it in one transaction. Given the rows' checksum, read them
+        back before committing and refuse to commit if SQLite holds anything else (affinity
+        rewrites, truncation, loss)."""
         with self._transaction(f"writing table {self.plan.name!r}"):
             self._check_token(token)
             top = self.db.execute(f"SELECT max(rowid) FROM {quote(self.plan.name)}").fetchone()[0]
-            self.db.executemany(self.plan.insert_sql, rows)
+            rows = fastsqlite.insert_rows(self.db, self.plan.insert_sql, payload, fast=self.fast)
             if checksum is not None:
-                self._check_readback(top, len(rows), checksum, state)
+                self._check_readback(top, rows, checksum, state)
             self._save(state)
 
     def _check_readback(self, top: int | None, rows: int, checksum: int,
                         state: Checkpoint) -> None:
         # Rows are inserted in key order after every row already there, so SQLite gives the
-        # new ones higher rowids (an INTEGER PRIMARY KEY is the key itself).
+        # new ones higher rowids (an INTEGER PRIMARY KEY is the key itself). One chunk's
+        # rows are bounded by bytes, so they are read back at once.
         select = (f"SELECT {', '.join(quote(c.name) for c in self.plan.columns)} "
                   f"FROM {quote(self.plan.name)}")
-        cursor = (self.db.execute(select) if top is None
-                  else self.db.execute(f"{select} WHERE rowid > ?", (top,)))
-        found, readback = cursor_checksum(cursor)
+        if top is not None:
+            select += " WHERE rowid > ?"
+        encoded = fastsqlite.encoded_rows(self.db, select, top, fast=self.fast)
+        found, readback = len(encoded), encoded_checksum(encoded)
+        del encoded
         if (found, readback) != (rows, checksum):
             raise VerificationFailed(
                 f"table {self.plan.name!r}: the chunk ending at key {state.last_key} reads "

@@ -1,0 +1,199 @@
+"""The C paths (worker/_fastsqlite.c, worker/_pgcopy.c) against their Python twins: the same
+bytes, the same checksums, the same rows in SQLite, the same errors.
+
+These also fail when the extensions were not built, so CI always runs the C paths.
+"""
+
+from __future__ import annotations
+
+import marshal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from worker import fastsqlite, pg_render, pg_source, pgcopy, sources
+from worker.checksum import encode_rows
+from worker.chunks import make_chunks
+from worker.profiles import ColumnContext
+from worker.source_url import parse_source_url
+from worker.translate import translate
+
+FIXTURE = Path(__file__).with_name("pg_fidelity.sql")
+EDGES = [None, 0, 1, -1, 2**31 - 1, 2**31, -2**31, -2**31 - 1, 32767, 32768, -32768, 2**45 + 7,
+         2**62, 2**63 - 1, -2**63, 0.0, -0.0, 1.5, 0.1, 1e308, 5e-324, float("inf"),
+         float("-inf"), "", "a", "é", "x\x00y", "\U0001f600", "long" * 1000, b"", b"\x00",
+         b"abc" * 1000]
+EDGE_ROWS = [tuple(EDGES[(i * 7 + j * 3) % len(EDGES)] for j in range(6)) for i in range(3000)]
+
+
+def test_the_extensions_are_built_and_trust_this_machines_sqlite():
+    assert fastsqlite._extension() is not None, "run pip install -e . with gcc and libsqlite3-dev"
+    assert pgcopy._extension() is not None
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "t.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert fastsqlite.usable(conn, path)
+    yield conn
+    conn.close()
+
+
+def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db):
+    # Given every kind of value a row can hold, in columns of every affinity
+    for table in ("c_path", "python_path"):
+        db.execute(f"CREATE TABLE {table} (a, b INTEGER, c TEXT, d REAL, e BLOB, f NUMERIC)")
+    payload = fastsqlite.payload_of(encode_rows(EDGE_ROWS))
+    assert payload == marshal.dumps(EDGE_ROWS, 2)
+
+    # When one table is written in C and the other by sqlite3's executemany
+    insert = "INSERT INTO {} VALUES (?, ?, ?, ?, ?, ?)"
+    assert fastsqlite.insert_rows(db, insert.format("c_path"), payload, fast=True) == 3000
+    assert fastsqlite.insert_rows(db, insert.format("python_path"), payload, fast=False) == 3000
+
+    # Then both hold the same, and reading back in C gives marshal's own bytes of each row
+    plain = db.execute("SELECT * FROM python_path").fetchall()
+    assert db.execute("SELECT * FROM c_path").fetchall() == plain
+    for table in ("c_path", "python_path"):
+        for after in (None, 1500):
+            sql = f"SELECT * FROM {table}" + ("" if after is None else " WHERE rowid > ?")
+            fast = fastsqlite.encoded_rows(db, sql, after, fast=True)
+            assert fast == fastsqlite.encoded_rows(db, sql, after, fast=False)
+            assert fast == [marshal.dumps(r, 2) for r in plain[after or 0:]]
+
+
+@pytest.mark.parametrize("rows, error", [
+    ([(1, "a"), (1, "b")], sqlite3.IntegrityError),  # the key twice
+    ([(2**63, "a")], OverflowError),
+    ([(-2**63 - 1, "a")], OverflowError),
+    ([(1, ["a list"])], sqlite3.ProgrammingError),
+    ([(1,)], sqlite3.ProgrammingError),  # too few values
+])
+def test_bad_rows_raise_what_executemany_raises_and_keep_nothing(db, rows, error):
+    db.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, v)")
+    for fast in (True, False):
+        db.execute("BEGIN")
+        with pytest.raises(error):
+            fastsqlite.insert_rows(db, "INSERT INTO k VALUES (?, ?)", marshal.dumps(rows, 2),
+                                   fast=fast)
+        db.execute("ROLLBACK")
+    assert db.execute("SELECT count(*) FROM k").fetchone() == (0,)
+
+
+def test_a_truncated_payload_is_refused(db):
+    db.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, v)")
+    payload = marshal.dumps([(1, "abc")], 2)
+    with pytest.raises(ValueError, match="truncated"):
+        fastsqlite.insert_rows(db, "INSERT INTO k VALUES (?, ?)", payload[:-1], fast=True)
+
+
+EDGE_TABLE = """
+CREATE TABLE edges (id bigint PRIMARY KEY, n numeric, p numeric(12,2), f float8, r real,
+                    t text, b bytea, ok boolean, i int4, s smallint);
+INSERT INTO edges VALUES
+ (1, 'NaN', 1.10, 'NaN', 'NaN', '', '', true, 2147483647, 32767),
+ (2, 'Infinity', -0.01, 'Infinity', '-0', 'é', '\\x00', false, -2147483648, -32768),
+ (3, '-Infinity', 0, '-Infinity', 1.5, 'x', '\\xff00', NULL, 0, 0),
+ (4, 9007199254740993, 9999999999.99, -0.0, 3.4e38, E'tab\\there', NULL, true, 1, 1),
+ (5, 9223372036854775807, NULL, 1e308, NULL, NULL, '\\x', true, NULL, NULL),
+ (6, 9223372036854775808, 0.10, 5e-324, 1e-45, repeat('z', 100000), '\\xdeadbeef', false, 2, 2),
+ (7, 1e400, 1, 0.1, 0.1, 'a', '\\x01', true, 3, 3),
+ (8, -9223372036854775808, 2, 2, 2, 'b', '\\x02', true, 4, 4),
+ (9, 0.30000000000000004, 3, 3, 3, 'c', '\\x03', true, 5, 5),
+ (10, 123456789012345678901234567890.123, 4, 4, 4, 'd', '\\x04', true, 6, 6),
+ (-9223372036854775808, 1e-400, 5, 5, 5, 'e', '\\x05', true, 7, 7),
+ (11, 0.99999999999999999999, 6, 6, 6, 'f', '\\x06', true, 8, 8),
+ (12, -9007199254740993, 7, 7, 7, 'g', '\\x07', true, 9, 9),
+ (13, 9007199254740992, 8, 8, 8, 'h', '\\x08', true, 10, 10),
+ (14, 100000000000000000000, 9, 9, 9, 'i', '\\x09', true, 11, 11),
+ (15, 0.1000000000000000055511151231257827, 10, 10, 10, 'j', '\\x0a', true, 12, 12),
+ (16, -0.000, 11, 11, 11, 'k', '\\x0b', true, 13, 13),
+ (17, 123.4500, 12, 12, 12, 'l', '\\x0c', true, 14, 14);
+CREATE TABLE times (id int PRIMARY KEY, tz timestamptz, ts timestamp, ts0 timestamp(0),
+                    tz3 timestamptz(3));
+INSERT INTO times VALUES
+ (1, 'infinity', '-infinity', 'infinity', '-infinity'),
+ (2, '0044-03-15 12:00:00.5 BC', '0001-12-31 23:59:59.999999 BC', '4713-01-01 BC', NULL),
+ (3, '10000-01-01 00:00:00.123', '294276-12-31 23:59:59.999999', '12345-06-07 08:09:10', NULL),
+ (4, '2000-01-01 00:00:00', '1999-12-31 23:59:59.999999', '2000-01-01', '2000-01-01 00:00:00.5'),
+ (5, '0001-01-01 00:00:00', '9999-12-31 23:59:59.999999', '0001-01-01', '9999-12-31 23:59:59.999'),
+ (6, NULL, NULL, NULL, NULL),
+ (7, '2024-02-29 13:14:15.000001+05:30', '1900-03-01 00:00:00.010000', '1970-01-01 00:00:01',
+  '2038-01-19 03:14:08.25');
+CREATE TABLE text_key (k text PRIMARY KEY, v numeric);
+INSERT INTO text_key SELECT 'key ' || g, g / 7.0 FROM generate_series(1, 50) g;
+CREATE TABLE numeric_key (k numeric PRIMARY KEY, v text);
+INSERT INTO numeric_key SELECT g / 10.0, 'v' || g FROM generate_series(1, 50) g;
+"""
+
+
+def _chunks(conn, plan, after, native: bool) -> list:
+    if native:
+        rows = sources.for_kind("postgres").stream_table(conn, schema="public", plan=plan,
+                                                         after=after)
+        assert isinstance(rows, pgcopy.CopyMessages), plan.name
+    else:
+        rows = pg_source.stream_rows(conn, schema="public", table=plan.name,
+                                     select_sql=plan.select_sql, wire_types=plan.wire_types,
+                                     key=plan.key, key_types=plan.key_types, after=after)
+    return list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 20))
+
+
+PROFILES = [{}, {"profile": "rails"}, {"profile": "django"},
+            {"profile": "plain", "utc_timestamps": True}]
+
+
+@pytest.mark.parametrize("options", PROFILES, ids=lambda o: o.get("profile", "ecto"))
+def test_copy_rows_encoded_in_c_are_byte_for_byte_what_python_makes(pg_db, options):
+    # Given every type the fidelity fixture has, and numeric, float and timestamp edge values
+    with pg_db.connect() as conn:
+        conn.execute(FIXTURE.read_text(encoding="utf-8"))
+        conn.execute(EDGE_TABLE)
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        names = pg_source.list_tables(conn, "public")
+        plans = translate(pg_source.reflect(source, conn, "public", names), options).tables
+        native = [p for p in plans if pgcopy.codec_for(p)]
+        assert {"edges", "times", "text_key", "numeric_key"} <= {p.name for p in native}
+
+        # When each table is read in C and in Python, from the start and resumed mid-way
+        for plan in native:
+            python_chunks = _chunks(conn, plan, None, native=False)
+            # Then the chunks are the same: rows, checksums, resume keys and lossy counts
+            assert _chunks(conn, plan, None, native=True) == python_chunks, plan.name
+            if len(python_chunks) > 1:
+                middle = python_chunks[0].last_key
+                assert (_chunks(conn, plan, middle, native=True)
+                        == _chunks(conn, plan, middle, native=False)), plan.name
+
+
+def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):
+    # Given the timestamp edge values, and the server's own rendering of each format
+    with pg_db.connect() as conn:
+        conn.execute(EDGE_TABLE)
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        for options in PROFILES:
+            plan = next(p for p in translate(pg_source.reflect(source, conn, "public", ["times"]),
+                                             options).tables)
+            # When the table is read in C
+            got = [row for chunk in _chunks(conn, plan, None, native=True) for row in chunk.rows]
+            # Then every value is what pg_render.datetime_sql makes PostgreSQL write
+            columns = {c.name: c for c in pg_source.reflect(source, conn, "public",
+                                                            ["times"]).tables[0].columns}
+            ctx = {**{"profile": "ecto"}, **options}
+            expected = _server_rendering(conn, columns, ctx)
+            assert got == expected, options
+
+
+def _server_rendering(conn, columns, options) -> list[tuple]:
+    ctx = ColumnContext(profile=options["profile"],
+                        utc_timestamps=bool(options.get("utc_timestamps")))
+    exprs = ['"id"::int8']
+    for name in ("tz", "ts", "ts0", "tz3"):
+        col = columns[name]
+        utc = col.typname == "timestamptz" or ctx.utc_timestamps
+        exprs.append(pg_render.datetime_sql(f'"{name}"', col, ctx, utc=utc))
+    return [tuple(r) for r in conn.execute(f"SELECT {', '.join(exprs)} FROM times ORDER BY id")]

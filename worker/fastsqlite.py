@@ -1,0 +1,63 @@
+"""Insert and read back a chunk's rows as marshal bytes, in C when we can.
+
+worker/_fastsqlite.c binds straight from the marshal bytes the rows travel and are checksummed
+in, and encodes SQLite's values straight into the bytes `marshal.dumps(row, 2)` would give:
+no Python object per value (measured in ops/bench/RESULTS.md). Everything here has a plain
+Python twin with the same results, used when the extension was not built, is switched off
+(LITESHIFT_NATIVE=0), or cannot vouch for a connection.
+"""
+
+from __future__ import annotations
+
+import marshal
+import sqlite3
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from worker import native
+from worker.checksum import ENCODING_VERSION, encode_rows
+
+LIST_HEADER = struct.Struct("<ci")  # marshal's list: b"[" and the count of items
+
+
+def payload_of(encoded_rows: Sequence[bytes]) -> bytes:
+    """The marshal bytes of a list of rows from each row's own marshal bytes (format 2 has
+    no back-references, so this is exactly marshal.dumps(rows, 2))."""
+    return b"".join([LIST_HEADER.pack(b"[", len(encoded_rows)), *encoded_rows])
+
+
+def rows_of(payload: bytes) -> list[tuple]:
+    return marshal.loads(payload)  # type: ignore[no-any-return]
+
+
+def _extension() -> ModuleType | None:
+    return native.extension("_fastsqlite")
+
+
+def usable(db: sqlite3.Connection, path: Path) -> bool:
+    """True when the C path can work on `db`, the connection to the file at `path`."""
+    extension = _extension()
+    return extension is not None and bool(extension.check(db, str(Path(path).resolve())))
+
+
+def insert_rows(db: sqlite3.Connection, insert_sql: str, payload: bytes, *, fast: bool) -> int:
+    if fast:
+        return int(_extension().insert_rows(db, insert_sql, payload))  # type: ignore[union-attr]
+    rows = rows_of(payload)
+    db.executemany(insert_sql, rows)
+    return len(rows)
+
+
+def encoded_rows(db: sqlite3.Connection, select_sql: str, after_rowid: int | None, *,
+                 fast: bool) -> list[bytes]:
+    """Each row of `select_sql` (with `?` bound to `after_rowid` unless None) as
+    marshal.dumps(row, 2). The caller bounds the rows: one chunk's worth."""
+    if fast:
+        return _extension().encoded_rows(db, select_sql, after_rowid)  # type: ignore[union-attr,no-any-return]
+    params = () if after_rowid is None else (after_rowid,)
+    return encode_rows(db.execute(select_sql, params).fetchall())
+
+
+__all__ = ["ENCODING_VERSION", "encoded_rows", "insert_rows", "payload_of", "rows_of", "usable"]

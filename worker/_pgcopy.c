@@ -107,6 +107,22 @@ static int same_decimal(const char *text, double d) {
     return same;
 }
 
+/* True when `text` has at most 15 significant digits (DBL_DIG) and no exponent, and `d` is
+ * a normal double: such a decimal reads back from `d`'s shortest repr exactly, so the
+ * repr need not be made (the common case: money, measurements). Zero counts as short. */
+static int short_decimal(const char *text, double d) {
+    int digits = 0, started = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p >= '0' && *p <= '9') {
+            started |= *p != '0';
+            digits += started;
+        } else if (*p != '.' && *p != '-' && *p != '+') return 0;  /* an exponent, NaN, ... */
+    }
+    if (digits == 0) return 1;
+    double magnitude = fabs(d);
+    return digits <= 15 && magnitude >= 1e-300 && magnitude <= 1e300;
+}
+
 /* numeric text stored as SQLite's NUMERIC affinity would: converters._numeric in C. An
  * integral value that fits int64 as INTEGER, anything else as the nearest REAL (an integral
  * REAL as INTEGER), NaN as NULL; *lossy when the value is not kept exactly. float() is C;
@@ -141,8 +157,10 @@ static int put_numeric(Buffer *b, const unsigned char *text, int32_t n, PyObject
         Py_XDECREF(pair);
     } else {
         rc = floor(approx) == approx ? put_int(b, (long long)approx) : put_double(b, approx);
-        if (rc == 0 && (same = same_decimal(s, approx)) < 0) rc = -1;
-        else *lossy = !same;
+        if (rc == 0 && !short_decimal(s, approx)) {
+            if ((same = same_decimal(s, approx)) < 0) rc = -1;
+            else *lossy = !same;
+        }
     }
     if (s != small) PyMem_Free(s);
     return rc;
@@ -162,12 +180,22 @@ static void civil(long long days, long long *year, int *month, int *day) {
     *year = yoe + era * 400 + (*month <= 2);
 }
 
+static char *two(char *p, int v) {
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+static char *six(char *p, int v) {
+    for (int i = 5; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+    return p + 6;
+}
+
 /* A timestamp's binary microseconds as datetime_text.render writes them. `code` is
  * DatetimeFormat.code: bit 0 `T`, bits 1-2 fraction (always, never, nonzero), bit 3 `Z`,
- * bit 4 timestamptz. */
+ * bit 4 timestamptz. Digits are written by hand: snprintf was most of the cost. */
 static int put_datetime(Buffer *b, int64_t micros, unsigned code, int *lossy) {
-    char text[80];
-    int n;
+    char text[80], *p = text;
     *lossy = 1;
     if (micros == INT64_MAX) return put_bytes(b, 'u', "infinity", 8);
     if (micros == INT64_MIN) return put_bytes(b, 'u', "-infinity", 9);
@@ -176,27 +204,41 @@ static int put_datetime(Buffer *b, int64_t micros, unsigned code, int *lossy) {
     if (rest < 0) { rest += per_day; days--; }
     long long seconds = rest / 1000000, year;
     int fraction = (int)(rest % 1000000), month, day;
-    int hh = (int)(seconds / 3600), mm = (int)(seconds / 60 % 60), ss = (int)(seconds % 60);
     civil(days, &year, &month, &day);
-    if (year >= 1 && year <= 9999) {
+    int in_range = year >= 1 && year <= 9999;
+    if (in_range) {
+        p = two(two(p, (int)(year / 100)), (int)(year % 100));
+    } else {
+        p += snprintf(p, 24, "%04lld", year > 0 ? year : 1 - year);
+    }
+    *p++ = '-';
+    p = two(p, month);
+    *p++ = '-';
+    p = two(p, day);
+    *p++ = in_range && (code & 1) ? 'T' : ' ';
+    p = two(p, (int)(seconds / 3600));
+    *p++ = ':';
+    p = two(p, (int)(seconds / 60 % 60));
+    *p++ = ':';
+    p = two(p, (int)(seconds % 60));
+    if (in_range) {
         unsigned mode = code >> 1 & 3;
-        n = snprintf(text, sizeof text, "%04lld-%02d-%02d%c%02d:%02d:%02d", year, month, day,
-                     code & 1 ? 'T' : ' ', hh, mm, ss);
-        if (mode == 0 || (mode == 2 && fraction))
-            n += snprintf(text + n, sizeof text - n, ".%06d", fraction);
-        if (code & 8) text[n++] = 'Z';
+        if (mode == 0 || (mode == 2 && fraction)) {
+            *p++ = '.';
+            p = six(p, fraction);
+        }
+        if (code & 8) *p++ = 'Z';
         *lossy = 0;
     } else {
-        n = snprintf(text, sizeof text, "%04lld-%02d-%02d %02d:%02d:%02d",
-                     year > 0 ? year : 1 - year, month, day, hh, mm, ss);
         if (fraction) {
-            n += snprintf(text + n, sizeof text - n, ".%06d", fraction);
-            while (text[n - 1] == '0') n--;
+            *p++ = '.';
+            p = six(p, fraction);
+            while (p[-1] == '0') p--;
         }
-        if (code & 16) { memcpy(text + n, "+00", 3); n += 3; }
-        if (year <= 0) { memcpy(text + n, " BC", 3); n += 3; }
+        if (code & 16) { memcpy(p, "+00", 3); p += 3; }
+        if (year <= 0) { memcpy(p, " BC", 3); p += 3; }
     }
-    return put_bytes(b, 'u', text, n);
+    return put_bytes(b, 'u', text, (int)(p - text));
 }
 
 /* Encode one COPY row; bool fields past `keep` are added to flags. -1 no memory, -2 an

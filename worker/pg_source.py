@@ -6,6 +6,7 @@ this module catches a driver exception.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,9 +14,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import create_engine, inspect
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import NullPool
 
 from worker import pg_catalog
 from worker.errors import SourceError, SourceRejected, SourceUnavailable
@@ -105,12 +103,19 @@ def translate_error(exc: BaseException, *, what: str) -> SourceError:
         return SourceRejected(f"{what}: unknown host ({text}); check the URL")
     if isinstance(orig, psycopg.errors.InvalidCatalogName):
         return SourceRejected(f"{what}: the database does not exist ({text})")
-    if isinstance(orig, (psycopg.OperationalError, sa_exc.OperationalError, OSError)):
+    if isinstance(orig, (psycopg.OperationalError, OSError, *_sqlalchemy_operational())):
         return SourceUnavailable(f"{what}: connection failed or was cut ({text}); "
                                  "will retry from the last committed chunk")
     if isinstance(orig, psycopg.Error):
         return SourceRejected(f"{what}: the source refused the query ({text})")
     return SourceUnavailable(f"{what}: {text}")
+
+
+def _sqlalchemy_operational() -> tuple[type, ...]:
+    # SQLAlchemy is imported only to reflect a schema (it takes half a second, which a
+    # reader process should not pay): no error can be one of its own before that.
+    exceptions = sys.modules.get("sqlalchemy.exc")
+    return (exceptions.OperationalError,) if exceptions else ()
 
 
 @contextmanager
@@ -181,6 +186,10 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
 
 
 def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -> dict:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.pool import NullPool
+
     url = "postgresql+psycopg://" + source.libpq_url().split("://", 1)[1]
     engine = create_engine(url, poolclass=NullPool,
                            connect_args={"connect_timeout": 10, "application_name": "liteshift"})

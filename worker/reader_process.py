@@ -16,6 +16,7 @@ When the worker dies first, the child's next write fails (EPIPE) and it exits.
 
 from __future__ import annotations
 
+import gc
 import json
 import marshal
 import os
@@ -103,6 +104,9 @@ def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
 
 
 def main() -> int:
+    # A reader makes a few objects per row and keeps none: the cycle collector found nothing
+    # to free and cost 1.1 s of CPU per 1M rows (one message object per row).
+    gc.disable()
     out = sys.stdout.buffer
     try:
         _serve(json.loads(sys.stdin.buffer.read()), out)

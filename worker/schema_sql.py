@@ -16,10 +16,7 @@ from worker.pg_render import ISO_PROFILES, precision
 from worker.pg_source import PgColumn
 from worker.profiles import ColumnContext
 from worker.sql_transpile import ExpressionError
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from worker.sqlnames import quote
 
 
 class Scratch:

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker import schema_sql, table_ddl
 from worker.errors import InputError
 from worker.pg_source import PgColumn, PgSchema, PgTable
 from worker.profiles import context_for
+from worker.sqlnames import quote
 from worker.typemap_pg import OVERRIDE_RULES, converter_for, rule_for, wire_for
+
+if TYPE_CHECKING:
+    from worker import schema_sql
 
 # Key columns whose converted value, as text, casts back to the same source value; other key
 # columns are also fetched raw (as text) so the resume point is exact.
 _KEY_SAFE_RULES = {"integer", "text", "uuid", "enum", "bpchar", "citext"}
-
-quote = schema_sql.quote
 
 
 @dataclass
@@ -98,6 +99,8 @@ class Plan:
 
 def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Plan:
     """The plan for copying `schema` with the job's options (profiles.py)."""
+    from worker import schema_sql  # sqlglot: planning only, not in a reader process
+
     scratch = schema_sql.Scratch()
     columns = {t.name: [_column_plan(t.name, c, options) for c in t.columns]
                for t in schema.tables}
@@ -133,6 +136,8 @@ def _column_plan(table: str, col: PgColumn, options: Mapping[str, Any] | None) -
 def _table_plan(table: PgTable, index: int, columns: list[ColumnPlan], names: set[str],
                 schema: str, options: Mapping[str, Any] | None, scratch: schema_sql.Scratch,
                 objects: list[dict[str, Any]]) -> TablePlan:
+    from worker import table_ddl
+
     contexts = {c.name: context_for(options, table.name, c.name) for c in table.columns}
     ddl = table_ddl.create_table(table, columns, contexts, names=names, schema=schema,
                                  scratch=scratch, objects=objects)

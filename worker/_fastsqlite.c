@@ -10,9 +10,9 @@
  *
  * It works on the connection of Python's own sqlite3 module (the transaction, the
  * checkpoint and the token check stay there). Python 3.11 has no API for the sqlite3 handle,
- * so `handle()` reads it from the object and checks it: the library must be the very one
- * _sqlite3 uses (same symbol address) and the handle must name the file Python opened.
- * worker/fastsqlite.py falls back to plain Python when any check fails.
+ * so `handle()` reads it from the object. worker/native.py checks that this module calls the
+ * very library _sqlite3 uses (libversion_address), `check()` that the handle names the file
+ * Python opened, and worker/fastsqlite.py uses plain Python when either fails.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -200,17 +200,11 @@ out:
 static int put_column(Buffer *b, sqlite3_stmt *stmt, int i) {
     switch (sqlite3_column_type(stmt, i)) {
     case SQLITE_NULL:
-        if (grow(b, 1) < 0) return -1;
-        b->buf[b->len++] = 'N';
-        return 0;
+        return put_type(b, 'N');
     case SQLITE_INTEGER:
         return put_int(b, sqlite3_column_int64(stmt, i));
     case SQLITE_FLOAT:
-        if (grow(b, 9) < 0) return -1;
-        b->buf[b->len] = 'g';
-        PyFloat_Pack8(sqlite3_column_double(stmt, i), (char *)b->buf + b->len + 1, 1);
-        b->len += 9;
-        return 0;
+        return put_double(b, sqlite3_column_double(stmt, i));
     case SQLITE_TEXT: {
         const unsigned char *text = sqlite3_column_text(stmt, i);
         return put_bytes(b, 'u', text, sqlite3_column_bytes(stmt, i));

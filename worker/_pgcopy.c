@@ -241,8 +241,9 @@ static int put_datetime(Buffer *b, int64_t micros, unsigned code, int *lossy) {
     return put_bytes(b, 'u', text, (int)(p - text));
 }
 
-/* Encode one COPY row; bool fields past `keep` are added to flags. -1 no memory, -2 an
- * exception is set, -3 the message is malformed. */
+/* Encode one COPY row, adding to flags[i] a true bool field past `keep` and an inexact N
+ * or out-of-range timestamp value. -1 no memory, -2 an exception is set, -3 the message is
+ * malformed. */
 static int encode_row(Buffer *b, const unsigned char *p, Py_ssize_t len, const char *kinds,
                       int nkinds, int keep, long long *flags, PyObject *slow) {
     const unsigned char *end = p + len;

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from worker import native
-from worker.checksum import ENCODING_VERSION, encode_rows
+from worker.checksum import encode_rows
 
 LIST_HEADER = struct.Struct("<ci")  # marshal's list: b"[" and the count of items
 
@@ -58,6 +58,3 @@ def encoded_rows(db: sqlite3.Connection, select_sql: str, after_rowid: int | Non
         return _extension().encoded_rows(db, select_sql, after_rowid)  # type: ignore[union-attr,no-any-return]
     params = () if after_rowid is None else (after_rowid,)
     return encode_rows(db.execute(select_sql, params).fetchall())
-
-
-__all__ = ["ENCODING_VERSION", "encoded_rows", "insert_rows", "payload_of", "rows_of", "usable"]

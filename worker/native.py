@@ -43,5 +43,5 @@ def _same_sqlite(module: ModuleType) -> bool:
 
 
 def status() -> dict[str, bool]:
-    """For logs and the bench: which compiled parts are in use."""
+    """Which compiled parts are in use (the Dockerfile's build check)."""
     return {name: extension(name) is not None for name in NAMES}

@@ -1,10 +1,11 @@
 """PostgreSQL's binary COPY rows to marshal bytes without Python values (worker/_pgcopy.c).
 
-The server renders every column into a handful of wire types (worker/pg_render.py), and
-the only converter PostgreSQL columns need on the hot path, numeric_float, is done in C the
-same way. A table whose plan needs anything else is read as Python rows as before
-(`codec_for` returns None), and so is every table when the extension is missing or switched
-off with LITESHIFT_NATIVE=0. tests/test_native.py holds both paths to the same bytes.
+The server renders most columns into a handful of wire types (worker/pg_render.py); the C
+code converts the rest as their Python converters do: decimals (numeric_float,
+numeric_affinity) and timestamps from their binary microseconds (datetime_text). A table
+whose plan needs any other converter is read as Python rows (`codec_for` returns None), and
+so is every table when the extension is missing or switched off with LITESHIFT_NATIVE=0.
+tests/test_native.py holds both paths to the same bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import marshal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -41,13 +43,16 @@ class Codec:
         return _extension().encode(messages, self.kinds, self.keep,  # type: ignore[union-attr,no-any-return]
                                    _numeric)
 
+    @cached_property
+    def _raw(self) -> Codec:
+        kinds = bytes(b"s"[0] if k in b"nN" else b"q"[0] if k >= 0x80 else k for k in self.kinds)
+        return Codec(kinds, len(self.kinds))
+
     def raw_fields(self, message: Any) -> tuple:
         """Every field of one message as the driver would give it: numerics as their text
         (the resume key of a chunk's last row: never through a float), timestamps as their
         microseconds."""
-        kinds = bytes(b"s"[0] if k in b"nN" else b"q"[0] if k >= 0x80 else k for k in self.kinds)
-        raw = Codec(kinds, len(self.kinds))
-        return marshal.loads(raw.encode([message])[0][0])  # type: ignore[no-any-return]
+        return marshal.loads(self._raw.encode([message])[0][0])  # type: ignore[no-any-return]
 
 
 def codec_for(plan: TablePlan) -> Codec | None:

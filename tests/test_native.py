@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from worker import fastsqlite, pg_render, pg_source, pgcopy, sources
-from worker.checksum import encode_rows
+from worker.checksum import encode_rows, encoded_checksum
 from worker.chunks import make_chunks
 from worker.profiles import ColumnContext
 from worker.source_url import parse_source_url
@@ -53,15 +53,16 @@ def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db):
     assert fastsqlite.insert_rows(db, insert.format("c_path"), payload, fast=True) == 3000
     assert fastsqlite.insert_rows(db, insert.format("python_path"), payload, fast=False) == 3000
 
-    # Then both hold the same, and reading back in C gives marshal's own bytes of each row
+    # Then both hold the same, and the C read-back checksums each row as marshal's own bytes
     plain = db.execute("SELECT * FROM python_path").fetchall()
     assert db.execute("SELECT * FROM c_path").fetchall() == plain
     for table in ("c_path", "python_path"):
         for after in (None, 1500):
             sql = f"SELECT * FROM {table}" + ("" if after is None else " WHERE rowid > ?")
-            fast = fastsqlite.encoded_rows(db, sql, after, fast=True)
-            assert fast == fastsqlite.encoded_rows(db, sql, after, fast=False)
-            assert fast == [marshal.dumps(r, 2) for r in plain[after or 0:]]
+            expected = plain[after or 0:]
+            fast = fastsqlite.readback(db, sql, after, fast=True)
+            assert fast == fastsqlite.readback(db, sql, after, fast=False)
+            assert fast == (len(expected), encoded_checksum(marshal.dumps(r, 2) for r in expected))
 
 
 @pytest.mark.parametrize("rows, error", [
@@ -70,6 +71,13 @@ def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db):
     ([(-2**63 - 1, "a")], OverflowError),
     ([(1, ["a list"])], sqlite3.ProgrammingError),
     ([(1,)], sqlite3.ProgrammingError),  # too few values
+    # the same inside a statement of many rows (fastsqlite.BATCH_ROWS)
+    ([(i, "a") for i in range(50)] + [(3, "b")] + [(i, "a") for i in range(50, 200)],
+     sqlite3.IntegrityError),
+    ([(i, "a") for i in range(10)] + [(2**63, "a")] + [(i, "a") for i in range(11, 200)],
+     OverflowError),
+    ([(i, "a") for i in range(10)] + [(10,)] + [(i, "a") for i in range(11, 200)],
+     sqlite3.ProgrammingError),
 ])
 def test_bad_rows_raise_what_executemany_raises_and_keep_nothing(db, rows, error):
     db.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, v)")

@@ -1,14 +1,15 @@
 """Insert and read back a chunk's rows as marshal bytes, in C when we can.
 
 worker/_fastsqlite.c binds straight from the marshal bytes the rows travel and are checksummed
-in, and encodes SQLite's values straight into the bytes `marshal.dumps(row, 2)` would give:
-no Python object per value (measured in ops/bench/RESULTS.md). Everything here has a plain
+in, and checksums SQLite's values over the bytes `marshal.dumps(row, 2)` would give: no
+Python object per value (measured in ops/bench/RESULTS.md). Everything here has a plain
 Python twin with the same results, used when the extension was not built, is switched off
 (LITESHIFT_NATIVE=0), or cannot vouch for a connection.
 """
 
 from __future__ import annotations
 
+import functools
 import marshal
 import sqlite3
 import struct
@@ -17,9 +18,10 @@ from pathlib import Path
 from types import ModuleType
 
 from worker import native
-from worker.checksum import encode_rows
+from worker.checksum import rows_checksum
 
 LIST_HEADER = struct.Struct("<ci")  # marshal's list: b"[" and the count of items
+BATCH_ROWS = 64  # rows per INSERT statement in C (measured: 32 and 128 do no better)
 
 
 def payload_of(encoded_rows: Sequence[bytes]) -> bytes:
@@ -44,17 +46,29 @@ def usable(db: sqlite3.Connection, path: Path) -> bool:
 
 def insert_rows(db: sqlite3.Connection, insert_sql: str, payload: bytes, *, fast: bool) -> int:
     if fast:
-        return int(_extension().insert_rows(db, insert_sql, payload))  # type: ignore[union-attr]
+        batch_sql, batch = _batched(insert_sql, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        return int(_extension().insert_rows(db, insert_sql, payload, batch_sql, batch))  # type: ignore[union-attr]
     rows = rows_of(payload)
     db.executemany(insert_sql, rows)
     return len(rows)
 
 
-def encoded_rows(db: sqlite3.Connection, select_sql: str, after_rowid: int | None, *,
-                 fast: bool) -> list[bytes]:
-    """Each row of `select_sql` (with `?` bound to `after_rowid` unless None) as
-    marshal.dumps(row, 2). The caller bounds the rows: one chunk's worth."""
+@functools.lru_cache(maxsize=64)
+def _batched(insert_sql: str, max_parameters: int) -> tuple[str, int]:
+    """`insert_sql` (an INSERT ending in one VALUES row of `?`) with BATCH_ROWS rows of
+    parameters, as many as SQLite allows."""
+    width = insert_sql.count("?")
+    batch = max(1, min(BATCH_ROWS, max_parameters // max(1, width)))
+    row = "(" + ", ".join("?" * width) + ")"
+    return insert_sql + f", {row}" * (batch - 1), batch
+
+
+def readback(db: sqlite3.Connection, select_sql: str, after_rowid: int | None, *,
+             fast: bool) -> tuple[int, int]:
+    """How many rows `select_sql` gives (with `?` bound to `after_rowid` unless None) and
+    their checksum.rows_checksum. The caller bounds the rows: one chunk's worth."""
     if fast:
-        return _extension().encoded_rows(db, select_sql, after_rowid)  # type: ignore[union-attr,no-any-return]
+        return _extension().readback(db, select_sql, after_rowid)  # type: ignore[union-attr,no-any-return]
     params = () if after_rowid is None else (after_rowid,)
-    return encode_rows(db.execute(select_sql, params).fetchall())
+    rows = db.execute(select_sql, params).fetchall()
+    return len(rows), rows_checksum(rows)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import fastsqlite
-from worker.checksum import as_hex, encoded_checksum
+from worker.checksum import as_hex
 from worker.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
 from worker.translate import TablePlan, quote
 
@@ -145,9 +145,7 @@ class WorkFile:
                   f"FROM {quote(self.plan.name)}")
         if top is not None:
             select += " WHERE rowid > ?"
-        encoded = fastsqlite.encoded_rows(self.db, select, top, fast=self.fast)
-        found, readback = len(encoded), encoded_checksum(encoded)
-        del encoded
+        found, readback = fastsqlite.readback(self.db, select, top, fast=self.fast)
         if (found, readback) != (rows, checksum):
             raise VerificationFailed(
                 f"table {self.plan.name!r}: the chunk ending at key {state.last_key} reads "

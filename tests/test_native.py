@@ -15,6 +15,7 @@ import pytest
 from worker import fastsqlite, pg_render, pg_source, pgcopy, sources
 from worker.checksum import encode_rows, encoded_checksum
 from worker.chunks import make_chunks
+from worker.errors import SourceUnavailable
 from worker.profiles import ColumnContext
 from worker.source_url import parse_source_url
 from worker.translate import translate
@@ -137,15 +138,20 @@ INSERT INTO numeric_key SELECT g / 10.0, 'v' || g FROM generate_series(1, 50) g;
 """
 
 
-def _chunks(conn, plan, after, native: bool) -> list:
-    if native:
+def _chunks(conn, plan, after, path: str) -> list:
+    """A table's chunks read in C from libpq, from psycopg's messages encoded in C, or in
+    Python."""
+    where = dict(schema="public", table=plan.name, select_sql=plan.select_sql, key=plan.key,
+                 key_types=plan.key_types, after=after)
+    if path == "libpq":
         rows = sources.for_kind("postgres").stream_table(conn, schema="public", plan=plan,
                                                          after=after)
-        assert isinstance(rows, pgcopy.CopyMessages), plan.name
+        assert isinstance(rows, pgcopy.LibpqCopy), plan.name
+    elif path == "messages":
+        rows = pgcopy.CopyMessages(pg_source.stream_rows(conn, wire_types=None, **where),
+                                   pgcopy.codec_for(plan))
     else:
-        rows = pg_source.stream_rows(conn, schema="public", table=plan.name,
-                                     select_sql=plan.select_sql, wire_types=plan.wire_types,
-                                     key=plan.key, key_types=plan.key_types, after=after)
+        rows = pg_source.stream_rows(conn, wire_types=plan.wire_types, **where)
     return list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 20))
 
 
@@ -168,13 +174,14 @@ def test_copy_rows_encoded_in_c_are_byte_for_byte_what_python_makes(pg_db, optio
 
         # When each table is read in C and in Python, from the start and resumed mid-way
         for plan in native:
-            python_chunks = _chunks(conn, plan, None, native=False)
+            python_chunks = _chunks(conn, plan, None, "python")
             # Then the chunks are the same: rows, checksums, resume keys and lossy counts
-            assert _chunks(conn, plan, None, native=True) == python_chunks, plan.name
-            if len(python_chunks) > 1:
-                middle = python_chunks[0].last_key
-                assert (_chunks(conn, plan, middle, native=True)
-                        == _chunks(conn, plan, middle, native=False)), plan.name
+            for path in ("libpq", "messages"):
+                assert _chunks(conn, plan, None, path) == python_chunks, (plan.name, path)
+                if len(python_chunks) > 1:
+                    middle = python_chunks[0].last_key
+                    assert (_chunks(conn, plan, middle, path)
+                            == _chunks(conn, plan, middle, "python")), (plan.name, path)
 
 
 def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):
@@ -187,7 +194,7 @@ def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):
             plan = next(p for p in translate(pg_source.reflect(source, conn, "public", ["times"]),
                                              options).tables)
             # When the table is read in C
-            got = [row for chunk in _chunks(conn, plan, None, native=True) for row in chunk.rows]
+            got = [row for chunk in _chunks(conn, plan, None, "libpq") for row in chunk.rows]
             # Then every value is what pg_render.datetime_sql makes PostgreSQL write
             columns = {c.name: c for c in pg_source.reflect(source, conn, "public",
                                                             ["times"]).tables[0].columns}
@@ -205,3 +212,29 @@ def _server_rendering(conn, columns, options) -> list[tuple]:
         utc = col.typname == "timestamptz" or ctx.utc_timestamps
         exprs.append(pg_render.datetime_sql(f'"{name}"', col, ctx, utc=utc))
     return [tuple(r) for r in conn.execute(f"SELECT {', '.join(exprs)} FROM times ORDER BY id")]
+
+
+def test_a_copy_read_from_libpq_and_cut_midway_says_the_connection_was_cut(pg_db):
+    # Given a table being read in C straight from libpq
+    with pg_db.connect() as conn:
+        conn.execute("CREATE TABLE big (id bigint PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO big SELECT g, g FROM generate_series(1, 300000) g")
+    source = parse_source_url(pg_db.url)
+    reader = sources.for_kind("postgres")
+    with reader.connect(source) as conn:
+        plan = translate(reader.reflect(source, conn, "public", ["big"])).tables[0]
+        rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
+        assert isinstance(rows, pgcopy.LibpqCopy)
+        chunks = make_chunks(rows, plan, chunk_rows=1000, chunk_bytes=1 << 20)
+        first = next(chunks)
+
+        # When its backend is terminated in the middle of the COPY
+        with pg_db.connect() as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+
+        # Then reading on fails as a cut connection (retried from the checkpoint), after
+        # the chunks that had arrived whole
+        with pytest.raises(SourceUnavailable, match="connection failed or was cut"):
+            for chunk in chunks:
+                assert chunk.rows[0][0] == first.rows[-1][0] + 1
+                first = chunk

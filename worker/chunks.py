@@ -21,7 +21,7 @@ from worker.checksum import encode_rows, encoded_checksum, fold
 from worker.converters import converter
 from worker.errors import TargetError
 from worker.fastsqlite import payload_of, rows_of
-from worker.pgcopy import Codec, CopyMessages
+from worker.pgcopy import Codec, CopyMessages, LibpqCopy
 from worker.translate import TablePlan
 from worker.workfile import Checkpoint, WorkFile
 
@@ -64,7 +64,11 @@ def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
                 chunk_bytes: int) -> Iterator[Chunk]:
     """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
     in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of
-    5 MB blobs never holds more than about chunk_bytes at once."""
+    5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
+    chunks in C."""
+    if isinstance(rows, LibpqCopy):
+        yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
+        return
     encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
                     else _python_encoder(plan))
     pending: list[bytes] = []  # each row's marshal bytes
@@ -92,6 +96,17 @@ def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
         yield Chunk(payload_of(pending), len(pending), checksum, size, last_key, lossy)
 
 
+def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int,
+                  chunk_bytes: int) -> Iterator[Chunk]:
+    flags = _counted_fields(plan)
+    key_of = _key_getter(plan.key_positions)
+    for payload, rows, checksum, size, last, counts in copy.chunks(chunk_rows, chunk_bytes):
+        lossy: dict[str, int] = {}
+        _add_counts(lossy, flags, counts)
+        last_key = key_of(copy.codec.raw_fields(last)) if key_of and last is not None else None
+        yield Chunk(payload, rows, checksum, size, last_key, lossy)
+
+
 # (a micro-batch of source rows, lossy counts to add to) -> (rows' marshal bytes, last key)
 BatchEncoder = Callable[[list[Any], dict[str, int]], tuple[list[bytes], list[Any] | None]]
 
@@ -117,19 +132,28 @@ def _python_encoder(plan: TablePlan) -> BatchEncoder:
 
 
 def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
-    # Counted per field: the server's flags, and the values converted inexactly in C.
-    flags = [*getattr(plan, "flag_positions", []),
-             *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
+    flags = _counted_fields(plan)
     key_of = _key_getter(plan.key_positions)
 
     def encode_batch(raw: list[Any], lossy: dict[str, int]) -> tuple[list[bytes], Any]:
         encoded, counts = codec.encode(raw)
-        for name, position in flags:
-            if counts[position]:
-                lossy[name] = lossy.get(name, 0) + counts[position]
+        _add_counts(lossy, flags, counts)
         return encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None
 
     return encode_batch
+
+
+def _counted_fields(plan: TablePlan) -> list[tuple[str, int]]:
+    """The fields whose C counts are lossy values: the server's flags, and the values
+    converted inexactly in C."""
+    return [*getattr(plan, "flag_positions", []),
+            *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
+
+
+def _add_counts(lossy: dict[str, int], flags: list[tuple[str, int]], counts: list[int]) -> None:
+    for name, position in flags:
+        if counts[position]:
+            lossy[name] = lossy.get(name, 0) + counts[position]
 
 
 def _key_getter(positions: Sequence[int]) -> Callable[[tuple], list[Any]] | None:

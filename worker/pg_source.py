@@ -225,8 +225,23 @@ def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
                 select_sql: Sequence[str], wire_types: Sequence[str] | None,
                 key: Sequence[str], key_types: Sequence[str],
                 after: Sequence[Any] | None) -> Iterator[Any]:
-    """One binary COPY of the table in key order, starting after `after` (keyset resume).
-    Rows as tuples; with wire_types None, the raw COPY data messages (pgcopy.CopyMessages)."""
+    """The table's rows (binary_copy) as tuples; with wire_types None, the raw COPY data
+    messages (pgcopy.CopyMessages)."""
+    with binary_copy(conn, schema=schema, table=table, select_sql=select_sql, key=key,
+                     key_types=key_types, after=after) as copy:
+        if wire_types is None:
+            yield from copy
+        else:
+            copy.set_types(list(wire_types))
+            yield from copy.rows()
+
+
+@contextmanager
+def binary_copy(conn: psycopg.Connection, *, schema: str, table: str,
+                select_sql: Sequence[str], key: Sequence[str], key_types: Sequence[str],
+                after: Sequence[Any] | None) -> Iterator[psycopg.Copy]:
+    """One binary COPY of the table in key order, starting after `after` (keyset resume),
+    open for reading; driver errors raised inside come out as ours."""
     query = sql.SQL("SELECT {cols} FROM {schema}.{table}{where}{order}").format(
         cols=sql.SQL(", ").join(sql.SQL(s) for s in select_sql),
         schema=sql.Identifier(schema), table=sql.Identifier(table),
@@ -235,16 +250,11 @@ def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
                if key else sql.SQL("")),
     )
     copy_sql = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
-    what = f"reading table {table!r}"
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-            if wire_types is None:
-                yield from copy
-            else:
-                copy.set_types(list(wire_types))
-                yield from copy.rows()
+            yield copy
     except psycopg.Error as exc:
-        raise translate_error(exc, what=what) from None
+        raise translate_error(exc, what=f"reading table {table!r}") from None
 
 
 def _after_clause(key: Sequence[str], key_types: Sequence[str],

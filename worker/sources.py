@@ -24,8 +24,9 @@ class Source:
     reflect: Callable[..., Any]  # (SourceURL, conn, schema, names) -> reflected schema
     translate: Callable[..., Any]  # (reflected schema, options) -> translate.Plan
     # (conn, *, schema, plan, after) -> rows in key order, laid out as the plan says: tuples,
-    # or pgcopy.CopyMessages that chunks.make_chunks encodes without Python values
-    stream_table: Callable[..., Iterator[Any]]
+    # pgcopy.CopyMessages that chunks.make_chunks encodes without Python values, or a
+    # pgcopy.LibpqCopy that reads whole chunks in C
+    stream_table: Callable[..., Any]
 
 
 def for_kind(kind: str) -> Source:
@@ -41,13 +42,17 @@ def _postgres() -> Source:
     from worker.translate import translate
 
     def stream_table(conn: Any, *, schema: str, plan: Any,
-                     after: Sequence[Any] | None) -> Iterator[Any]:
+                     after: Sequence[Any] | None) -> Iterator[Any] | pgcopy.LibpqCopy:
         # Text arrives as the connection's encoding: the C codec writes it as UTF-8 str.
         codec = pgcopy.codec_for(plan) if conn.info.encoding == "utf-8" else None
-        rows = pg_source.stream_rows(conn, schema=schema, table=plan.name,
-                                     select_sql=plan.select_sql,
-                                     wire_types=None if codec else plan.wire_types,
-                                     key=plan.key, key_types=plan.key_types, after=after)
+        where = dict(schema=schema, table=plan.name, select_sql=plan.select_sql, key=plan.key,
+                     key_types=plan.key_types, after=after)
+        functions = pgcopy.libpq_functions(conn.pgconn) if codec else None
+        if codec and functions:
+            return pgcopy.LibpqCopy(lambda: pg_source.binary_copy(conn, **where), codec,
+                                    functions)
+        rows = pg_source.stream_rows(conn, wire_types=None if codec else plan.wire_types,
+                                     **where)
         return pgcopy.CopyMessages(rows, codec) if codec else rows
 
     return Source(kind="postgres", connect=pg_source.connect,

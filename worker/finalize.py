@@ -1,8 +1,11 @@
-"""finalize_job: merge the work files, build indexes, check, report, publish atomically."""
+"""finalize_job: copy the largest work file, merge the others into it, build indexes, check,
+report, publish atomically."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -11,7 +14,7 @@ from typing import Any
 
 from worker import post_data
 from worker.config import Settings
-from worker.errors import TargetError, TargetExists, VerificationFailed
+from worker.errors import TargetError, TargetExists, VerificationFailed, VolumeFull
 from worker.jobfiles import read_json, remove_work_files, write_json_atomic, write_outcome
 from worker.lease import Lease
 from worker.logs import get_logger
@@ -112,23 +115,24 @@ def published_earlier(job_dir: Path, data_dir: Path, target: str) -> Published |
 
 def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
                    objects: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Merge every table's work file into one new file, then indexes, then sequences, views
-    and the CHECK audit (post_data.py, recording outcomes on `objects`), then checks.
+    """Start from a copy of the largest table's work file, merge every other table's work
+    file into it, then indexes, then sequences, views and the CHECK audit (post_data.py,
+    recording outcomes on `objects`), then checks.
 
     The file is scratch until published, so it is built without a journal: a crash here
-    means finalize starts again from the work files.
+    means finalize starts again from the work files, which are only read.
     """
-    for leftover in (path, path.with_name(path.name + "-journal")):
-        leftover.unlink(missing_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
+    _remove_scratch(path)
+    db: sqlite3.Connection | None = None
     try:
         with sqlite_errors("building the SQLite file"):
-            db.execute("PRAGMA journal_mode=OFF")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
-            # Rows were copied with CHECKs off; post_data audits them against the whole table.
-            db.execute("PRAGMA ignore_check_constraints=ON")
-            counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
+            copied = _copy_largest(path, plans, tables_dir)
+            db = sqlite3.connect(path, isolation_level=None)
+            _set_scratch_pragmas(db)
+            counts = _keep_copied_table(db, *copied) if copied else {}
+            for plan in plans:
+                if plan.name not in counts:
+                    counts[plan.name] = _merge_table(db, plan, tables_dir / plan.file)
             for plan in plans:
                 for index in plan.indexes:
                     _create_index(db, plan, index)
@@ -141,19 +145,114 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
             os.fsync(handle.fileno())
         return checks
     except BaseException:
-        db.close()
-        path.unlink(missing_ok=True)
+        if db is not None:
+            db.close()
+        _remove_scratch(path)
         raise
+
+
+def _remove_scratch(path: Path) -> None:
+    # A -wal left beside the partial by a killed run would be applied to the next copy.
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _set_scratch_pragmas(db: sqlite3.Connection) -> None:
+    # A copied work file's header says WAL: back to a rollback journal first (which removes
+    # the -wal and -shm beside it), then none at all. A new empty file is unaffected.
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
+    # Rows were copied with CHECKs off; post_data audits them against the whole table.
+    db.execute("PRAGMA ignore_check_constraints=ON")
+
+
+def _copy_largest(path: Path, plans: list[TablePlan],
+                  tables_dir: Path) -> tuple[TablePlan, int] | None:
+    """Copy the largest work file's bytes to `path` to build on, instead of merging its rows:
+    merging a 5M-row table took 1.42 s of a 1.6 s finalize, copying its file a fraction of
+    that. Returns its plan and row count, or None when its WAL cannot be emptied into the
+    file (a reader holds it) or is written to again: nothing is copied then, every table is
+    merged."""
+    if not plans:
+        return None
+    plan = max(plans, key=lambda p: _work_file_bytes(tables_dir / p.file))
+    work_file = tables_dir / plan.file
+    # mode=rw: a missing work file is an error, not a new empty one. No busy wait: a reader
+    # still on the WAL this late is stale, and merging costs less than waiting for it.
+    work = sqlite3.connect(f"{work_file.absolute().as_uri()}?mode=rw", uri=True,
+                           isolation_level=None, timeout=0)
+    log = get_logger(step="finalize", table=plan.name)
+    try:
+        if work.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            log.info("largest_table_merged", reason="a reader holds its work file's WAL")
+            return None
+        # A read transaction begun while the WAL is empty reads the file alone, and while it
+        # is open nobody can checkpoint into the file: the bytes copied are the rows counted.
+        work.execute("BEGIN")
+        expected = _expected_rows(work, plan, "main")
+        if _bytes(_wal(work_file)):
+            log.info("largest_table_merged", reason="written to since its WAL was emptied")
+            return None
+        _copy_file(work_file, path)
+    finally:
+        work.close()
+    log.info("work_file_copied", bytes=path.stat().st_size, rows=expected)
+    return plan, expected
+
+
+def _work_file_bytes(path: Path) -> int:
+    # With its WAL: pages not yet checkpointed are only there (all, while a reader holds it).
+    return _bytes(path) + _bytes(_wal(path))
+
+
+def _bytes(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _copy_file(source: Path, target: Path) -> None:
+    what = f"copying work file {source} to {target}"
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise VolumeFull(f"{what}: the data volume is full ({exc}); free space on it, "
+                             "then `liteshift retry` the job") from None
+        raise TargetError(f"{what}: {exc}") from None
+
+
+def _keep_copied_table(db: sqlite3.Connection, plan: TablePlan,
+                       expected: int) -> dict[str, int]:
+    db.execute("DROP TABLE _liteshift_checkpoint")
+    return {plan.name: _check_count(db, plan, expected, done="copied")}
+
+
+def _expected_rows(db: sqlite3.Connection, plan: TablePlan, schema: str) -> int:
+    expected = db.execute(f"SELECT rows, done FROM {schema}._liteshift_checkpoint").fetchone()
+    if not expected or not expected[1]:
+        raise VerificationFailed(f"table {plan.name!r}: its work file is not complete",
+                                 table=plan.name)
+    return int(expected[0])
+
+
+def _check_count(db: sqlite3.Connection, plan: TablePlan, expected: int, *, done: str) -> int:
+    count = int(db.execute(f"SELECT count(*) FROM main.{quote(plan.name)}").fetchone()[0])
+    if count != expected:
+        raise VerificationFailed(f"table {plan.name!r}: {done} {count} rows, expected "
+                                 f"{expected}", table=plan.name)
+    return count
 
 
 def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> int:
     db.execute(plan.create_sql)
     db.execute("ATTACH DATABASE ? AS stg", (str(work_file),))
     try:
-        expected = db.execute("SELECT rows, done FROM stg._liteshift_checkpoint").fetchone()
-        if not expected or not expected[1]:
-            raise VerificationFailed(f"table {plan.name!r}: its work file is not complete",
-                                     table=plan.name)
+        expected = _expected_rows(db, plan, "stg")
         db.execute("BEGIN")
         # Identical definitions and an empty target: SQLite copies raw records. A table with
         # generated columns names the copied ones (SQLite computes the rest) in case SQLite
@@ -166,11 +265,7 @@ def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> in
         db.execute("COMMIT")
     finally:
         db.execute("DETACH DATABASE stg")
-    count = db.execute(f"SELECT count(*) FROM main.{quote(plan.name)}").fetchone()[0]
-    if count != expected[0]:
-        raise VerificationFailed(f"table {plan.name!r}: merged {count} rows, expected "
-                                 f"{expected[0]}", table=plan.name)
-    return count
+    return _check_count(db, plan, expected, done="merged")
 
 
 def _create_index(db: sqlite3.Connection, plan: TablePlan, index: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from worker.checksum import encode_rows, encoded_checksum, fold
 from worker.converters import converter
 from worker.errors import TargetError
 from worker.fastsqlite import payload_of, rows_of
-from worker.pgcopy import Codec, CopyMessages, LibpqCopy
+from worker.pgcopy import Codec, CopyMessages, LibpqCopy, values_codec
 from worker.translate import TablePlan
 from worker.workfile import Checkpoint, WorkFile
 
@@ -70,30 +70,29 @@ def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
         yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
         return
     encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
-                    else _python_encoder(plan))
-    pending: list[bytes] = []  # each row's marshal bytes
-    size = checksum = 0
+                    else _values_encoder(plan) or _python_encoder(plan))
+    parts: list[bytes] = []  # each micro-batch's rows' marshal bytes
+    count = size = checksum = 0
     lossy: dict[str, int] = {}
     last_key = None
     micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
     while True:
-        raw = list(islice(rows, min(micro, chunk_rows - len(pending))))
+        raw = list(islice(rows, min(micro, chunk_rows - count)))
         if not raw:
             break
-        encoded, key = encode_batch(raw, lossy)
+        batch = encode_batch(raw, lossy)
         del raw
-        last_key = key if key is not None else last_key
-        batch_size = sum(map(len, encoded))
-        checksum = fold(checksum, encoded_checksum(encoded))
-        pending.extend(encoded)
-        size += batch_size
-        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, batch_size // len(encoded))))
-        del encoded
-        if len(pending) >= chunk_rows or size >= chunk_bytes:
-            yield Chunk(payload_of(pending), len(pending), checksum, size, last_key, lossy)
-            pending, size, checksum, lossy = [], 0, 0, {}
-    if pending:
-        yield Chunk(payload_of(pending), len(pending), checksum, size, last_key, lossy)
+        last_key = batch.key if batch.key is not None else last_key
+        checksum = fold(checksum, batch.checksum)
+        parts.append(batch.data)
+        count, size = count + batch.rows, size + len(batch.data)
+        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, len(batch.data) // batch.rows)))
+        del batch
+        if count >= chunk_rows or size >= chunk_bytes:
+            yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
+            parts, count, size, checksum, lossy = [], 0, 0, 0, {}
+    if parts:
+        yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
 
 
 def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int,
@@ -107,8 +106,20 @@ def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int,
         yield Chunk(payload, rows, checksum, size, last_key, lossy)
 
 
-# (a micro-batch of source rows, lossy counts to add to) -> (rows' marshal bytes, last key)
-BatchEncoder = Callable[[list[Any], dict[str, int]], tuple[list[bytes], list[Any] | None]]
+@dataclass
+class Batch:
+    data: bytes  # the rows' marshal bytes, one after the other
+    rows: int
+    checksum: int
+    key: list[Any] | None  # the last row's
+
+
+def _batch(encoded: list[bytes], key: list[Any] | None) -> Batch:
+    return Batch(b"".join(encoded), len(encoded), encoded_checksum(encoded), key)
+
+
+# (a micro-batch of source rows, lossy counts to add to) -> the batch
+BatchEncoder = Callable[[list[Any], dict[str, int]], Batch]
 
 
 def _python_encoder(plan: TablePlan) -> BatchEncoder:
@@ -120,13 +131,30 @@ def _python_encoder(plan: TablePlan) -> BatchEncoder:
     converters = [(i, c.name, converter(c.converter))
                   for i, c in enumerate(plan.columns) if c.converter]
 
-    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> tuple[list[bytes], Any]:
+    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
         if flags:
             _count_flags(raw, flags, lossy)
         batch = list(map(strip, raw)) if strip else raw
         if converters:
             batch = _convert(batch, converters, lossy)
-        return encode_rows(batch), key_of(raw[-1]) if key_of else None
+        return _batch(encode_rows(batch), key_of(raw[-1]) if key_of else None)
+
+    return encode_batch
+
+
+def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
+    """Rows a driver made into Python tuples (MySQL), encoded in C, when the C code can do
+    every column's conversion (pgcopy.values_codec)."""
+    codec = values_codec(plan)
+    if codec is None:
+        return None
+    flags = _counted_fields(plan)
+    key_of = _key_getter(plan.key_positions)
+
+    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
+        data, rows, checksum, _, counts = codec.encode_values(raw)
+        _add_counts(lossy, flags, counts)
+        return Batch(data, rows, checksum, key_of(raw[-1]) if key_of else None)
 
     return encode_batch
 
@@ -135,10 +163,10 @@ def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
     flags = _counted_fields(plan)
     key_of = _key_getter(plan.key_positions)
 
-    def encode_batch(raw: list[Any], lossy: dict[str, int]) -> tuple[list[bytes], Any]:
+    def encode_batch(raw: list[Any], lossy: dict[str, int]) -> Batch:
         encoded, counts = codec.encode(raw)
         _add_counts(lossy, flags, counts)
-        return encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None
+        return _batch(encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None)
 
     return encode_batch
 

@@ -24,10 +24,12 @@ LIST_HEADER = struct.Struct("<ci")  # marshal's list: b"[" and the count of item
 BATCH_ROWS = 64  # rows per INSERT statement in C (measured: 32 and 128 do no better)
 
 
-def payload_of(encoded_rows: Sequence[bytes]) -> bytes:
-    """The marshal bytes of a list of rows from each row's own marshal bytes (format 2 has
-    no back-references, so this is exactly marshal.dumps(rows, 2))."""
-    return b"".join([LIST_HEADER.pack(b"[", len(encoded_rows)), *encoded_rows])
+def payload_of(encoded_rows: Sequence[bytes], rows: int | None = None) -> bytes:
+    """The marshal bytes of a list of rows from each row's own marshal bytes, or from runs
+    of `rows` rows' bytes (format 2 has no back-references, so this is exactly
+    marshal.dumps(rows, 2))."""
+    count = len(encoded_rows) if rows is None else rows
+    return b"".join([LIST_HEADER.pack(b"[", count), *encoded_rows])
 
 
 def rows_of(payload: bytes) -> list[tuple]:

@@ -13,18 +13,19 @@ form, whether a table is read from its start or resumed.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import unquote, urlsplit
 
 import mysql.connector
+from _mysql_connector import MySQLInterfaceError
 from mysql.connector import errors as my_errors
-from sqlalchemy import create_engine, inspect
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import NullPool
 
 from worker import mysql_catalog as catalog
 from worker import mysql_keys as keys
@@ -82,14 +83,24 @@ def translate_error(exc: BaseException, *, what: str) -> SourceError:
     text = redact(str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig))
     if errno in PERMANENT_ERRNOS:
         return SourceRejected(f"{what}: {PERMANENT_ERRNOS[errno]} ({text})")
+    sa_operational, sa_error = _sqlalchemy_errors()
     if errno in TRANSIENT_ERRNOS or isinstance(orig, (my_errors.OperationalError,
                                                       my_errors.InterfaceError, OSError,
-                                                      sa_exc.OperationalError)):
+                                                      *sa_operational)):
         return SourceUnavailable(f"{what}: connection failed or was cut ({text}); "
                                  "will retry from the last committed chunk")
-    if isinstance(orig, (my_errors.Error, sa_exc.SQLAlchemyError)):
+    if isinstance(orig, (my_errors.Error, *sa_error)):
         return SourceRejected(f"{what}: the source refused the query ({text})")
     return SourceUnavailable(f"{what}: {text}")
+
+
+def _sqlalchemy_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    # SQLAlchemy is imported only to reflect keys (a reader process should not pay for it):
+    # no error can be one of its own before that.
+    exceptions = sys.modules.get("sqlalchemy.exc")
+    if exceptions is None:
+        return (), ()
+    return (exceptions.OperationalError,), (exceptions.SQLAlchemyError,)
 
 
 class Connection:
@@ -207,6 +218,10 @@ def sqlalchemy_url(source: SourceURL) -> str:
 
 
 def _reflect_constraints(source: SourceURL, names: Sequence[str]) -> dict[str, tuple]:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.pool import NullPool
+
     engine = create_engine(sqlalchemy_url(source), poolclass=NullPool,
                            connect_args={"connection_timeout": 10, **DRIVER_OPTIONS})
     try:
@@ -232,34 +247,54 @@ def stream_table(conn: Connection, *, schema: str, plan: Any,
     resume). Rows come as the plan lays them out: columns, raw key values, lossy flags."""
     sql = keys.select_sql(plan, after)
     wide = [i for i, c in enumerate(plan.columns) if keys.is_wide(c.source_type)]
-    cursor = conn.raw.cursor(buffered=False)
+    raw = conn.raw
     try:
-        cursor.execute(sql)
+        raw.cmd_query(sql)
+        fetch = _fetcher(raw)
         batch = FETCH_ROWS if not wide else 1  # one row first: how wide are they?
-        while rows := cursor.fetchmany(batch):
+        while rows := fetch(batch):
             yield from rows
             if wide:
                 batch = _batch_for(rows, wide)
+        raw.fetch_eof_columns()
+        raw.free_result()
     except my_errors.Error as exc:
         raise translate_error(exc, what=f"reading table {plan.name!r}") from None
+    except MySQLInterfaceError as exc:
+        raise translate_error(_driver_error(exc), what=f"reading table {plan.name!r}") from None
     finally:
-        _close(conn, cursor)
+        _close(conn)
 
 
-def _close(conn: Connection, cursor: Any) -> None:
-    """Close an unbuffered cursor; one left mid-result (a consumer that stopped early) has
-    its rest read and dropped, so the connection can run the next query."""
+def _fetcher(raw: Any) -> Any:
+    """(n) -> up to n rows of the result being read. The C extension's own fetch_row in a
+    C-level loop: the driver's get_rows adds a Python loop over every row's columns (for
+    VECTOR values), 1 us a row, half of reading our 1M-row table."""
+    fetch_row = getattr(getattr(raw, "_cmysql", None), "fetch_row", None)
+    if fetch_row is None or raw.converter is not None or getattr(raw, "_raw", True):
+        return lambda n: raw.get_rows(n)[0]
+    return lambda n: list(islice(iter(fetch_row, None), n))
+
+
+def _driver_error(exc: MySQLInterfaceError) -> Exception:
+    """The C extension's own error as the driver's get_rows would have raised it."""
+    if getattr(exc, "errno", None):
+        return my_errors.get_mysql_exception(exc.errno, msg=exc.msg, sqlstate=exc.sqlstate)
+    return my_errors.InterfaceError(str(exc))
+
+
+def _close(conn: Connection) -> None:
+    """A result left mid-way (a consumer that stopped early, an error) has its rest read
+    and dropped, so the connection can run the next query."""
     try:
-        cursor.close()
-    except my_errors.Error:
-        try:
+        if conn.raw.unread_result:
             conn.raw.consume_results()
-        except my_errors.Error:
-            pass  # the connection is gone (KILL, network): nothing left to read
+    except (my_errors.Error, MySQLInterfaceError):
+        pass  # the connection is gone (KILL, network): nothing left to read
 
 
 def _batch_for(rows: list[tuple], wide: list[int]) -> int:
     """Rows per fetch so one fetch holds about FETCH_BYTES (bounded memory with blobs)."""
-    size = sum(len(v) for row in rows for i in wide if (v := row[i]) is not None)
+    size = sum(sum(map(len, filter(None, map(itemgetter(i), rows)))) for i in wide)
     per_row = max(1, size // len(rows))
     return max(1, min(FETCH_ROWS, FETCH_BYTES // per_row))

@@ -5,7 +5,9 @@ code converts the rest as their Python converters do: decimals (numeric_float,
 numeric_affinity) and timestamps from their binary microseconds (datetime_text). A table
 whose plan needs any other converter is read as Python rows (`codec_for` returns None), and
 so is every table when the extension is missing or switched off with LITESHIFT_NATIVE=0.
-tests/test_native.py holds both paths to the same bytes.
+LibpqCopy reads the COPY in C straight from libpq. ValuesCodec encodes rows a driver made
+into Python tuples (MySQL) the same way. tests/test_native.py and
+tests/mysqlsrc/test_mysql_native.py hold each path to the Python one, byte for byte.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from worker.translate import TablePlan
 
 WIRE_KINDS = {"int8": b"q", "float8": b"d", "text": b"s", "bytea": b"b", "bool": b"B"}
 CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity"): b"N"}
+VALUE_KINDS = {"numeric_float": b"n", "numeric_affinity": b"N", "negative_zero": b"Z"}
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = len(SIGNATURE) + 8  # flags and header extension length, both zero
 
@@ -82,6 +85,35 @@ def _converter_kind(wire: str, converter: str) -> bytes | None:
     if fmt is not None:
         return bytes([fmt.code]) if wire == "int8" else None
     return CONVERTER_KINDS.get((wire, converter))
+
+
+@dataclass(frozen=True)
+class ValuesCodec:
+    kinds: bytes  # one per field of a row tuple: n/N numeric text, Z a float whose -0.0 is
+    # counted, B a flag, v anything else
+    keep: int
+
+    def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, int, list[int]]:
+        """The rows' marshal bytes one after the other, their count, checksum, size, and
+        per field a count as in Codec.encode."""
+        return _extension().encode_values(rows, self.kinds, self.keep, _numeric)  # type: ignore[union-attr,no-any-return]
+
+
+def values_codec(plan: TablePlan) -> ValuesCodec | None:
+    """For rows of Python values: None when a column's converter is not one the C code
+    has, or the extension is missing (the Python path then)."""
+    if _extension() is None:
+        return None
+    kinds = []
+    for column in plan.columns:
+        kind = VALUE_KINDS.get(column.converter) if column.converter else b"v"
+        if kind is None:
+            return None
+        kinds.append(kind)
+    flags = {position for _, position in getattr(plan, "flag_positions", [])}
+    kinds += [b"B" if i in flags else b"v"
+              for i in range(len(plan.columns), len(plan.wire_types))]
+    return ValuesCodec(b"".join(kinds), len(plan.columns))
 
 
 class CopyMessages:

@@ -12,31 +12,15 @@ from worker.errors import InputError, SourceRejected, VolumeFull
 from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import write_manifest
+from worker.probe import no_schema
 from worker.sealing import unseal
-from worker.source_url import SourceURL, parse_source_url
+from worker.source_url import parse_source_url
 from worker.state import JobState, StateStore, TableState
 
 # Staging files and the merged file exist side by side during finalize, and SQLite's pages
 # are not smaller than PostgreSQL's for most data: ask for twice the source size, plus slack.
 SPACE_FACTOR = 2.0
 SPACE_SLACK_BYTES = 64 * 1024 * 1024
-
-
-def probe(url: str, schema: str, *, timeout_s: int = 10) -> list[str]:
-    """Connect and list the schema's tables: the check the API runs before queueing a job."""
-    source = parse_source_url(url)
-    reader = sources.for_kind(source.kind)
-    with reader.connect(source, timeout_s=timeout_s) as conn:
-        if not reader.schema_exists(conn, schema):
-            raise SourceRejected(_no_schema(schema, source))
-        return reader.list_tables(conn, schema)
-
-
-def _no_schema(schema: str, source: SourceURL) -> str:
-    if source.kind == "mysql":
-        return (f"schema {schema!r}: a MySQL database has no schemas; leave the schema out "
-                f"(the URL's database {source.database!r} is copied)")
-    return f"schema {schema!r} does not exist in {source.database!r}"
 
 
 def choose_tables(available: list[str], include: list[str] | None,
@@ -65,7 +49,7 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         reader = sources.for_kind(source.kind)
         with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
             if not reader.schema_exists(conn, job["schema"]):
-                raise SourceRejected(_no_schema(job["schema"], source))
+                raise SourceRejected(no_schema(job["schema"], source))
             names = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
                                   job["exclude"])
             schema = reader.reflect(source, conn, job["schema"], names)

@@ -1,7 +1,8 @@
 """`python -m worker.probe`: check a source for the API, which imports no database driver.
 
 Reads {"source": url, "schema": name} as JSON on stdin (never argv: argv shows in `ps`), and
-prints {"ok": true, "tables": [...]} or {"ok": false, "error": ..., "kind": ...}.
+prints {"ok": true, "tables": [...]} or {"ok": false, "error": ..., "kind": ...}. It imports
+only what connecting takes (a submission waits for it: worker.plan's imports took 0.37 s).
 """
 
 from __future__ import annotations
@@ -9,14 +10,33 @@ from __future__ import annotations
 import json
 import sys
 
-from worker.errors import LiteshiftError
+from worker.errors import LiteshiftError, SourceRejected
 from worker.redact import redact
+from worker.source_url import SourceURL, parse_source_url
+
+
+def probe(url: str, schema: str, *, timeout_s: int = 10) -> list[str]:
+    """Connect and list the schema's tables: the check the API runs before queueing a job."""
+    from worker import sources
+
+    source = parse_source_url(url)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source, timeout_s=timeout_s) as conn:
+        if not reader.schema_exists(conn, schema):
+            raise SourceRejected(no_schema(schema, source))
+        return reader.list_tables(conn, schema)
+
+
+def no_schema(schema: str, source: SourceURL) -> str:
+    if source.kind == "mysql":
+        return (f"schema {schema!r}: a MySQL database has no schemas; leave the schema out "
+                f"(the URL's database {source.database!r} is copied)")
+    return f"schema {schema!r} does not exist in {source.database!r}"
 
 
 def main() -> int:
     try:
         request = json.loads(sys.stdin.read())
-        from worker.plan import probe
         from worker.sealing import remember_url_password
 
         remember_url_password(request["source"])

@@ -11,13 +11,16 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from worker.config import Settings
 from worker.errors import ConfigError
 from worker.redact import remember
 from worker.source_url import resolve_source
+
+if TYPE_CHECKING:  # pydantic's settings take 0.13 s to import: not in a reader or a probe
+    from worker.config import Settings
 
 
 def _key_file_key(state_dir: Path) -> bytes:

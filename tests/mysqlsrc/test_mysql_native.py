@@ -1,0 +1,55 @@
+"""MySQL rows encoded in C (pgcopy.values_codec, _pgcopy.encode_values) against the Python
+path: the same chunks, byte for byte, for every type the type tests move, in both profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker import chunks, pgcopy, sources
+from worker.chunks import make_chunks
+from worker.source_url import parse_source_url
+
+from .test_mysql_resume import KEYED_TABLES
+from .test_mysql_types import SCHEMA
+
+OPTIONS = [{}, {"profile": "rails", "binary_uuids": True, "geometry_wkt": True,
+                "exact_decimals": True}]
+EDGES = """
+CREATE TABLE money (id int PRIMARY KEY, d decimal(65,30), d2 decimal(12,2), f double,
+                    t mediumtext, b blob);
+INSERT INTO money VALUES
+ (1, 9007199254740993, 0.10, -0e0, 'é', X'00'), (2, -0.000, 9999999999.99, 1e308, '', X''),
+ (3, 123456789012345678901234567890.123, NULL, NULL, NULL, NULL),
+ (4, 0.1000000000000000055511151231257827, -0.01, 5e-324, REPEAT('z', 70000), X'FF00'),
+ (5, 99999999999999999999999999999999999.999999999999999999999999999999, 1, 0.1, 'x', X'01')
+"""
+
+
+def _chunks(conn, reader, plan, native: bool, monkeypatch) -> list:
+    with monkeypatch.context() as patch:
+        if not native:
+            patch.setattr(chunks, "values_codec", lambda plan: None)
+        rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
+        return list(make_chunks(rows, plan, chunk_rows=2, chunk_bytes=1 << 20))
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["ecto", "rails"])
+def test_mysql_rows_encoded_in_c_are_byte_for_byte_what_python_makes(my_db, options,
+                                                                     monkeypatch):
+    # Given every MySQL type the type tests move, keyed tables and numeric edge values
+    my_db.script(SCHEMA)
+    my_db.script(KEYED_TABLES)
+    my_db.script(EDGES)
+    source = parse_source_url(my_db.url)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source) as conn:
+        names = reader.list_tables(conn, "public")
+        plans = reader.translate(reader.reflect(source, conn, "public", names), options).tables
+        native = [p for p in plans if pgcopy.values_codec(p)]
+        assert {"money", "people", "composite"} <= {p.name for p in native}
+
+        # When each table is encoded in C and in Python
+        for plan in native:
+            # Then the chunks are the same: rows, checksums, resume keys and lossy counts
+            assert (_chunks(conn, reader, plan, True, monkeypatch)
+                    == _chunks(conn, reader, plan, False, monkeypatch)), plan.name

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     queue: str = Field(default="liteshift", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
-    chunk_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    chunk_rows: int = Field(default=100_000, ge=1, le=1_000_000)
     # A worker holds about three chunks (one read ahead, one being inserted, one arriving)
     chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     # Tables at least this big (the source's own size) are read in a child process, so

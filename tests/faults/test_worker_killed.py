@@ -23,8 +23,8 @@ from faults.support import (
 )
 from worker import control
 
-# 3 million rows in four narrow tables, committed 4,000 rows at a time: 750 commits
-SIZES = {"ka": 1_200_000, "kb": 900_000, "kc": 600_000, "kd": 300_000}
+# 4.5 million rows in four narrow tables, committed 4,000 rows at a time: 1,125 commits
+SIZES = {"ka": 1_800_000, "kb": 1_350_000, "kc": 900_000, "kd": 450_000}
 MAX_KILLS = 8
 
 
@@ -44,7 +44,7 @@ def test_repeated_sigkill_during_a_multi_table_job(pg_db, settings_env, store, s
     # When the worker is killed with SIGKILL at random instants, a fresh one started each time
     kills: list[tuple[str, int]] = []
     while len(kills) < MAX_KILLS:
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.2, 1.2))  # a worker copies about 700,000 rows a second
         state = store.job_state(job_id)
         if state is not None and state.finished:
             break

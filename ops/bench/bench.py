@@ -897,6 +897,9 @@ def main(argv: list[str] | None = None) -> int:
                 for name in names:
                     if name in skipped:
                         continue
+                    # The previous tool's output (300 MB, not yet written back) would be
+                    # flushed by the next fsync, whoever's it is: start each run clean.
+                    os.sync()
                     run = (lite.run(ds) if name == "liteshift"
                            else run_peer(TOOLS[name], ds, scratch, args.timeout))
                     runs[name].append(run)

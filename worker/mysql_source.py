@@ -256,8 +256,9 @@ def stream_table(conn: Connection, *, schema: str, plan: Any,
             yield from rows
             if wide:
                 batch = _batch_for(rows, wide)
-        raw.fetch_eof_columns()
-        raw.free_result()
+        if raw.unread_result:  # the driver's get_rows (the fallback) ends the result itself
+            raw.fetch_eof_columns()
+            raw.free_result()
     except my_errors.Error as exc:
         raise translate_error(exc, what=f"reading table {plan.name!r}") from None
     except MySQLInterfaceError as exc:
@@ -272,7 +273,7 @@ def _fetcher(raw: Any) -> Any:
     VECTOR values), 1 us a row, half of reading our 1M-row table."""
     fetch_row = getattr(getattr(raw, "_cmysql", None), "fetch_row", None)
     if fetch_row is None or raw.converter is not None or getattr(raw, "_raw", True):
-        return lambda n: raw.get_rows(n)[0]
+        return lambda n: raw.get_rows(n)[0] if raw.unread_result else []
     return lambda n: list(islice(iter(fetch_row, None), n))
 
 

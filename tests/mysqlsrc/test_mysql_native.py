@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker import chunks, pgcopy, sources
+from worker import chunks, mysql_source, pgcopy, sources
 from worker.chunks import make_chunks
 from worker.source_url import parse_source_url
 
@@ -53,3 +53,38 @@ def test_mysql_rows_encoded_in_c_are_byte_for_byte_what_python_makes(my_db, opti
             # Then the chunks are the same: rows, checksums, resume keys and lossy counts
             assert (_chunks(conn, reader, plan, True, monkeypatch)
                     == _chunks(conn, reader, plan, False, monkeypatch)), plan.name
+
+
+class _WithoutFastFetch:
+    """The driver's connection as _fetcher sees it when the C extension's fetch_row is not
+    reachable: only get_rows."""
+
+    def __init__(self, raw):
+        self.converter, self._raw, self.get_rows = None, False, raw.get_rows
+        self._connection = raw
+
+    @property
+    def unread_result(self) -> bool:
+        return self._connection.unread_result
+
+
+def test_mysql_rows_fetched_through_the_drivers_get_rows_are_the_same(my_db, monkeypatch):
+    # Given a table read with the C-level fetch loop
+    my_db.script(EDGES)
+    source = parse_source_url(my_db.url)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source) as conn:
+        plan = reader.translate(reader.reflect(source, conn, "public", ["money"]), {}).tables[0]
+        fast = list(make_chunks(reader.stream_table(conn, schema="public", plan=plan,
+                                                    after=None), plan, chunk_rows=2,
+                                chunk_bytes=1 << 20))
+        # When the driver's own get_rows has to be used instead
+        fetcher = mysql_source._fetcher
+        monkeypatch.setattr(mysql_source, "_fetcher",
+                            lambda raw: fetcher(_WithoutFastFetch(raw)))
+        slow = list(make_chunks(reader.stream_table(conn, schema="public", plan=plan,
+                                                    after=None), plan, chunk_rows=2,
+                                chunk_bytes=1 << 20))
+        # Then the chunks are the same, and the connection is ready for the next query
+        assert fast == slow and len(fast) == 3
+        assert conn.query("SELECT 1") == [(1,)]

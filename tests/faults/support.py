@@ -240,7 +240,10 @@ class PublishWatch:
 
     def _run(self) -> None:
         final = self.data_dir / f"{self.target}.db"
-        while not self._stop.is_set():
+        while True:
+            # One last look after stop(): a file published just before it (the job is done
+            # a few ms after its rename) must still be seen.
+            stopping = self._stop.is_set()
             try:
                 names = os.listdir(self.data_dir)
             except FileNotFoundError:
@@ -250,6 +253,8 @@ class PublishWatch:
             if self.appeared_at is None and final.exists():
                 self.appeared_at = time.time()
                 self._check(final)
+            if stopping:
+                return
             time.sleep(0.01)
 
     def _check(self, path: Path) -> None:

@@ -238,3 +238,17 @@ def test_a_copy_read_from_libpq_and_cut_midway_says_the_connection_was_cut(pg_db
             for chunk in chunks:
                 assert chunk.rows[0][0] == first.rows[-1][0] + 1
                 first = chunk
+
+
+def test_a_question_mark_in_a_column_name_does_not_change_the_batched_insert(db):
+    # Given a table whose column names hold `?` (they are quoted in the INSERT's text)
+    db.execute('CREATE TABLE q ("id?" INTEGER PRIMARY KEY, "why? not?" TEXT)')
+    rows = [(i, f"r{i}") for i in range(200)]  # three 64-row statements and single rows
+
+    # When its rows are inserted in C
+    inserted = fastsqlite.insert_rows(db, 'INSERT INTO "q" ("id?", "why? not?") VALUES (?, ?)',
+                                      marshal.dumps(rows, 2), fast=True)
+
+    # Then every row is there as it was given
+    assert inserted == 200
+    assert db.execute("SELECT * FROM q ORDER BY 1").fetchall() == rows

@@ -58,10 +58,10 @@ def insert_rows(db: sqlite3.Connection, insert_sql: str, payload: bytes, *, fast
 @functools.lru_cache(maxsize=64)
 def _batched(insert_sql: str, max_parameters: int) -> tuple[str, int]:
     """`insert_sql` (an INSERT ending in one VALUES row of `?`) with BATCH_ROWS rows of
-    parameters, as many as SQLite allows."""
-    width = insert_sql.count("?")
-    batch = max(1, min(BATCH_ROWS, max_parameters // max(1, width)))
-    row = "(" + ", ".join("?" * width) + ")"
+    parameters, as many as SQLite allows. The row is the text after the last " VALUES ":
+    quoted names before it may hold `?` or that word themselves."""
+    row = insert_sql.rpartition(" VALUES ")[2]
+    batch = max(1, min(BATCH_ROWS, max_parameters // max(1, row.count("?"))))
     return insert_sql + f", {row}" * (batch - 1), batch
 
 

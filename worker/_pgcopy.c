@@ -28,7 +28,7 @@
  *   (the caller asks libpq why). The libpq functions must come from the very libpq that
  *   owns pgconn (worker/pgcopy.py finds them).
  *
- * encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, size, counts)
+ * encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, counts)
  *   the same for rows a driver already made into Python tuples (MySQL): see below.
  */
 #define PY_SSIZE_T_CLEAN
@@ -312,6 +312,18 @@ static int encode_row(Buffer *b, const unsigned char *p, Py_ssize_t len, const c
     return p == end ? 0 : -3;
 }
 
+/* The per-field counts as a Python list of ints, or NULL with an exception set. */
+static PyObject *counts_list(const long long *flags, Py_ssize_t n) {
+    PyObject *counts = PyList_New(n);
+    if (counts == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *count = PyLong_FromLongLong(flags[i]);
+        if (count == NULL) { Py_DECREF(counts); return NULL; }
+        PyList_SET_ITEM(counts, i, count);
+    }
+    return counts;
+}
+
 static PyObject *encode(PyObject *self, PyObject *args) {
     PyObject *messages, *slow;
     const char *kinds;
@@ -343,13 +355,8 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         if (row == NULL) goto fail;
         PyList_SET_ITEM(out, r, row);
     }
-    counts = PyList_New(nkinds);
+    counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < nkinds; i++) {
-        PyObject *count = PyLong_FromLongLong(flags[i]);
-        if (count == NULL) goto fail;
-        PyList_SET_ITEM(counts, i, count);
-    }
     PyMem_Free(flags);
     PyMem_RawFree(b.buf);
     PyObject *result = PyTuple_Pack(2, out, counts);
@@ -429,12 +436,12 @@ static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds,
     return 0;
 }
 
-/* encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, size, counts):
+/* encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, counts):
  * rows a driver already made into Python tuples (MySQL), encoded as marshal.dumps(row, 2)
  * and concatenated. kinds: one byte per field: n and N numeric text (as in encode), Z a
  * float whose -0.0 becomes 0.0, counted (mysql_converters.negative_zero), B a flag past
  * `keep`, anything else a value as it is (None, int, float, str, bytes). The
- * checksum and size are read_chunk's. */
+ * checksum is read_chunk's. */
 static PyObject *encode_values(PyObject *self, PyObject *args) {
     PyObject *rows, *slow;
     const char *kinds;
@@ -457,16 +464,11 @@ static PyObject *encode_values(PyObject *self, PyObject *args) {
         if (rc < 0) goto fail;
         sum += XXH3_64bits(b.buf + start, b.len - start);
     }
-    PyObject *counts = PyList_New(nkinds);
+    PyObject *counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < nkinds; i++) {
-        PyObject *count = PyLong_FromLongLong(flags[i]);
-        if (count == NULL) { Py_DECREF(counts); goto fail; }
-        PyList_SET_ITEM(counts, i, count);
-    }
-    PyObject *result = Py_BuildValue("(y#nKnN)", b.buf ? (const char *)b.buf : "",
+    PyObject *result = Py_BuildValue("(y#nKN)", b.buf ? (const char *)b.buf : "",
                                      (Py_ssize_t)b.len, PyList_GET_SIZE(rows),
-                                     (unsigned long long)sum, (Py_ssize_t)b.len, counts);
+                                     (unsigned long long)sum, counts);
     PyMem_Free(flags);
     PyMem_RawFree(b.buf);
     return result;
@@ -575,13 +577,8 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
     }
     b.buf[0] = '[';
     put_i32(b.buf + 1, (int32_t)rows);
-    PyObject *counts = PyList_New(nkinds);
+    PyObject *counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
-    for (Py_ssize_t i = 0; i < nkinds; i++) {
-        PyObject *count = PyLong_FromLongLong(flags[i]);
-        if (count == NULL) { Py_DECREF(counts); goto fail; }
-        PyList_SET_ITEM(counts, i, count);
-    }
     PyObject *result = Py_BuildValue(
         "(y#nKnNNi)", (const char *)b.buf, (Py_ssize_t)b.len, rows, (unsigned long long)sum,
         (Py_ssize_t)(b.len - 5),

@@ -152,7 +152,7 @@ def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
     key_of = _key_getter(plan.key_positions)
 
     def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
-        data, rows, checksum, _, counts = codec.encode_values(raw)
+        data, rows, checksum, counts = codec.encode_values(raw)
         _add_counts(lossy, flags, counts)
         return Batch(data, rows, checksum, key_of(raw[-1]) if key_of else None)
 

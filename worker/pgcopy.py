@@ -31,7 +31,8 @@ from worker.translate import TablePlan
 
 WIRE_KINDS = {"int8": b"q", "float8": b"d", "text": b"s", "bytea": b"b", "bool": b"B"}
 CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity"): b"N"}
-VALUE_KINDS = {"numeric_float": b"n", "numeric_affinity": b"N", "negative_zero": b"Z"}
+VALUE_KINDS = {**{converter: kind for (_, converter), kind in CONVERTER_KINDS.items()},
+               "negative_zero": b"Z"}
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = len(SIGNATURE) + 8  # flags and header extension length, both zero
 
@@ -93,9 +94,9 @@ class ValuesCodec:
     # counted, B a flag, v anything else
     keep: int
 
-    def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, int, list[int]]:
-        """The rows' marshal bytes one after the other, their count, checksum, size, and
-        per field a count as in Codec.encode."""
+    def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, list[int]]:
+        """The rows' marshal bytes one after the other, their count, checksum, and per
+        field a count as in Codec.encode."""
         return _extension().encode_values(rows, self.kinds, self.keep, _numeric)  # type: ignore[union-attr,no-any-return]
 
 

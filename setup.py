@@ -1,7 +1,7 @@
 """The compiled parts: worker/_fastsqlite.c and worker/_pgcopy.c (see their headers).
 Everything else is in pyproject.toml. Both are optional: without a compiler or SQLite's and
-xxhash's headers (xxhash is inlined: header only) the install still works and worker/fastsqlite.py and worker/pgcopy.py use plain
-Python (slower, same results)."""
+xxhash's headers (xxhash is inlined: header only) the install still works and
+worker/fastsqlite.py and worker/pgcopy.py use plain Python (slower, same results)."""
 
 from setuptools import Extension, setup
 

@@ -252,3 +252,28 @@ def test_a_question_mark_in_a_column_name_does_not_change_the_batched_insert(db)
     # Then every row is there as it was given
     assert inserted == 200
     assert db.execute("SELECT * FROM q ORDER BY 1").fetchall() == rows
+
+
+def test_decimal_text_converts_in_c_to_the_value_python_makes():
+    # Given decimals around the C fast path's edges (15 significant digits, 22 after the
+    # point, leading zeros, signs, -0) and random ones past them
+    import random
+
+    from worker.converters import numeric_affinity
+
+    rng = random.Random(6)
+    texts = ["0", "-0", "-0.00", "+1.5", "007.250", "0.000000000000000000001", "1.",
+             "999999999999999.9", "123456789012345", "1234567890123456", "0.1", "-0.3",
+             "9007199254740993", "1e5", "NaN", "Infinity", "-Infinity", ".5"]
+    for _ in range(20_000):
+        whole = "".join(rng.choices("0123456789", k=rng.randint(0, 17))) or "0"
+        point = "." + "".join(rng.choices("0123456789", k=rng.randint(0, 25)))
+        texts.append(rng.choice(["", "-"]) + whole + (point if rng.random() < 0.8 else ""))
+    codec = pgcopy.ValuesCodec(b"N", 1)
+
+    # When C encodes them, Then it writes the bytes and counts of Python's conversion
+    data, rows, _, counts = codec.encode_values([(t,) for t in texts])
+    values, inexact = numeric_affinity(texts)
+    assert rows == len(texts)
+    assert data == b"".join(marshal.dumps((v,), 2) for v in values)
+    assert counts[0] == inexact

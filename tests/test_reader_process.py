@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,14 @@ def in_process(url: str, plan, after=None) -> list:
 
 
 def in_child(url: str, plan, after=None) -> list:
-    return list(chunks_from_child(source_url=url, schema="public", plan=plan, after=after,
+    return kept(chunks_from_child(source_url=url, schema="public", plan=plan, after=after,
                                   chunk_rows=3, chunk_bytes=1 << 20, connect_timeout_s=5))
+
+
+def kept(chunks) -> list:
+    """The chunks with their payloads copied: a child's payload is a view of a buffer that
+    the next chunk reuses."""
+    return [replace(c, payload=bytes(c.payload)) for c in chunks]
 
 
 def test_a_child_reads_the_same_chunks_as_the_worker_would(pg_db):
@@ -130,7 +137,7 @@ def test_a_reader_stopped_and_continued_mid_write_still_hands_over_whole_chunks(
 
     # When the reader is frozen and thawed again and again while it writes (SIGSTOP makes
     # pipe writes partial: Python's buffered stdout once corrupted the stream on it)
-    first = next(chunks)
+    first = kept([next(chunks)])[0]
     reader = reader_children(os.getpid())[0]
     done = threading.Event()
 
@@ -147,7 +154,7 @@ def test_a_reader_stopped_and_continued_mid_write_still_hands_over_whole_chunks(
     pauser = threading.Thread(target=freeze_and_thaw, daemon=True)
     pauser.start()
     try:
-        rest = list(chunks)
+        rest = kept(chunks)
     finally:
         done.set()
         pauser.join()
@@ -156,3 +163,19 @@ def test_a_reader_stopped_and_continued_mid_write_still_hands_over_whole_chunks(
     got = [first, *rest]
     assert sum(len(c.rows) for c in got) == sum(len(c.rows) for c in expected) == 400_000
     assert sum(c.checksum for c in got) % 2**64 == sum(c.checksum for c in expected) % 2**64
+
+
+def test_a_childs_chunk_kept_past_the_next_one_fails_loudly(pg_db):
+    # Given a child's chunks, whose payloads share one buffer
+    make_narrow_tables(pg_db, {"reused": 10})
+    plan = plans_of(pg_db.url)[0]
+    chunks = chunks_from_child(source_url=pg_db.url, schema="public", plan=plan, after=None,
+                               chunk_rows=3, chunk_bytes=1 << 20, connect_timeout_s=5)
+    first = next(chunks)
+    assert len(first.rows) == 3
+
+    # When the next one is read, Then the first one's rows can no longer be read at all
+    next(chunks)
+    with pytest.raises(ValueError, match="released"):
+        _ = first.rows
+    chunks.close()

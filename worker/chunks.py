@@ -34,7 +34,7 @@ CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds me
 class Chunk:
     """A chunk's rows travel as the marshal bytes they are checksummed in (payload_of), so
     the work file binds from them without a Python object per value."""
-    payload: bytes
+    payload: bytes | memoryview  # a view while a reader process's buffer holds it
     row_count: int
     checksum: int
     size_bytes: int

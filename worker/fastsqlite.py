@@ -32,7 +32,7 @@ def payload_of(encoded_rows: Sequence[bytes], rows: int | None = None) -> bytes:
     return b"".join([LIST_HEADER.pack(b"[", count), *encoded_rows])
 
 
-def rows_of(payload: bytes) -> list[tuple]:
+def rows_of(payload: bytes | memoryview) -> list[tuple]:
     return marshal.loads(payload)  # type: ignore[no-any-return]
 
 
@@ -46,7 +46,8 @@ def usable(db: sqlite3.Connection, path: Path) -> bool:
     return extension is not None and bool(extension.check(db, str(Path(path).resolve())))
 
 
-def insert_rows(db: sqlite3.Connection, insert_sql: str, payload: bytes, *, fast: bool) -> int:
+def insert_rows(db: sqlite3.Connection, insert_sql: str, payload: bytes | memoryview, *,
+                fast: bool) -> int:
     if fast:
         batch_sql, batch = _batched(insert_sql, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         return int(_extension().insert_rows(db, insert_sql, payload, batch_sql, batch))  # type: ignore[union-attr]

@@ -11,12 +11,24 @@
 typedef struct {
     unsigned char *buf;
     size_t len, cap;
+    /* When set, buf is this bytes object's storage, grown in place (the GIL held): the
+     * result needs no copy of its own. */
+    PyObject *bytes;
 } Buffer;
 
 static inline int grow(Buffer *b, size_t more) {
     if (b->len + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more) cap *= 2;
+    if (b->bytes != NULL) {
+        if (_PyBytes_Resize(&b->bytes, (Py_ssize_t)cap) < 0) {  /* frees it on failure */
+            PyErr_Clear();
+            return -1;
+        }
+        b->buf = (unsigned char *)PyBytes_AS_STRING(b->bytes);
+        b->cap = cap;
+        return 0;
+    }
     unsigned char *buf = PyMem_RawRealloc(b->buf, cap);
     if (buf == NULL) return -1;
     b->buf = buf;

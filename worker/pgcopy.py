@@ -166,12 +166,13 @@ class LibpqCopy:
     def chunks(self, chunk_rows: int, chunk_bytes: int) -> Iterator[RawChunk]:
         read = _extension().read_chunk  # type: ignore[union-attr]
         with self._open_copy() as copy:
-            pgconn, first = copy.connection.pgconn, True
+            pgconn, first, size_hint = copy.connection.pgconn, True, 1 << 16
             encoding = copy.connection.info.encoding
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
-                                     self.codec.keep, _numeric, chunk_rows, chunk_bytes, first)
-                first = False
+                                     self.codec.keep, _numeric, chunk_rows, chunk_bytes, first,
+                                     size_hint)
+                first, size_hint = False, len(chunk[0]) + len(chunk[0]) // 8
                 if chunk[1]:
                     yield tuple(chunk)  # type: ignore[misc]
                 if state == TRAILER:

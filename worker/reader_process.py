@@ -7,15 +7,21 @@ as `chunks.make_chunks` does in-process, and the worker only inserts and commits
 
 The request comes as JSON on stdin (never argv: argv shows in `ps`, and it holds the source
 URL). The answer is a stream of frames on stdout, each a kind byte and a length:
-  C  a chunk: marshal of (payload, row_count, checksum, size_bytes, last_key, lossy)
+  P  a chunk's payload, as it is (fastsqlite.payload_of)
+  C  the chunk of the payload just sent: marshal of (row_count, checksum, size_bytes,
+     last_key, lossy)
   E  an error: JSON {"kind": class name in worker.errors, "message": ...}
   D  done
+The payload travels apart so that neither side copies it: the worker reads it into one
+buffer it keeps, and inserts from there (a copy per side and its fresh pages cost a fifth of
+a mixed table's CPU).
 The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
 When the worker dies first, the child's next write fails (EPIPE) and it exits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import marshal
@@ -34,13 +40,16 @@ from worker.redact import redact
 from worker.translate import TablePlan
 
 HEADER = struct.Struct(">cQ")
+PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                       after: Sequence[Any] | None, chunk_rows: int, chunk_bytes: int,
                       connect_timeout_s: int) -> Iterator[Chunk]:
     """The worker's side: start the child, yield its chunks, re-raise its errors as ours.
-    Closing the iterator early (cancel, lease lost) kills the child."""
+    Closing the iterator early (cancel, lease lost) kills the child. A chunk's payload is
+    a view of a buffer the next chunk reuses: it is released once the caller asks for the
+    next chunk, so a chunk kept longer fails loudly instead of changing under its keeper."""
     request = {"source": source_url, "schema": schema, "plan": plan.to_dict(),
                "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
                "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s}
@@ -48,20 +57,26 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              env={**memory.ENV, **os.environ})  # memory.py: big values
     assert child.stdin is not None and child.stdout is not None
+    _widen_pipe(child.stdout.fileno())
+    buffer, size = bytearray(), -1  # size: the payload read for the next C frame
     try:
         child.stdin.write(json.dumps(request).encode())
         child.stdin.close()
         while True:
-            kind, payload = _read_frame(child.stdout)
-            if kind == b"C":
-                chunk = Chunk(*marshal.loads(payload))
-                del payload  # not held while the chunk is inserted
-                yield chunk
-                del chunk
+            kind, length = _read_header(child.stdout)
+            if kind == b"P":
+                if len(buffer) < length:  # a new one: the old one may still be viewed
+                    buffer = bytearray(length + length // 8)
+                size = length if _read_into(child.stdout, memoryview(buffer)[:length]) else -1
+            elif kind == b"C" and size >= 0:
+                meta = _read_exact(child.stdout, length)
+                with memoryview(buffer)[:size] as payload:
+                    yield Chunk(payload, *marshal.loads(meta))  # type: ignore[arg-type]
+                size = -1
             elif kind == b"D":
                 return
             elif kind == b"E":
-                raise _error(json.loads(payload), plan.name)
+                raise _error(json.loads(_read_exact(child.stdout, length) or b"{}"), plan.name)
             else:
                 raise SourceUnavailable(
                     f"the reader process for table {plan.name!r} ended without finishing "
@@ -74,26 +89,34 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
         child.stdout.close()
 
 
-def _read_frame(stream: IO[bytes]) -> tuple[bytes | None, bytearray]:
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe instead of 64 KiB: a chunk crosses in 16 times fewer wake-ups."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):
+        pass  # a lower /proc/sys/fs/pipe-max-size, or not Linux: the default pipe works
+
+
+def _read_header(stream: IO[bytes]) -> tuple[bytes | None, int]:
     header = _read_exact(stream, HEADER.size)
-    if header is None:
-        return None, bytearray()
-    kind, length = HEADER.unpack(header)
-    payload = _read_exact(stream, length)
-    return (kind, payload) if payload is not None else (None, bytearray())
+    return HEADER.unpack(header) if header is not None else (None, 0)
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytearray | None:
-    """`size` bytes from the pipe's file descriptor, or None at its end. Raw reads: see
-    _write_all for why the buffered layer is not trusted here."""
     data = bytearray(size)
-    view, got = memoryview(data), 0
-    while got < size:
+    return data if _read_into(stream, memoryview(data)) else None
+
+
+def _read_into(stream: IO[bytes], view: memoryview) -> bool:
+    """Fill `view` from the pipe's file descriptor; False at its end. Raw reads: see
+    _write_all for why the buffered layer is not trusted here."""
+    got = 0
+    while got < len(view):
         n = os.readv(stream.fileno(), [view[got:]])
         if n == 0:
-            return None
+            return False
         got += n
-    return data
+    return True
 
 
 def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
@@ -136,19 +159,19 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
                                    after=request["after"])
         for chunk in make_chunks(rows, plan, chunk_rows=request["chunk_rows"],
                                  chunk_bytes=request["chunk_bytes"]):
-            _write(out, b"C", marshal.dumps((chunk.payload, chunk.row_count, chunk.checksum,
-                                             chunk.size_bytes, chunk.last_key, chunk.lossy),
-                                            ENCODING_VERSION))
+            _write(out, b"P", chunk.payload)
+            _write(out, b"C", marshal.dumps((chunk.row_count, chunk.checksum, chunk.size_bytes,
+                                             chunk.last_key, chunk.lossy), ENCODING_VERSION))
             del chunk  # not held while the next one is made
     _write(out, b"D", b"")
 
 
-def _write(out: IO[bytes], kind: bytes, payload: bytes) -> None:
+def _write(out: IO[bytes], kind: bytes, payload: bytes | memoryview) -> None:
     _write_all(out.fileno(), HEADER.pack(kind, len(payload)))
     _write_all(out.fileno(), payload)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """Write every byte with os.write, handling partial writes ourselves. A reader stopped
     and continued (SIGSTOP, SIGCONT: a frozen VM, a debugger) gets partial pipe writes, and
     Python 3.11's buffered stdout then corrupted the stream (bad marshal data in the

@@ -122,7 +122,7 @@ class WorkFile:
                                 (as_hex(0),))
             return self.checkpoint()
 
-    def commit_chunk(self, token: int, payload: bytes, state: Checkpoint,
+    def commit_chunk(self, token: int, payload: bytes | memoryview, state: Checkpoint,
                      checksum: int | None = None) -> None:
         """Write a chunk's rows (marshal bytes of a list of tuples, fastsqlite.payload_of)
         and the checkpoint after it in one transaction. Given the rows' checksum, read them

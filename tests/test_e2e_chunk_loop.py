@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from worker.checksum import encode_rows, rows_checksum
-from worker.chunks import copy_rows, make_chunks
+from worker.chunks import copy_rows, make_chunks, ramp
 from worker.errors import LeaseLost, VerificationFailed
 from worker.fastsqlite import payload_of
 from worker.translate import ColumnPlan, TablePlan
@@ -55,6 +56,12 @@ def run_copy(work: WorkFile, source: FakeSource, *, token: int = 1, chunk_rows: 
                       chunk_bytes=chunk_bytes)
 
 
+def chunk_ends(chunk_rows: int, rows: int) -> list[int]:
+    """Where the chunks of a copy of `rows` rows end (chunks.ramp: the first ones smaller)."""
+    ends = list(accumulate(islice(ramp(chunk_rows), rows)))
+    return [e for e in ends if e < rows] + [rows]
+
+
 def rows_of(count: int, width: int = 10) -> list[tuple]:
     return [(i, f"{i:0{width}d}") for i in range(1, count + 1)]
 
@@ -66,11 +73,11 @@ def work(tmp_path: Path) -> Iterator[WorkFile]:
     file.close()
 
 
-def test_chunks_are_bounded_by_rows():
-    chunks = list(make_chunks(iter(rows_of(1000)), PLAN, chunk_rows=300, chunk_bytes=1 << 30))
+def test_chunks_are_bounded_by_rows_and_the_first_ones_ramp_up():
+    chunks = list(make_chunks(iter(rows_of(1000)), PLAN, chunk_rows=320, chunk_bytes=1 << 30))
 
-    assert [len(c.rows) for c in chunks] == [300, 300, 300, 100]
-    assert [c.last_key for c in chunks] == [[300], [600], [900], [1000]]
+    assert [len(c.rows) for c in chunks] == [20, 40, 80, 160, 320, 320, 60]
+    assert [c.last_key for c in chunks] == [[20], [60], [140], [300], [620], [940], [1000]]
     assert [row for c in chunks for row in c.rows] == rows_of(1000)
     assert sum(c.checksum for c in chunks) % 2**64 == rows_checksum(rows_of(1000))
 
@@ -103,8 +110,9 @@ def test_resume_after_interruption_continues_after_the_last_committed_key(tmp_pa
 
     # Then only whole chunks had committed, the rerun read from after the last one, and the
     # table holds every row once, with the checksum of an uninterrupted copy
-    assert (interrupted.rows, interrupted.last_key, interrupted.done) == (2000, [2000], False)
-    assert source.calls == [None, [2000]]
+    whole = max(e for e in chunk_ends(1000, 5000) if e <= 2500)
+    assert (interrupted.rows, interrupted.last_key, interrupted.done) == (whole, [whole], False)
+    assert source.calls == [None, [whole]]
     assert final.done and final.rows == 5000
     assert work.db.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM items"
                            ).fetchone() == (5000, 5000, 1, 5000)
@@ -153,7 +161,8 @@ def test_an_older_token_cannot_commit_once_a_newer_writer_fenced_the_file(tmp_pa
 
 
 def test_a_chunk_sqlite_stores_differently_is_refused_and_nothing_of_it_kept(work):
-    # Given rows whose second chunk holds a value a TEXT column rewrites (int 5 -> '5')
+    # Given rows of which one in a later chunk holds a value a TEXT column rewrites
+    # (int 5 -> '5')
     rows = rows_of(200)
     rows[150] = (151, 5)
     source = FakeSource(rows)
@@ -162,8 +171,10 @@ def test_a_chunk_sqlite_stores_differently_is_refused_and_nothing_of_it_kept(wor
     with pytest.raises(VerificationFailed) as failed:
         run_copy(work, source)
 
-    # Then the first chunk is committed, the second is refused with the key it ended at,
-    # and the work file holds exactly the first
-    assert "ending at key [200]" in str(failed.value) and "nothing of this chunk" in \
+    # Then the chunks before it are committed, its own is refused with the key it ended at,
+    # and the work file holds exactly the ones before
+    ends = chunk_ends(100, 200)
+    bad = next(i for i, e in enumerate(ends) if e >= 151)
+    assert f"ending at key [{ends[bad]}]" in str(failed.value) and "nothing of this chunk" in \
         str(failed.value)
-    assert work.checkpoint().rows == 100 and work.count() == 100
+    assert work.checkpoint().rows == ends[bad - 1] and work.count() == ends[bad - 1]

@@ -163,17 +163,21 @@ class LibpqCopy:
         self._open_copy = open_copy
         self._functions = functions
 
-    def chunks(self, chunk_rows: int, chunk_bytes: int) -> Iterator[RawChunk]:
+    def chunks(self, chunk_rows: Iterator[int], chunk_bytes: int) -> Iterator[RawChunk]:
+        """Chunks of up to next(chunk_rows) rows each and about chunk_bytes."""
         read = _extension().read_chunk  # type: ignore[union-attr]
         with self._open_copy() as copy:
             pgconn, first, size_hint = copy.connection.pgconn, True, 1 << 16
             encoding = copy.connection.info.encoding
+            rows = next(chunk_rows)
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
-                                     self.codec.keep, _numeric, chunk_rows, chunk_bytes, first,
+                                     self.codec.keep, _numeric, rows, chunk_bytes, first,
                                      size_hint)
-                first, size_hint = False, len(chunk[0]) + len(chunk[0]) // 8
-                if chunk[1]:
+                first, read_rows, rows = False, chunk[1], next(chunk_rows)
+                # the next payload's likely size, so that it is built without growing
+                size_hint = min(chunk_bytes, len(chunk[0]) * rows // max(1, read_rows)) * 9 // 8
+                if read_rows:
                     yield tuple(chunk)  # type: ignore[misc]
                 if state == TRAILER:
                     copy.read()  # psycopg reads the end and raises the server's error if any

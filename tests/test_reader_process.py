@@ -172,7 +172,7 @@ def test_a_childs_chunk_kept_past_the_next_one_fails_loudly(pg_db):
     chunks = chunks_from_child(source_url=pg_db.url, schema="public", plan=plan, after=None,
                                chunk_rows=3, chunk_bytes=1 << 20, connect_timeout_s=5)
     first = next(chunks)
-    assert len(first.rows) == 3
+    assert first.rows
 
     # When the next one is read, Then the first one's rows can no longer be read at all
     next(chunks)

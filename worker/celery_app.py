@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from worker.config import get_settings
 from worker.logs import configure_logging
@@ -45,6 +45,14 @@ def _start_reaper(**_: Any) -> None:
     from worker.reaper import start_reaper
 
     start_reaper(settings, send)
+
+
+@worker_process_init.connect
+def _keep_a_reader_ready(**_: Any) -> None:
+    if settings.reader_process_bytes >= 0:  # big tables are read in child processes
+        from worker.reader_process import keep_one_ready
+
+        keep_one_ready()
 
 
 @worker_shutdown.connect

@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 from worker import errors, memory
@@ -53,11 +54,8 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
     request = {"source": source_url, "schema": schema, "plan": plan.to_dict(),
                "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
                "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s}
-    child = subprocess.Popen([sys.executable, "-m", "worker.reader_process"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env={**memory.ENV, **os.environ})  # memory.py: big values
+    child = _take_ready() or _spawn()
     assert child.stdin is not None and child.stdout is not None
-    _widen_pipe(child.stdout.fileno())
     buffer, size = bytearray(), -1  # size: the payload read for the next C frame
     try:
         child.stdin.write(json.dumps(request).encode())
@@ -87,6 +85,50 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
             child.kill()
         child.wait()
         child.stdout.close()
+        if _keep_ready:
+            keep_one_ready()  # for the next table, while this one is verified
+
+
+@dataclass
+class _Ready:
+    child: subprocess.Popen[bytes]
+    env: dict[str, str]  # the environment it started with: a request must find the same
+    owner: int  # the process that started it (a fork's copy of this is not the owner's)
+
+
+_ready: _Ready | None = None
+_keep_ready = False
+
+
+def keep_one_ready() -> None:
+    """From now on, keep a reader started ahead of need in this process (a worker's pool
+    process): it imports its modules (0.3 s, psycopg most of it) while it waits, and the
+    next big table's first chunk comes that much sooner."""
+    global _keep_ready, _ready
+    _keep_ready = True
+    if _ready is None or _ready.owner != os.getpid() or _ready.child.poll() is not None:
+        _ready = _Ready(_spawn(), dict(os.environ), os.getpid())
+
+
+def _take_ready() -> subprocess.Popen[bytes] | None:
+    global _ready
+    ready, _ready = _ready, None
+    if ready is None or ready.owner != os.getpid():
+        return None
+    if ready.child.poll() is None and ready.env == dict(os.environ):
+        return ready.child
+    ready.child.kill()
+    ready.child.wait()
+    return None
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, "-m", "worker.reader_process"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env={**memory.ENV, **os.environ})  # memory.py: big values
+    assert child.stdout is not None
+    _widen_pipe(child.stdout.fileno())
+    return child
 
 
 def _widen_pipe(fd: int) -> None:
@@ -131,8 +173,12 @@ def main() -> int:
     # to free and cost 1.1 s of CPU per 1M rows (one message object per row).
     gc.disable()
     out = sys.stdout.buffer
+    _import_readers()  # before the request: a reader kept ready has them when it comes
+    request = sys.stdin.buffer.read()
+    if not request:
+        return 0  # a reader kept ready whose worker stopped without using it
     try:
-        _serve(json.loads(sys.stdin.buffer.read()), out)
+        _serve(json.loads(request), out)
     except BrokenPipeError:
         return 1  # the worker is gone: nothing to tell anyone
     except LiteshiftError as exc:
@@ -142,6 +188,13 @@ def main() -> int:
         _write(out, b"E", json.dumps({"kind": "LiteshiftError", "message": redact(
             f"the reader process failed: {type(exc).__name__}: {exc}")}).encode())
     return 0
+
+
+def _import_readers() -> None:
+    from worker import sources
+
+    for kind in sources.KINDS:
+        sources.for_kind(kind)  # imports the module that reads it, and its driver
 
 
 def _serve(request: dict[str, Any], out: IO[bytes]) -> None:

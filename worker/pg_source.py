@@ -246,8 +246,11 @@ def binary_copy(conn: psycopg.Connection, *, schema: str, table: str,
         cols=sql.SQL(", ").join(sql.SQL(s) for s in select_sql),
         schema=sql.Identifier(schema), table=sql.Identifier(table),
         where=_after_clause(key, key_types, after),
-        order=(sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, key)))
-               if key else sql.SQL("")),
+        # The table's own columns, not the SELECT's outputs of the same name: a key read
+        # raw and again as text (a timestamp) would be ambiguous, and a cast output (citext
+        # as text) would sort otherwise than _after_clause compares.
+        order=(sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(
+            sql.Identifier(schema, table, k) for k in key)) if key else sql.SQL("")),
     )
     copy_sql = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
     try:

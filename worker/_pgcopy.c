@@ -10,7 +10,8 @@
  *   messages: COPY data messages, one row each (PostgreSQL sends one per row)
  *   kinds: one byte per field: q int8, d float8, s text, b bytea, B bool, n numeric text
  *          as converters.numeric_float converts it, N the same counting inexact values
- *          (converters.numeric_affinity), 0x80 and up a timestamp's microseconds as text
+ *          (converters.numeric_affinity), U uuid as text, A text[] as JSON text (uuid_text
+ *          and json_text_array), 0x80 and up a timestamp's microseconds as text
  *          in the format DatetimeFormat.code names, counting those out of range
  *   keep: the leading fields that make the row; of the others, bool fields are counted
  *         (the server's lossy flags) and the rest skipped (raw key values)
@@ -220,6 +221,99 @@ static int put_numeric(Buffer *b, const unsigned char *text, int32_t n, PyObject
     return rc;
 }
 
+static const char HEX[] = "0123456789abcdef";
+
+/* A uuid's 16 bytes as uuid_out writes them: lowercase, hyphenated 8-4-4-4-12. The
+ * server's ::text cast cost 0.35 s per 1M rows. */
+static int put_uuid(Buffer *b, const unsigned char *v) {
+    char text[36];
+    int at = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) text[at++] = '-';
+        text[at++] = HEX[v[i] >> 4];
+        text[at++] = HEX[v[i] & 15];
+    }
+    return put_bytes(b, 'u', text, 36);
+}
+
+/* Text as PostgreSQL's escape_json quotes it (control characters as \b \f \n \r \t or
+ * \u00XX, " and \ escaped, the rest as it is). */
+static int put_json_string(Buffer *b, const unsigned char *s, int32_t n) {
+    if (grow(b, (size_t)n * 6 + 2) < 0) return -1;
+    unsigned char *o = b->buf + b->len;
+    *o++ = '"';
+    for (int32_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        const char *escape = c == '\b' ? "b" : c == '\f' ? "f" : c == '\n' ? "n" : c == '\r'
+            ? "r" : c == '\t' ? "t" : c == '"' ? "\"" : c == '\\' ? "\\" : NULL;
+        if (escape != NULL) {
+            *o++ = '\\';
+            *o++ = (unsigned char)escape[0];
+        } else if (c < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o[4] = (unsigned char)HEX[c >> 4];
+            o[5] = (unsigned char)HEX[c & 15];
+            o += 6;
+        } else {
+            *o++ = c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->buf);
+    return 0;
+}
+
+static int put_raw(Buffer *b, const char *text, size_t n) {
+    if (grow(b, n) < 0) return -1;
+    memcpy(b->buf + b->len, text, n);
+    b->len += n;
+    return 0;
+}
+
+/* One dimension of a text array's elements (at *v) as a JSON array, nested for the next
+ * dimensions. -1 no memory, -3 malformed. */
+static int put_json_dimension(Buffer *b, const unsigned char **v, const unsigned char *end,
+                              const int32_t *dims, int ndim, int d) {
+    if (put_raw(b, "[", 1) < 0) return -1;
+    for (int32_t i = 0; i < dims[d]; i++) {
+        if (i > 0 && put_raw(b, ",", 1) < 0) return -1;
+        int rc;
+        if (d + 1 < ndim) {
+            rc = put_json_dimension(b, v, end, dims, ndim, d + 1);
+        } else {
+            if (end - *v < 4) return -3;
+            int32_t n = be32(*v);
+            *v += 4;
+            if (n > end - *v) return -3;
+            rc = n < 0 ? put_raw(b, "null", 4) : put_json_string(b, *v, n);
+            if (n > 0) *v += n;
+        }
+        if (rc < 0) return rc;
+    }
+    return put_raw(b, "]", 1);
+}
+
+/* A text (or varchar) array in binary COPY form as to_json(array)::text writes it, as a
+ * str: nested [...] per dimension (bounds ignored), elements as JSON strings, NULL as null.
+ * The server's to_json cost 0.75 s per 1M rows of two-element arrays. */
+static int put_text_array_json(Buffer *b, const unsigned char *v, int32_t n) {
+    const unsigned char *end = v + n;
+    if (n < 12) return -3;
+    int32_t ndim = be32(v), dims[6];
+    v += 12;  /* ndim, has-nulls flag, element type */
+    if (ndim < 0 || ndim > 6 || end - v < 8 * (Py_ssize_t)ndim) return -3;
+    for (int d = 0; d < ndim; d++, v += 8)
+        if ((dims[d] = be32(v)) < 0) return -3;
+    if (grow(b, 5) < 0) return -1;
+    size_t start = b->len;
+    b->buf[start] = 'u';
+    b->len += 5;
+    int rc = ndim == 0 ? put_raw(b, "[]", 2) : put_json_dimension(b, &v, end, dims, ndim, 0);
+    if (rc < 0) return rc;
+    put_i32(b->buf + start + 1, (int32_t)(b->len - start - 5));
+    return v == end ? 0 : -3;
+}
+
 /* Proleptic Gregorian date of a day count from 2000-01-01; year 0 is 1 BC (H. Hinnant's
  * civil_from_days). The same as datetime_text.civil. */
 static void civil(long long days, long long *year, int *month, int *day) {
@@ -340,7 +434,9 @@ static int encode_row(Buffer *b, const unsigned char *p, Py_ssize_t len, const c
             int lossy = 0;
             rc = put_numeric(b, v, n, slow, &lossy);
             if (kind == 'N' && lossy) flags[i]++;
-        } else return -3;
+        } else if (kind == 'U' && n == 16) rc = put_uuid(b, v);
+        else if (kind == 'A') rc = put_text_array_json(b, v, n);
+        else return -3;
         if (rc < 0) return rc;
     }
     return p == end ? 0 : -3;

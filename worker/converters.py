@@ -6,6 +6,7 @@ run column-wise (map over a list), never as a Python loop over rows.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
@@ -92,7 +93,26 @@ def nan_to_null(values: list) -> tuple[list, int]:
     return [None if (v is not None and v != v) else v for v in values], nans
 
 
+def uuid_text(values: list) -> tuple[list, int]:
+    """uuid.UUID (psycopg's) as uuid_out writes it: lowercase, hyphenated."""
+    return [None if v is None else str(v) for v in values], 0
+
+
+def _json_array(value: list | None) -> str | None:
+    # As to_json writes a text array: no spaces, non-ASCII as it is, control characters
+    # escaped as escape_json escapes them (json's escapes are the same).
+    return None if value is None else json.dumps(value, ensure_ascii=False,
+                                                 separators=(",", ":"))
+
+
+def json_text_array(values: list) -> tuple[list, int]:
+    """A text array (psycopg's nested lists) as to_json(array)::text writes it."""
+    return list(map(_json_array, values)), 0
+
+
 CONVERTERS: dict[str, Converter] = {
+    "uuid_text": uuid_text,
+    "json_text_array": json_text_array,
     "numeric_affinity": numeric_affinity,
     "numeric_float": numeric_float,
     "nan_to_null": nan_to_null,

@@ -30,8 +30,11 @@ from worker.datetime_text import DatetimeFormat
 from worker.translate import TablePlan
 
 WIRE_KINDS = {"int8": b"q", "float8": b"d", "text": b"s", "bytea": b"b", "bool": b"B"}
-CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity"): b"N"}
-VALUE_KINDS = {**{converter: kind for (_, converter), kind in CONVERTER_KINDS.items()},
+CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity"): b"N",
+                   ("uuid", "uuid_text"): b"U", ("text[]", "json_text_array"): b"A",
+                   ("varchar[]", "json_text_array"): b"A"}
+VALUE_KINDS = {**{converter: kind for (_, converter), kind in CONVERTER_KINDS.items()
+                  if kind in b"nN"},  # encode_values converts only numeric text
                "negative_zero": b"Z"}
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = len(SIGNATURE) + 8  # flags and header extension length, both zero

@@ -171,7 +171,9 @@ def _key_positions(key: list[str], columns: list[ColumnPlan]) -> tuple[list[int]
     for name in key:
         i, plan = by_name[name]
         key_types.append(plan.source_type)
-        if plan.rule in _KEY_SAFE_RULES:
+        # A value converted after reading (a raw uuid) is no resume key: keys are taken
+        # from rows before conversion, so such a key is read again as text.
+        if plan.rule in _KEY_SAFE_RULES and not plan.converter:
             positions.append(i)
         else:
             positions.append(len(columns) + extra)

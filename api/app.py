@@ -19,7 +19,7 @@ from api import errors
 from api.errors import ApiError
 from api.guards import BearerAuth, BodyLimit
 from api.models import JobRequest, RetryRequest, VerifyRequest
-from api.probe import Probe, run_probe, scrub
+from api.probe import Probe, keep_one_ready, run_probe, scrub
 from api.queue import TaskQueue
 from api.snapshot import snapshot
 from worker import control
@@ -192,6 +192,8 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     app.state.services = Services(
         settings=settings, store=store or StateStore.from_settings(settings),
         send=send or TaskQueue(settings).send, probe=probe or run_probe)
+    if probe is None:
+        keep_one_ready()  # the first submission need not wait for the drivers' imports
     errors.install(app, redis_url=settings.redis_url)
     app.include_router(router)
     app.add_middleware(BodyLimit)

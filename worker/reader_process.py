@@ -21,6 +21,7 @@ When the worker dies first, the child's next write fails (EPIPE) and it exits.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import json
@@ -194,7 +195,8 @@ def _import_readers() -> None:
     from worker import sources
 
     for kind in sources.KINDS:
-        sources.for_kind(kind)  # imports the module that reads it, and its driver
+        with contextlib.suppress(ImportError):  # a missing driver is told with the request
+            sources.for_kind(kind)  # imports the module that reads it, and its driver
 
 
 def _serve(request: dict[str, Any], out: IO[bytes]) -> None:

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,38 +24,22 @@ from worker import errors
 from worker.config import Settings
 from worker.errors import LiteshiftError, SourceError, SourceUnavailable
 from worker.redact import redact
+from worker.standby import Standby, stop
 
 Probe = Callable[[Settings, str, str], Awaitable[list[str]]]
 
 DEFAULT_COMMAND = (sys.executable, "-m", "worker.probe")
 
 
-@dataclass
-class _Ready:
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]  # the environment it started with: a request must find the same
-
-
-_ready: _Ready | None = None
+_standby = Standby(lambda: _spawn(DEFAULT_COMMAND))
+atexit.register(lambda: _standby.stop())
 
 
 def keep_one_ready() -> None:
-    """Start the default probe ahead of need: it imports the drivers while it waits (0.3 s
-    of a 0.4 s probe), and the next submission waits only for the connection."""
-    global _ready
-    if _ready is None or _ready.proc.poll() is not None:
-        _ready = _Ready(_spawn(DEFAULT_COMMAND), dict(os.environ))
-
-
-def _take_ready() -> subprocess.Popen[bytes] | None:
-    global _ready
-    ready, _ready = _ready, None
-    if ready is None:
-        return None
-    if ready.proc.poll() is None and ready.env == dict(os.environ):
-        return ready.proc
-    _stop(ready.proc)
-    return None
+    """Start the default probe ahead of need (worker/standby.py): it imports the drivers
+    while it waits (0.3 s of a 0.4 s probe), and the next submission waits only for the
+    connection."""
+    _standby.keep()
 
 
 def _spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
@@ -66,28 +47,11 @@ def _spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    proc.wait()  # reaped: no zombie per stopped probe
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
-@atexit.register
-def _stop_ready() -> None:
-    global _ready
-    if _ready is not None:
-        _stop(_ready.proc)
-        _ready = None
-
-
 async def run_probe(settings: Settings, url: str, schema: str,
                     command: Sequence[str] | None = None) -> list[str]:
     """Return the tables of `schema` in the source, or raise the LiteshiftError it hit."""
     if command is None:
-        proc = _take_ready() or _spawn(DEFAULT_COMMAND)
+        proc = _standby.take() or _spawn(DEFAULT_COMMAND)
         keep_one_ready()  # for the next submission
     else:
         proc = _spawn(command)
@@ -97,7 +61,7 @@ async def run_probe(settings: Settings, url: str, schema: str,
         stdout, stderr = await asyncio.to_thread(proc.communicate, request,
                                                  settings.probe_timeout_s)
     except subprocess.TimeoutExpired:
-        await asyncio.to_thread(_stop, proc)
+        await asyncio.to_thread(stop, proc)
         raise SourceUnavailable(
             f"source did not answer within {settings.probe_timeout_s:g} s: is the database "
             "overloaded, or is a firewall dropping packets?") from None

@@ -11,17 +11,19 @@ from faults.support import make_narrow_tables
 
 from api import probe
 from worker.config import Settings
+from worker.standby import Standby
 
 
 @pytest.fixture
 def keeping_one_ready(monkeypatch):
-    monkeypatch.setattr(probe, "_ready", None)
+    standby = Standby(lambda: probe._spawn(probe.DEFAULT_COMMAND))
+    monkeypatch.setattr(probe, "_standby", standby)
     started: list = []
     spawn = probe._spawn
     monkeypatch.setattr(probe, "_spawn",
                         lambda command: started.append(spawn(command)) or started[-1])
     yield started
-    probe._stop_ready()
+    standby.stop()
 
 
 def test_a_probe_kept_ready_answers_the_next_submission_only_unchanged(
@@ -35,13 +37,13 @@ def test_a_probe_kept_ready_answers_the_next_submission_only_unchanged(
     # When a submission probes the source, Then the ready probe answers and another is ready
     assert asyncio.run(probe.run_probe(settings, pg_db.url, "public")) == ["one"]
     assert len(started) == 2 and started[0].returncode == 0
-    assert probe._ready is not None and probe._ready.proc is started[1]
+    assert probe._standby.kept is not None and probe._standby.kept.proc is started[1]
 
     # When the environment changed since it started, Then it is not used but replaced
     monkeypatch.setenv("LITESHIFT_CHUNK_ROWS", "7")
     assert asyncio.run(probe.run_probe(settings, pg_db.url, "public")) == ["one"]
     assert started[1].returncode == -signal.SIGKILL
-    assert len(started) == 4 and probe._ready.proc is started[3]
+    assert len(started) == 4 and probe._standby.kept.proc is started[3]
 
 
 def test_a_probe_kept_ready_exits_quietly_when_the_api_goes(keeping_one_ready):

@@ -26,6 +26,7 @@ from worker.chunks import make_chunks
 from worker.errors import SourceRejected
 from worker.reader_process import chunks_from_child
 from worker.source_url import parse_source_url
+from worker.standby import Standby
 from worker.translate import translate
 
 FIXTURE = Path(__file__).with_name("pg_fidelity.sql")  # every type we convert
@@ -183,14 +184,12 @@ def test_a_childs_chunk_kept_past_the_next_one_fails_loudly(pg_db):
 
 @pytest.fixture
 def keeping_one_ready(monkeypatch):
-    monkeypatch.setattr(reader_process, "_ready", None)
+    standby = Standby(lambda: reader_process._spawn())
+    monkeypatch.setattr(reader_process, "_standby", standby)
     monkeypatch.setattr(reader_process, "_keep_ready", False)
     yield reader_process
     monkeypatch.setattr(reader_process, "_keep_ready", False)
-    left = reader_process._ready
-    if left is not None:
-        left.child.kill()
-        left.child.wait()
+    standby.stop()
 
 
 def test_a_reader_kept_ready_serves_the_next_table_only_unchanged(pg_db, keeping_one_ready,
@@ -207,18 +206,18 @@ def test_a_reader_kept_ready_serves_the_next_table_only_unchanged(pg_db, keeping
     # When a table is read, Then the ready reader reads it, and another is made ready
     assert sum(c.row_count for c in in_child(pg_db.url, plan)) == 100
     assert len(started) == 2 and started[0].poll() is not None
-    assert keeping_one_ready._ready.child is started[1] and started[1].poll() is None
+    assert keeping_one_ready._standby.kept.proc is started[1] and started[1].poll() is None
 
     # When the environment changed since it started, Then it is not used but replaced
     monkeypatch.setenv("LITESHIFT_CHUNK_ROWS", "7")
     assert sum(c.row_count for c in in_child(pg_db.url, plan)) == 100
     assert started[1].wait(timeout=5) == -signal.SIGKILL
-    assert len(started) == 4 and keeping_one_ready._ready.child is started[3]
+    assert len(started) == 4 and keeping_one_ready._standby.kept.proc is started[3]
 
 
 def test_a_reader_kept_ready_exits_quietly_when_its_worker_goes(keeping_one_ready):
     keeping_one_ready.keep_one_ready()
-    ready = keeping_one_ready._ready.child
+    ready = keeping_one_ready._standby.kept.proc
     ready.stdin.close()  # what the worker's exit does to its end of the pipe
     assert ready.wait(timeout=10) == 0
     assert ready.stdout.read() == b""

@@ -9,7 +9,6 @@ for the connection.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
@@ -38,12 +37,10 @@ def no_schema(schema: str, source: SourceURL) -> str:
 
 
 def main() -> int:
-    from worker import sources
     from worker.sealing import remember_url_password
+    from worker.sources import import_readers
 
-    for kind in sources.KINDS:  # before the request: a probe kept ready has them when it comes
-        with contextlib.suppress(ImportError):  # a missing driver is told with the request
-            sources.for_kind(kind)
+    import_readers()  # before the request: a probe kept ready has them when it comes
     text = sys.stdin.read()
     if not text:
         return 0  # a probe kept ready whose API stopped without using it

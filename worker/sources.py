@@ -8,6 +8,7 @@ Modules are imported on first use: the API imports source_url but never a driver
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,15 @@ def for_kind(kind: str) -> Source:
     if kind == "mysql":
         return _mysql()
     raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def import_readers() -> None:
+    """Import every kind's reading module and driver now (reader and probe processes kept
+    started ahead, worker/standby.py). A missing driver is left to be told with the
+    request that needs it."""
+    for kind in KINDS:
+        with contextlib.suppress(ImportError):
+            for_kind(kind)
 
 
 def _postgres() -> Source:

@@ -30,8 +30,7 @@ def read_manifest(job_dir: Path) -> tuple[dict[str, Any], list[TablePlan], list[
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TargetError(f"the job's manifest {path} is missing: plan the job again "
-                          "(`liteshift retry`)") from None
+        raise _missing(path) from None
     return data["job"], [TablePlan.from_dict(t) for t in data["tables"]], data["objects"]
 
 
@@ -42,8 +41,7 @@ def table_plan(job_dir: Path, name: str) -> TablePlan:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise TargetError(f"the job's manifest {path} is missing: plan the job again "
-                          "(`liteshift retry`)") from None
+        raise _missing(path) from None
     tables = _tables_by_name(str(path), (st.st_ino, st.st_mtime_ns, st.st_size))
     if name not in tables:
         raise TargetError(f"table {name!r} is not in the job's plan")
@@ -56,3 +54,8 @@ def _tables_by_name(path: str, version: tuple[int, int, int]) -> dict[str, dict[
     # new file into place.
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return {t["name"]: t for t in data["tables"]}
+
+
+def _missing(path: Path) -> TargetError:
+    return TargetError(f"the job's manifest {path} is missing: plan the job again "
+                       "(`liteshift retry`)")

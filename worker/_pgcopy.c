@@ -190,7 +190,8 @@ static int put_numeric(Buffer *b, const unsigned char *text, int32_t n, PyObject
     memcpy(s, text, (size_t)n);
     s[n] = '\0';
     double approx;
-    if (!plain_decimal(s, &approx)) approx = PyOS_string_to_double(s, NULL, NULL);
+    int plain = plain_decimal(s, &approx);  /* then short_decimal holds: exact, no rescan */
+    if (!plain) approx = PyOS_string_to_double(s, NULL, NULL);
     int rc = 0, same;
     *lossy = 0;
     if (approx == -1.0 && PyErr_Occurred()) rc = -2;
@@ -212,7 +213,7 @@ static int put_numeric(Buffer *b, const unsigned char *text, int32_t n, PyObject
         Py_XDECREF(pair);
     } else {
         rc = floor(approx) == approx ? put_int(b, (long long)approx) : put_double(b, approx);
-        if (rc == 0 && !short_decimal(s, approx)) {
+        if (rc == 0 && !plain && !short_decimal(s, approx)) {
             if ((same = same_decimal(s, approx)) < 0) rc = -1;
             else *lossy = !same;
         }

@@ -4,27 +4,21 @@ against the source table by table."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from decimal import Decimal
-from pathlib import Path
+
+import chinook
 
 from worker import control
 from worker.checksum import as_hex, rows_checksum
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"  # beside the repository, also in CI
 CHINOOK_TABLES = {"artist", "album", "track", "genre", "media_type", "playlist",
                   "playlist_track", "customer", "employee", "invoice", "invoice_line"}
 
 
 def load_chinook(db) -> None:
-    """Load the sample with its own script (which drops and recreates the database)."""
-    script = SHARED / "datasets" / "chinook" / "load.sh"
-    assert script.exists(), f"{script} is missing: shared/ must sit beside the repository"
-    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
-    subprocess.run([str(script), "pg", db.name], env=env, check=True, capture_output=True,
-                   timeout=120)
+    chinook.load_chinook("pg", db.name,
+                         {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"})
 
 
 def test_chinook_is_copied_verified_and_published(pg_db, settings_env, store, send,

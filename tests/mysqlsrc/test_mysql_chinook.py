@@ -4,27 +4,20 @@ file checked against the source table by table."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 from decimal import Decimal
-from pathlib import Path
+
+import chinook
 
 from worker import control
 from worker.checksum import as_hex, rows_checksum
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"  # beside the repository, also in CI
 TABLES = {"Album", "Artist", "Customer", "Employee", "Genre", "Invoice", "InvoiceLine",
           "MediaType", "Playlist", "PlaylistTrack", "Track"}
 
 
 def load_chinook(my_db) -> None:
-    """Load the sample with its own script (which drops and recreates the database)."""
-    script = SHARED / "datasets" / "chinook" / "load.sh"
-    assert script.exists(), f"{script} is missing: shared/ must sit beside the repository"
-    env = {**os.environ, "MYSQL_CLI": "mariadb -h127.0.0.1 -P3306 -uroot"}
-    subprocess.run([str(script), "mysql", my_db.name], env=env, check=True,
-                   capture_output=True, timeout=120)
+    chinook.load_chinook("mysql", my_db.name, {"MYSQL_CLI": "mariadb -h127.0.0.1 -P3306 -uroot"})
 
 
 def test_mysql_chinook_is_copied_verified_and_published(my_db, settings_env, store, send,

@@ -20,10 +20,12 @@ from typing import Any
 from worker import fastsqlite
 from worker.checksum import as_hex
 from worker.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
+from worker.logs import get_logger
 from worker.translate import TablePlan, quote
 
-CHECKPOINT_DDL = """
-CREATE TABLE IF NOT EXISTS _liteshift_checkpoint (
+CHECKPOINT_TABLE = "_liteshift_checkpoint"
+CHECKPOINT_DDL = f"""
+CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   last_key TEXT,
   rows INTEGER NOT NULL,
@@ -73,6 +75,7 @@ class WorkFile:
         self.plan = plan
         with sqlite_errors(f"opening work file {path}"):
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._discard_if_built()
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -92,6 +95,25 @@ class WorkFile:
 
     def close(self) -> None:
         self.db.close()
+
+    def _discard_if_built(self) -> None:
+        """A finalize that built the job's file on this work file (build.py) and was killed
+        before moving it away left the table without its checkpoint. Copying into it again
+        would double its rows: start a new work file instead."""
+        if not self.path.exists():
+            return
+        db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+        try:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name IN "
+                                              "(?, ?)", (CHECKPOINT_TABLE, self.plan.name))}
+        finally:
+            db.close()
+        if names == {self.plan.name}:
+            get_logger(table=self.plan.name).warning(
+                "built_work_file_discarded", path=str(self.path),
+                reason="a finalize built the job's file on it; the table is copied again")
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
     def _has_table(self) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",

@@ -1,0 +1,287 @@
+"""Building the job's file from the work files (worker/build.py): on the largest work file,
+the others merged into it, and never a work file lost half-changed: a failed check or a
+worker killed mid-build leaves it as it was; one killed after the commit is finished from
+the built file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from worker.build import build_database
+from worker.chunks import copy_rows
+from worker.errors import VerificationFailed
+from worker.translate import ColumnPlan, TablePlan
+from worker.workfile import WorkFile
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Listed with the largest in the middle: neither the first nor the last plan is the one built on.
+SOURCES = {"small": 300, "big": 20_000, "tiny": 3}
+
+
+def _column(name: str, sqlite_type: str) -> ColumnPlan:
+    return ColumnPlan(name=name, source_type=sqlite_type.lower(), sqlite_type=sqlite_type,
+                      select_sql=name, wire="text", converter=None, rule="integer",
+                      lossy=False, note="", nullable=name != "id")
+
+
+def table_plan(name: str, file: str) -> TablePlan:
+    return TablePlan(
+        name=name, file=file, columns=[_column("id", "INTEGER"), _column("body", "TEXT")],
+        key=["id"], key_kind="primary_key", key_types=["bigint"], key_positions=[0],
+        create_sql=f'CREATE TABLE "{name}" ("id" INTEGER PRIMARY KEY NOT NULL, "body" TEXT)',
+        insert_sql=f'INSERT INTO "{name}" ("id", "body") VALUES (?, ?)',
+        indexes=[{"name": f"{name}_body",
+                  "sql": f'CREATE INDEX "{name}_body" ON "{name}" ("body")'}])
+
+
+def source_rows(name: str) -> list[tuple]:
+    return [(i, f"{name} {i}") for i in range(1, SOURCES[name] + 1)]
+
+
+def write_work_files(tables_dir: Path) -> tuple[list[TablePlan], dict[str, WorkFile]]:
+    """A finished work file per table, written by the chunk loop from a list of rows; the
+    writers are left open for the test to close."""
+    plans = [table_plan(name, f"{n:05d}.db") for n, name in enumerate(SOURCES)]
+    works = {}
+    for plan in plans:
+        rows = source_rows(plan.name)
+        works[plan.name] = WorkFile(tables_dir / plan.file, plan)
+        copy_rows(plan=plan, work=works[plan.name], token=1, chunk_rows=1000,
+                  chunk_bytes=1 << 20,
+                  source=lambda after, rows=rows: (r for r in rows
+                                                   if after is None or r[0] > after[0]))
+    return plans, works
+
+
+def closed_work_files(tmp_path: Path) -> tuple[Path, Path, list[TablePlan]]:
+    tables_dir, out = tmp_path / "tables", tmp_path / "out" / "app.db.partial"
+    out.parent.mkdir()
+    plans, works = write_work_files(tables_dir)
+    for work in works.values():
+        work.close()
+    return tables_dir, out, plans
+
+
+def assert_published(path: Path, plans: list[TablePlan]) -> None:
+    db = sqlite3.connect(path)
+    try:
+        for plan in plans:
+            assert db.execute(f'SELECT id, body FROM "{plan.name}" ORDER BY id').fetchall() \
+                == source_rows(plan.name), plan.name
+        schema = dict(db.execute("SELECT name, sql FROM sqlite_master").fetchall())
+        assert schema == {**{p.name: p.create_sql for p in plans},
+                          **{i["name"]: i["sql"] for p in plans for i in p.indexes}}
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        db.close()
+    beside = [p.name for p in path.parent.iterdir() if p.name.startswith(path.name + "-")]
+    assert beside == []  # no -journal, -wal, -shm
+
+
+def assert_work_files_intact(tables_dir: Path, plans: list[TablePlan]) -> None:
+    for plan in plans:
+        work = WorkFile(tables_dir / plan.file, plan)
+        try:
+            assert work.checkpoint().done and work.checkpoint().rows == SOURCES[plan.name]
+            assert work.db.execute(f'SELECT id, body FROM "{plan.name}" ORDER BY id'
+                                   ).fetchall() == source_rows(plan.name)
+        finally:
+            work.close()
+
+
+def events(logs: list[dict]) -> list[tuple[str, str | None]]:
+    return [(e["event"], e.get("table")) for e in logs]
+
+
+def test_the_largest_work_file_is_built_on_and_the_others_merged_into_it(tmp_path):
+    # Given finished work files of three sizes, their writers closed
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    big = tables_dir / plans[1].file
+    others = {p.file: (tables_dir / p.file).read_bytes() for p in plans if p.name != "big"}
+
+    # When the file is built
+    with capture_logs() as logs:
+        checks = build_database(out, plans, tables_dir)
+
+    # Then the largest table's work file became the file (not copied: moved), holding every
+    # table's rows, their CREATE statements and indexes, no checkpoint table, no journal
+    assert events(logs) == [("work_file_built_on", "big")]
+    assert checks["rows"] == SOURCES
+    assert not big.exists()
+    assert_published(out, plans)
+    # and the other work files are byte for byte what they were
+    assert {f: (tables_dir / f).read_bytes() for f in others} == others
+    assert_work_files_intact(tables_dir, [p for p in plans if p.name != "big"])
+
+    # When finalize runs again before publishing (killed, or the target was in the way)
+    with capture_logs() as logs:
+        again = build_database(out, plans, tables_dir)
+
+    # Then it takes the built file as it is
+    assert events(logs) == [("build_reused", None)]
+    assert again == checks
+    assert_published(out, plans)
+
+
+def test_a_reader_holding_the_largest_work_files_wal_makes_finalize_merge_it(tmp_path):
+    # Given a reader (a stale process) that began reading the largest work file before its
+    # writer closed, so it still reads from the WAL and a TRUNCATE checkpoint reports busy
+    tables_dir, out = tmp_path / "tables", tmp_path / "out" / "app.db.partial"
+    out.parent.mkdir()
+    plans, works = write_work_files(tables_dir)
+    reader = sqlite3.connect(tables_dir / works["big"].plan.file, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute('SELECT count(*) FROM "big"').fetchone() == (SOURCES["big"],)
+        for work in works.values():
+            work.close()
+
+        # When the file is built
+        with capture_logs() as logs:
+            checks = build_database(out, plans, tables_dir)
+
+        # Then every table was merged, the largest too, into a new, complete file
+        assert events(logs) == [("largest_table_merged", "big")]
+        assert checks["rows"] == SOURCES
+        assert_published(out, plans)
+        assert reader.execute('SELECT count(*) FROM "big"').fetchone() == (SOURCES["big"],)
+    finally:
+        reader.close()
+    assert_work_files_intact(tables_dir, plans)
+
+
+def test_an_open_idle_connection_to_the_largest_work_file_makes_finalize_merge_it(tmp_path):
+    # Given a process that has the largest work file open, outside any transaction: it could
+    # write to it later, so the file must not become the published one under it
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    idle = sqlite3.connect(tables_dir / plans[1].file, isolation_level=None)
+    try:
+        idle.execute('SELECT count(*) FROM "big"').fetchone()
+
+        # When the file is built
+        with capture_logs() as logs:
+            checks = build_database(out, plans, tables_dir)
+    finally:
+        idle.close()
+
+    # Then it was merged into a new file, and its work file is as it was
+    assert events(logs) == [("largest_table_merged", "big")]
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+    assert_work_files_intact(tables_dir, plans)
+
+
+def test_a_check_that_fails_leaves_the_largest_work_file_a_work_file(tmp_path):
+    # Given an index SQLite cannot build on the largest table (its data holds duplicates)
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    plans[1].indexes.append({"name": "big_head", "sql": 'CREATE UNIQUE INDEX "big_head" ON '
+                                                        '"big" (substr("body", 1, 3))'})
+
+    # When the file is built
+    # Then it fails, naming the index, and nothing is left to publish
+    with pytest.raises(VerificationFailed, match="index 'big_head' on 'big' cannot be built"):
+        build_database(out, plans, tables_dir)
+    assert not out.exists()
+    assert not out.with_name(out.name + ".json").exists()
+    # and the largest work file still is one: its rows, its checkpoint, resumable
+    assert_work_files_intact(tables_dir, plans)
+
+    # When the index is dropped from the plan and finalize runs again
+    plans[1].indexes.pop()
+    checks = build_database(out, plans, tables_dir)
+
+    # Then the merges, done again, give each table once
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+
+
+# A build that dies at a chosen instant: the process SIGKILLs itself when build.py calls the
+# named function, the only way to hit that instant every time.
+DIE_IN_BUILD = """
+import json, os, signal, sys
+from pathlib import Path
+from worker import build
+from worker.translate import TablePlan
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(build, sys.argv[1], die)
+plans = [TablePlan.from_dict(p) for p in json.loads(os.environ["PLANS"])]
+build.build_database(Path(os.environ["OUT"]), plans, Path(os.environ["TABLES"]))
+"""
+
+
+def kill_build_at(function: str, out: Path, plans: list[TablePlan], tables_dir: Path) -> None:
+    died = subprocess.run(
+        [sys.executable, "-c", DIE_IN_BUILD, function], cwd=REPO, capture_output=True,
+        timeout=60, env={**os.environ, "OUT": str(out), "TABLES": str(tables_dir),
+                         "PLANS": json.dumps([p.to_dict() for p in plans])})
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()
+
+
+def test_a_build_killed_inside_its_transaction_is_rolled_back_and_built_again(tmp_path):
+    # Given a build killed -9 while its last transaction (indexes, the checkpoint table
+    # dropped, the checks) is open on the largest work file
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    big = tables_dir / plans[1].file
+    kill_build_at("_run_checks", out, plans, tables_dir)
+    assert big.with_name(big.name + "-journal").exists()  # hot: SQLite rolls it back
+
+    # When finalize runs again
+    with capture_logs() as logs:
+        checks = build_database(out, plans, tables_dir)
+
+    # Then it built the file again, on the same work file, complete
+    assert events(logs) == [("work_file_built_on", "big")]
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+    assert not big.exists()
+
+
+def test_a_build_killed_after_its_commit_is_finished_from_the_built_file(tmp_path):
+    # Given a build killed -9 after its commit, before the built work file was moved
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    big = tables_dir / plans[1].file
+    kill_build_at("_move", out, plans, tables_dir)
+    assert big.exists() and not out.exists()
+
+    # When finalize runs again
+    with capture_logs() as logs:
+        checks = build_database(out, plans, tables_dir)
+
+    # Then it takes that file as built, with the checks it passed
+    assert events(logs) == [("build_reused", None)]
+    assert checks["rows"] == SOURCES
+    assert checks["integrity_check"] == "ok"
+    assert_published(out, plans)
+    assert not big.exists()
+
+
+def test_a_copy_into_a_work_file_a_killed_build_used_starts_the_table_again(tmp_path):
+    # Given the largest work file built on by a finalize killed after its commit (its
+    # checkpoint table gone), and then its table queued again (Redis lost and rebuilt)
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    kill_build_at("_move", out, plans, tables_dir)
+
+    # When a worker opens it to copy the table
+    with capture_logs() as logs:
+        work = WorkFile(tables_dir / plans[1].file, plans[1])
+
+    # Then it starts from an empty table and a new checkpoint, never on top of the rows
+    try:
+        assert events(logs) == [("built_work_file_discarded", "big")]
+        assert work.count() == 0
+        assert work.checkpoint().rows == 0 and not work.checkpoint().done
+    finally:
+        work.close()

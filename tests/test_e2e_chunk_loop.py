@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, islice
 from pathlib import Path
@@ -178,3 +180,41 @@ def test_a_chunk_sqlite_stores_differently_is_refused_and_nothing_of_it_kept(wor
     assert f"ending at key [{ends[bad]}]" in str(failed.value) and "nothing of this chunk" in \
         str(failed.value)
     assert work.checkpoint().rows == ends[bad - 1] and work.count() == ends[bad - 1]
+
+
+def rows_in_file_alone(path: Path) -> int:
+    """The rows the database file itself holds, its WAL ignored (immutable: no -wal read)."""
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        return int(db.execute('SELECT count(*) FROM "items"').fetchone()[0])
+    except sqlite3.OperationalError:  # the table's creation is still only in the WAL
+        return 0
+    finally:
+        db.close()
+
+
+def test_committed_pages_reach_the_file_from_a_thread_and_close_lets_go_of_it(work):
+    # Given a work file whose writer stays open
+    # When a few small chunks are committed (far below the writer's own checkpoint size)
+    run_copy(work, FakeSource(rows_of(500)))
+
+    # Then a thread copies them from the WAL into the file while the writer goes on
+    deadline = time.monotonic() + 10
+    while rows_in_file_alone(work.path) < 500 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows_in_file_alone(work.path) == 500
+    assert work.count() == 500
+
+    # When the work file is closed
+    work.close()
+
+    # Then no connection is left on it: another process can take it alone (as finalize does)
+    alone = sqlite3.connect(work.path, isolation_level=None, timeout=0)
+    try:
+        alone.execute("PRAGMA main.locking_mode=EXCLUSIVE")
+        assert alone.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+        alone.execute("BEGIN EXCLUSIVE")
+        alone.execute("COMMIT")
+    finally:
+        alone.close()
+    work.db = sqlite3.connect(work.path)  # for the fixture's close

@@ -22,6 +22,7 @@ from worker.checksum import as_hex
 from worker.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
 from worker.logs import get_logger
 from worker.translate import TablePlan, quote
+from worker.wal_copier import WRITER_CHECKPOINT_PAGES, WalCopier
 
 CHECKPOINT_TABLE = "_liteshift_checkpoint"
 CHECKPOINT_DDL = f"""
@@ -82,6 +83,7 @@ class WorkFile:
             # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
             # the checkpoint always matches the rows it commits with.
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
             # A CHECK that SQLite evaluates differently from PostgreSQL must not stop a copy
             # of rows PostgreSQL accepted: finalize audits every CHECK over the whole table.
             self.db.execute("PRAGMA ignore_check_constraints=ON")
@@ -92,8 +94,12 @@ class WorkFile:
                 "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
                 (as_hex(0),))
         self.fast = fastsqlite.usable(self.db, path)
+        self._wal_copier: WalCopier | None = None  # started by the first chunk
 
     def close(self) -> None:
+        if self._wal_copier is not None:
+            self._wal_copier.stop()
+            self._wal_copier = None
         self.db.close()
 
     def _discard_if_built(self) -> None:
@@ -157,6 +163,9 @@ class WorkFile:
             if checksum is not None:
                 self._check_readback(top, rows, checksum, state)
             self._save(state)
+        if self._wal_copier is None:
+            self._wal_copier = WalCopier(self.path)
+        self._wal_copier.nudge()
 
     def _check_readback(self, top: int | None, rows: int, checksum: int,
                         state: Checkpoint) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,12 @@ from worker.errors import VerificationFailed
 from worker.jobfiles import read_json, write_json_atomic
 from worker.logs import get_logger
 from worker.translate import TablePlan, quote
-from worker.workfile import CHECKPOINT_TABLE, sqlite_errors
+from worker.workfile import (
+    CHECKPOINT_TABLE,
+    remove_database_files,
+    sqlite_errors,
+    tables_present,
+)
 
 FK_VIOLATIONS_SHOWN = 5
 
@@ -51,10 +58,8 @@ def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
 
 
 def remove_build(path: Path) -> None:
-    """The partial file, its journal and its build record."""
-    # A -wal left beside the partial by a killed run would be applied to the next build.
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    """The partial file, the files SQLite keeps beside it, and its build record."""
+    remove_database_files(path)
     _record(path).unlink(missing_ok=True)
 
 
@@ -71,7 +76,7 @@ def _built_earlier(path: Path, tables_dir: Path,
         return None
     work_file = tables_dir / record["file"]
     if work_file.exists():
-        if path.exists() or _is_work_file(work_file):
+        if path.exists() or CHECKPOINT_TABLE in tables_present(work_file, (CHECKPOINT_TABLE,)):
             return None  # the build never committed (its journal rolled it back)
         _move(work_file, path)
     elif not path.exists():
@@ -79,15 +84,6 @@ def _built_earlier(path: Path, tables_dir: Path,
     get_logger(step="finalize").info("build_reused", file=str(path))
     objects[:] = record["objects"]
     return dict(record["checks"])
-
-
-def _is_work_file(path: Path) -> bool:
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True)
-    try:
-        return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
-                          (CHECKPOINT_TABLE,)).fetchone() is not None
-    finally:
-        db.close()
 
 
 def _largest(plans: list[TablePlan], tables_dir: Path) -> TablePlan:
@@ -118,8 +114,7 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
             log.info("largest_table_merged", reason="a reader holds its work file")
             return None
         db.execute("PRAGMA synchronous=NORMAL")  # the rollback journal is synced before use
-        db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
-        db.execute("PRAGMA ignore_check_constraints=ON")  # post_data audits CHECKs instead
+        _merge_pragmas(db)
         counts = {plan.name: _check_count(db, plan, _expected_rows(db, plan, "main"),
                                           done="copied")}
         for other in plans:
@@ -151,21 +146,35 @@ def _take_alone(db: sqlite3.Connection) -> bool:
         return False
 
 
+def _merge_pragmas(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA foreign_keys=OFF")  # keeps SQLite's transfer optimisation on
+    db.execute("PRAGMA ignore_check_constraints=ON")  # post_data audits CHECKs instead
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    db.execute(begin)
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # after SQLITE_FULL SQLite has rolled back by itself
+            db.execute("ROLLBACK")
+        raise
+
+
 def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, plan: TablePlan,
                                plans: list[TablePlan], objects: list[dict[str, Any]],
                                counts: dict[str, int]) -> dict[str, Any]:
-    db.execute("BEGIN IMMEDIATE")
     try:
-        _indexes_and_objects(db, plans, objects)
-        db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
-        checks = {**_run_checks(db), "rows": counts}
-        write_json_atomic(_record(path), {"file": plan.file, "checks": checks,
-                                          "objects": objects})
-        fsync_dir(path.parent)
-        db.execute("COMMIT")
+        with _transaction(db, "BEGIN IMMEDIATE"):
+            _indexes_and_objects(db, plans, objects)
+            db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
+            checks = {**_run_checks(db), "rows": counts}
+            write_json_atomic(_record(path), {"file": plan.file, "checks": checks,
+                                              "objects": objects})
+            fsync_dir(path.parent)
     except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
         _record(path).unlink(missing_ok=True)
         raise
     return checks
@@ -175,7 +184,7 @@ def _move(work_file: Path, path: Path) -> None:
     os.replace(work_file, path)
     # After the commit the journal is spent (an exclusive lock keeps it until close): gone,
     # it cannot be taken for the journal of a new work file under the same name.
-    work_file.with_name(work_file.name + "-journal").unlink(missing_ok=True)
+    remove_database_files(work_file)
     fsync_dir(path.parent)
     fsync_dir(work_file.parent)
 
@@ -189,8 +198,7 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
     try:
         db.execute("PRAGMA synchronous=OFF")  # the file's one fsync comes when it is built
         db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA foreign_keys=OFF")
-        db.execute("PRAGMA ignore_check_constraints=ON")
+        _merge_pragmas(db)
         counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
         _indexes_and_objects(db, plans, objects)
         checks = {**_run_checks(db), "rows": counts}
@@ -234,8 +242,7 @@ def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> in
     db.execute("ATTACH DATABASE ? AS stg", (str(work_file),))
     try:
         expected = _expected_rows(db, plan, "stg")
-        db.execute("BEGIN")
-        try:
+        with _transaction(db):
             db.execute(f"DROP TABLE IF EXISTS main.{quote(plan.name)}")  # main: never stg's
             db.execute(plan.create_sql)
             # Identical definitions and an empty target: SQLite copies raw records. A table
@@ -247,11 +254,6 @@ def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> in
             db.execute(f"INSERT INTO main.{quote(plan.name)} "
                        f"{f'({columns})' if columns else ''} "
                        f"SELECT {columns or '*'} FROM stg.{quote(plan.name)}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
     finally:
         db.execute("DETACH DATABASE stg")
     return _check_count(db, plan, expected, done="merged")

@@ -41,13 +41,10 @@ class WalCopier:
         self._thread.join()
 
     def _run(self) -> None:
+        db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self._path, isolation_level=None, timeout=0,
                                  check_same_thread=False)
-        except sqlite3.Error as exc:
-            get_logger().warning("wal_copier_failed", path=str(self._path), error=str(exc))
-            return
-        try:
             db.execute("PRAGMA synchronous=NORMAL")  # the writer's durability, no more
             while True:
                 self._wake.wait()
@@ -61,4 +58,5 @@ class WalCopier:
             # reaches the writer at its next commit.
             get_logger().warning("wal_copier_failed", path=str(self._path), error=str(exc))
         finally:
-            db.close()
+            if db is not None:
+                db.close()

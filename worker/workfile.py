@@ -60,6 +60,24 @@ def translate_sqlite_error(exc: sqlite3.Error, *, what: str) -> TargetError:
     return TargetError(f"{what}: {text}")
 
 
+def tables_present(path: Path, names: Sequence[str]) -> set[str]:
+    """Which of `names` an existing SQLite file holds (opening it rolls back a hot journal)."""
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+    try:
+        marks = ", ".join("?" * len(names))
+        return {r[0] for r in db.execute(
+            f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(names))}
+    finally:
+        db.close()
+
+
+def remove_database_files(path: Path) -> None:
+    """A SQLite file and the journal, WAL and shared memory SQLite keeps beside it by name
+    (left behind, a -wal or hot -journal would be applied to a new file of that name)."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 @contextmanager
 def sqlite_errors(what: str) -> Iterator[None]:
     try:
@@ -108,18 +126,11 @@ class WorkFile:
         would double its rows: start a new work file instead."""
         if not self.path.exists():
             return
-        db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
-        try:
-            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name IN "
-                                              "(?, ?)", (CHECKPOINT_TABLE, self.plan.name))}
-        finally:
-            db.close()
-        if names == {self.plan.name}:
+        if tables_present(self.path, (CHECKPOINT_TABLE, self.plan.name)) == {self.plan.name}:
             get_logger(table=self.plan.name).warning(
                 "built_work_file_discarded", path=str(self.path),
                 reason="a finalize built the job's file on it; the table is copied again")
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            remove_database_files(self.path)
 
     def _has_table(self) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",

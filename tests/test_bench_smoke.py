@@ -50,18 +50,19 @@ def test_bench_runs_every_data_set_small(tmp_path):
     for title in ("### pg-mixed: 2,000 rows", "### pg-narrow: 3,000 rows",
                   "### mysql-mixed: 2,000 rows"):
         assert title in out, out
-    assert "| tool | seconds | rows/s | peak RSS MB | ratio | rows checked | note |" in out
+    assert ("| tool | seconds | rows/s | CPU s | peak RSS MB | ratio | rows checked | note |"
+            in out)
     # liteshift ran, checked, in each data set; it is the ratio's reference.
-    lite_rows = re.findall(r"^\| liteshift \| ([\d.]+) \| ([\d,]+) \| ([\d,]+) \| 1\.00 \| "
-                           r"yes, 1/1 \|", out, re.M)
+    lite_rows = re.findall(r"^\| liteshift \| ([\d.]+) \| ([\d,]+) \| ([\d.]+) \| ([\d,]+) \| "
+                           r"1\.00 \| yes, 1/1 \|", out, re.M)
     assert len(lite_rows) == 3, out
     # Every other tool's row: measured and checked, or said to be missing or failed.
     for line in re.findall(r"^\| (?!tool|liteshift|---)[\w-]+ \|.*$", out, re.M):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) != 7:
+        if len(cells) != 8:
             continue  # the "what each output holds" tables
-        assert cells[5].startswith("yes, 1/1") or "not installed" in cells[6] \
-            or "FAILED" in cells[6], line
+        assert cells[6].startswith("yes, 1/1") or "not installed" in cells[7] \
+            or "FAILED" in cells[7], line
     assert report.read_text().count("| liteshift |") >= 3
 
 
@@ -78,6 +79,7 @@ def test_a_wrong_row_count_is_caught(tmp_path):
     tool = bench.Tool("fake", ("pg",), writes_four_rows, lambda: None, lambda: "0")
     run = bench.run_peer(tool, ds, tmp_path, timeout_s=60)
     assert run.error is None and run.seconds is not None and run.rss_mb > 0
+    assert run.cpu_s is not None and run.cpu_s >= 0
     assert run.mismatch == "row count 4 in the output, not 5"
     lines, ok = bench.dataset_report(ds, ["liteshift", "fake"], {"liteshift": [], "fake": [run]},
                                      {}, 2)

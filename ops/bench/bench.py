@@ -243,16 +243,29 @@ def install_peers() -> list[str]:
 class Run:
     seconds: float | None = None
     rss_mb: float | None = None
+    cpu_s: float | None = None      # the whole machine's busy CPU time over the run
     error: str | None = None        # failed: the reason
     mismatch: str | None = None     # ran, but the output's row count is wrong
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def busy_cpu_s() -> float:
+    """The machine's busy CPU seconds since boot, all cores (/proc/stat: user, nice, system,
+    irq, softirq; not idle, iowait or steal). A run's difference counts every process that
+    worked for it, the database server's backends included, which a child's rusage misses."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = ticks
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def run_timed(argv: list[str], env: dict[str, str], log: Path, timeout_s: float,
-              cwd: Path | None = None) -> tuple[float, float, int]:
+              cwd: Path | None = None) -> tuple[float, float, int, float]:
     """Run argv to completion: wall seconds, peak RSS (MB, the child's and its reaped
-    descendants' largest, from wait4's rusage) and its exit code."""
+    descendants' largest, from wait4's rusage), its exit code and the machine's busy CPU
+    seconds meanwhile."""
     with open(log, "wb") as out:
+        cpu_started = busy_cpu_s()
         started = time.perf_counter()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -267,8 +280,9 @@ def run_timed(argv: list[str], env: dict[str, str], log: Path, timeout_s: float,
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
+        cpu = busy_cpu_s() - cpu_started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped above, not by Popen
-    return seconds, usage.ru_maxrss / 1024, proc.returncode
+    return seconds, usage.ru_maxrss / 1024, proc.returncode, cpu
 
 
 def tail(path: Path, lines: int = 8) -> str:
@@ -444,14 +458,14 @@ def run_peer(tool: Tool, ds: Dataset, scratch: Path, timeout_s: float) -> Run:
     log = scratch / "logs" / f"{ds.key}.{tool.name}.log"
     log.parent.mkdir(exist_ok=True)
     try:
-        seconds, rss, code = run_timed(argv, {**os.environ, **extra_env}, log, timeout_s,
-                                       cwd=scratch)
+        seconds, rss, code, cpu = run_timed(argv, {**os.environ, **extra_env}, log,
+                                            timeout_s, cwd=scratch)
     except OSError as exc:
         return Run(error=f"could not start: {exc}")
     if code != 0:
         reason = "timed out" if code == -signal.SIGKILL else f"exit {code}"
         return Run(seconds=seconds, rss_mb=rss, error=f"{reason}: {tail(log, 4)}")
-    run = Run(seconds=seconds, rss_mb=rss)
+    run = Run(seconds=seconds, rss_mb=rss, cpu_s=cpu)
     if tool.floor:
         got = tool.count_from_output(log.read_text(errors="replace")) if tool.count_from_output \
             else None
@@ -587,6 +601,7 @@ class Liteshift:
         except RuntimeError as exc:
             return Run(error=str(exc))
         try:
+            cpu_started = busy_cpu_s()
             started = time.perf_counter()
             answer = httpx.post(f"{self.api_url}/jobs", timeout=120,
                                 json={"source": ds.liteshift_url, "target": ds.target})
@@ -602,6 +617,7 @@ class Liteshift:
                     return Run(error=f"job {job_id} not done after {self.timeout_s:.0f} s")
                 time.sleep(0.02)
             seconds = time.perf_counter() - started
+            cpu = busy_cpu_s() - cpu_started
             tree = _proc_tree(proc.pid)
             hwms = [_hwm_mb(pid) for pid in tree]
         finally:
@@ -610,7 +626,7 @@ class Liteshift:
             job = self.store.job(job_id) or {}
             return Run(seconds=seconds, error=f"job {state.value}: {job.get('error')} "
                        f"(worker log: {tail(log_path, 4)})")
-        run = Run(seconds=seconds, rss_mb=sum(hwms),
+        run = Run(seconds=seconds, rss_mb=sum(hwms), cpu_s=cpu,
                   extra={"largest_process_mb": max(hwms), "processes": len(hwms),
                          "output": data / f"{ds.target}.db"})
         got = sqlite_count(data / f"{ds.target}.db", ds.table)
@@ -725,11 +741,11 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
     lines = [f"### {ds.key}: {ds.rows:,} rows of {ds.database}.{ds.table} "
              f"({'PostgreSQL' if ds.kind == 'pg' else 'MariaDB/MySQL'}), median of "
              f"{rounds} round(s)", "",
-             "| tool | seconds | rows/s | peak RSS MB | ratio | rows checked | note |",
-             "|---|---:|---:|---:|---:|---|---|"]
+             "| tool | seconds | rows/s | CPU s | peak RSS MB | ratio | rows checked | note |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for name in names:
         if name in skipped:
-            lines.append(f"| {name} | — | — | — | — | — | {skipped[name]} |")
+            lines.append(f"| {name} | — | — | — | — | — | — | {skipped[name]} |")
             continue
         done = [r for r in runs.get(name, []) if r.seconds is not None and not r.error]
         failed = [r for r in runs.get(name, []) if r.error]
@@ -751,14 +767,20 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
             notes.append(f"WRONG ROW COUNT: {wrong[0].mismatch}")
         seconds = statistics.median(r.seconds for r in done) if done else None  # type: ignore
         rss = statistics.median(r.rss_mb for r in done if r.rss_mb) if done else None
+        cpus = [r.cpu_s for r in done if r.cpu_s is not None]
+        cpu = statistics.median(cpus) if cpus else None
         ratio = seconds / lite_s if seconds and lite_s else None
         checked = ("WRONG" if wrong else f"yes, {len(done)}/{len(runs[name])}") if done else "—"
         lines.append(f"| {name} | {_fmt(seconds, '.2f')} | "
                      f"{_fmt(ds.rows / seconds if seconds else None, ',.0f')} | "
-                     f"{_fmt(rss, ',.0f')} | {_fmt(ratio, '.2f')} | {checked} | "
-                     f"{'; '.join(notes)} |")
+                     f"{_fmt(cpu, '.2f')} | {_fmt(rss, ',.0f')} | {_fmt(ratio, '.2f')} | "
+                     f"{checked} | {'; '.join(notes)} |")
     lines.append("")
-    lines.append("ratio = tool seconds / liteshift seconds (above 1: liteshift is faster).")
+    lines.append("ratio = tool seconds / liteshift seconds (above 1: liteshift is faster). "
+                 "CPU s = the whole machine's busy CPU time during the run, every process "
+                 "that worked for it: the database server too, and for liteshift its API, "
+                 "Redis and worker processes; this machine has "
+                 f"{os.cpu_count()} cores.")
     phases = [r.extra["phases"] for r in runs.get("liteshift", []) if "phases" in r.extra]
     if phases:
         lines.append("liteshift phases (medians, from the job's own events): " + ", ".join(
@@ -904,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
                            else run_peer(TOOLS[name], ds, scratch, args.timeout))
                     runs[name].append(run)
                     status = (f"FAILED: {run.error}" if run.error else
-                              f"{run.seconds:.2f} s, {run.rss_mb or 0:,.0f} MB"
+                              f"{run.seconds:.2f} s, {run.rss_mb or 0:,.0f} MB, "
+                              f"{run.cpu_s or 0:.2f} CPU s"
                               + (f", WRONG: {run.mismatch}" if run.mismatch else ", rows ok"))
                     print(f"[{ds.key}] round {round_no} {name}: {status}", flush=True)
             lines, ok = dataset_report(ds, names, runs, skipped, args.concurrency)

@@ -42,22 +42,27 @@ def db(tmp_path):
     conn.close()
 
 
-def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db):
+# liteshift_rows is also the name of the C path's virtual table: a table of that name is
+# written by binding VALUES in C instead.
+@pytest.mark.parametrize("c_table", ["c_path", "LiteShift_Rows"])
+def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db, c_table):
     # Given every kind of value a row can hold, in columns of every affinity
-    for table in ("c_path", "python_path"):
+    for table in (c_table, "python_path"):
         db.execute(f"CREATE TABLE {table} (a, b INTEGER, c TEXT, d REAL, e BLOB, f NUMERIC)")
     payload = fastsqlite.payload_of(encode_rows(EDGE_ROWS))
     assert payload == marshal.dumps(EDGE_ROWS, 2)
 
     # When one table is written in C and the other by sqlite3's executemany
     insert = "INSERT INTO {} VALUES (?, ?, ?, ?, ?, ?)"
-    assert fastsqlite.insert_rows(db, insert.format("c_path"), payload, fast=True) == 3000
+    assert fastsqlite.insert_rows(db, insert.format(c_table), payload, fast=True) == 3000
     assert fastsqlite.insert_rows(db, insert.format("python_path"), payload, fast=False) == 3000
+    assert fastsqlite.insert_rows(db, insert.format(c_table), marshal.dumps([], 2),
+                                  fast=True) == 0
 
     # Then both hold the same, and the C read-back checksums each row as marshal's own bytes
     plain = db.execute("SELECT * FROM python_path").fetchall()
-    assert db.execute("SELECT * FROM c_path").fetchall() == plain
-    for table in ("c_path", "python_path"):
+    assert db.execute(f"SELECT * FROM {c_table}").fetchall() == plain
+    for table in (c_table, "python_path"):
         for after in (None, 1500):
             sql = f"SELECT * FROM {table}" + ("" if after is None else " WHERE rowid > ?")
             expected = plain[after or 0:]
@@ -80,22 +85,31 @@ def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db):
     ([(i, "a") for i in range(10)] + [(10,)] + [(i, "a") for i in range(11, 200)],
      sqlite3.ProgrammingError),
 ])
-def test_bad_rows_raise_what_executemany_raises_and_keep_nothing(db, rows, error):
-    db.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, v)")
+@pytest.mark.parametrize("table", ["k", "liteshift_rows"])  # C: INSERT ... SELECT, VALUES
+def test_bad_rows_raise_what_executemany_raises_and_keep_nothing(db, rows, error, table):
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v)")
     for fast in (True, False):
         db.execute("BEGIN")
         with pytest.raises(error):
-            fastsqlite.insert_rows(db, "INSERT INTO k VALUES (?, ?)", marshal.dumps(rows, 2),
-                                   fast=fast)
+            fastsqlite.insert_rows(db, f"INSERT INTO {table} VALUES (?, ?)",
+                                   marshal.dumps(rows, 2), fast=fast)
         db.execute("ROLLBACK")
-    assert db.execute("SELECT count(*) FROM k").fetchone() == (0,)
+    assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
-def test_a_truncated_payload_is_refused(db):
-    db.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, v)")
+@pytest.mark.parametrize("table", ["k", "liteshift_rows"])
+def test_a_truncated_or_overlong_payload_is_refused(db, table):
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v)")
     payload = marshal.dumps([(1, "abc")], 2)
     with pytest.raises(ValueError, match="truncated"):
-        fastsqlite.insert_rows(db, "INSERT INTO k VALUES (?, ?)", payload[:-1], fast=True)
+        fastsqlite.insert_rows(db, f"INSERT INTO {table} VALUES (?, ?)", payload[:-1],
+                               fast=True)
+    db.execute("BEGIN")
+    with pytest.raises(ValueError, match="malformed rows payload"):
+        fastsqlite.insert_rows(db, f"INSERT INTO {table} VALUES (?, ?)", payload + b"N",
+                               fast=True)
+    db.execute("ROLLBACK")
+    assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
 EDGE_TABLE = """

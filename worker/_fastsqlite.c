@@ -524,6 +524,9 @@ static PyObject *readback(PyObject *self, PyObject *args) {
         sqlite3_bind_int64(stmt, 1, top);
     }
     int width = sqlite3_column_count(stmt), memory = 0;
+    /* Without the GIL, as insert_rows: the worker's other threads (the WAL copier, the
+     * lease's renewal) go on while a chunk is read back. b grows with PyMem_RawRealloc. */
+    Py_BEGIN_ALLOW_THREADS
     sqlite3_mutex_enter(sqlite3_db_mutex(db));  /* once, as insert_rows does */
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         b.len = 0;
@@ -532,6 +535,7 @@ static PyObject *readback(PyObject *self, PyObject *args) {
         rows++;
     }
     sqlite3_mutex_leave(sqlite3_db_mutex(db));
+    Py_END_ALLOW_THREADS
     if (memory < 0) { PyErr_NoMemory(); goto fail; }
     if (rc != SQLITE_DONE) { raise_sqlite(db, rc); goto fail; }
     sqlite3_finalize(stmt);

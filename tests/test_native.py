@@ -71,6 +71,21 @@ def test_inserting_from_marshal_bytes_stores_what_executemany_stores(db, c_table
             assert fast == (len(expected), encoded_checksum(marshal.dumps(r, 2) for r in expected))
 
 
+def test_wide_rows_and_no_rows_read_back_as_in_python(db):
+    # 200 columns: more than an SQL function takes, so the C read-back steps through them
+    width = 200
+    db.execute(f"CREATE TABLE wide ({', '.join(f'c{i}' for i in range(width))})")
+    rows = [tuple(EDGES[(r + i) % len(EDGES)] for i in range(width)) for r in range(300)]
+    insert = f"INSERT INTO wide VALUES ({', '.join('?' * width)})"
+    assert fastsqlite.insert_rows(db, insert, marshal.dumps(rows, 2), fast=True) == 300
+    for sql, after in (("SELECT * FROM wide", None), ("SELECT * FROM wide WHERE rowid > ?", 100),
+                       ("SELECT c0, c1 FROM wide WHERE rowid > ?", 250),
+                       ("SELECT c0, c1 FROM wide WHERE rowid > ?", 300)):  # none
+        fast = fastsqlite.readback(db, sql, after, fast=True)
+        assert fast == fastsqlite.readback(db, sql, after, fast=False)
+    assert fastsqlite.readback(db, "SELECT c0 FROM wide WHERE rowid > ?", 300, fast=True) == (0, 0)
+
+
 @pytest.mark.parametrize("rows, error", [
     ([(1, "a"), (1, "b")], sqlite3.IntegrityError),  # the key twice
     ([(2**63, "a")], OverflowError),

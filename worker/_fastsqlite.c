@@ -469,11 +469,9 @@ static PyObject *insert_chunk(PyObject *self, PyObject *args) {
 
 /* ---- writing marshal format 2, as marshal.dumps(row, 2) writes a tuple from sqlite3 ---- */
 
-/* One column, read through its sqlite3_value: each sqlite3_column_* call takes the
- * connection's mutex, the sqlite3_value_* calls none (the caller holds it, so the value
- * is as protected as SQLite asks). */
-static int put_column(Buffer *b, sqlite3_stmt *stmt, int i) {
-    sqlite3_value *value = sqlite3_column_value(stmt, i);
+/* One value as marshal.dumps writes what sqlite3 makes of it. The sqlite3_value_* calls
+ * take no mutex (the sqlite3_column_* ones take the connection's, a tenth of a read-back). */
+static int put_value(Buffer *b, sqlite3_value *value) {
     switch (sqlite3_value_type(value)) {
     case SQLITE_NULL:
         return put_type(b, 'N');
@@ -493,14 +491,84 @@ static int put_column(Buffer *b, sqlite3_stmt *stmt, int i) {
 }
 
 /* a row as marshal.dumps(row, 2) writes the tuple sqlite3 makes of it */
-static int put_row(Buffer *b, sqlite3_stmt *stmt, int width) {
+static int put_row(Buffer *b, sqlite3_value **values, int width) {
     if (grow(b, 5) < 0) return -1;
     b->buf[b->len] = '(';
     put_i32(b->buf + b->len + 1, width);
     b->len += 5;
     for (int i = 0; i < width; i++)
-        if (put_column(b, stmt, i) < 0) return -1;
+        if (put_value(b, values[i]) < 0) return -1;
     return 0;
+}
+
+/* liteshift_checksum(column, ...): an aggregate, the sum modulo 2^64 of each row's xxh3-64
+ * over its marshal bytes (checksum.rows_checksum), as a signed 64-bit integer. SQLite
+ * hands it each row's values inside its own scan: no sqlite3_step and no mutex per row. */
+typedef struct {
+    uint64_t sum;
+    int failed;
+    Buffer b;
+} RowsChecksum;
+
+static void checksum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    RowsChecksum *c = sqlite3_aggregate_context(ctx, sizeof(RowsChecksum));  /* zeroed */
+    if (c == NULL || c->failed) { sqlite3_result_error_nomem(ctx); return; }
+    c->b.len = 0;
+    if (put_row(&c->b, argv, argc) < 0) {  /* b grows with PyMem_RawRealloc: no GIL */
+        c->failed = 1;
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    c->sum += XXH3_64bits(c->b.buf, c->b.len);  /* wraps modulo 2^64, as checksum.fold does */
+}
+
+static void checksum_final(sqlite3_context *ctx) {
+    RowsChecksum *c = sqlite3_aggregate_context(ctx, 0);
+    if (c == NULL) { sqlite3_result_int64(ctx, 0); return; }  /* no rows */
+    PyMem_RawFree(c->b.buf);
+    c->b.buf = NULL;
+    if (c->failed) sqlite3_result_error_nomem(ctx);
+    else sqlite3_result_int64(ctx, (sqlite3_int64)c->sum);
+}
+
+/* The read-back query: count(*) and liteshift_checksum over select_sql's columns, by name
+ * (a table's, or a list of distinct ones: the caller's); NULL with *rc SQLITE_OK when the
+ * rows are too wide for it. */
+static char *checksum_sql(sqlite3 *db, const char *select_sql, int *rc) {
+    sqlite3_stmt *stmt = NULL;
+    *rc = sqlite3_prepare_v2(db, select_sql, -1, &stmt, NULL);
+    if (*rc != SQLITE_OK) return NULL;
+    if (sqlite3_column_count(stmt) > sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, -1)) {
+        sqlite3_finalize(stmt);
+        return NULL;  /* wider than a function takes (127 by default): readback_rows */
+    }
+    sqlite3_str *sql = sqlite3_str_new(db);
+    sqlite3_str_appendall(sql, "SELECT count(*), liteshift_checksum(");
+    for (int i = 0; i < sqlite3_column_count(stmt); i++)
+        sqlite3_str_appendf(sql, "%s\"%w\"", i ? ", " : "", sqlite3_column_name(stmt, i));
+    sqlite3_str_appendf(sql, ") FROM (%s)", select_sql);
+    sqlite3_finalize(stmt);
+    char *text = sqlite3_str_finish(sql);
+    if (text == NULL) *rc = SQLITE_NOMEM;
+    return text;
+}
+
+/* The same sums stepping through select_sql's rows, for rows too wide for the aggregate. */
+static int readback_rows(sqlite3_stmt *stmt, long long *rows, uint64_t *sum, int *rc) {
+    int width = sqlite3_column_count(stmt);
+    sqlite3_value **values = PyMem_RawMalloc(sizeof(sqlite3_value *) * (size_t)width);
+    Buffer b = {NULL, 0, 0};
+    int memory = values == NULL ? -1 : 0;
+    while (memory == 0 && (*rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        for (int i = 0; i < width; i++) values[i] = sqlite3_column_value(stmt, i);
+        b.len = 0;
+        if ((memory = put_row(&b, values, width)) < 0) break;
+        *sum += XXH3_64bits(b.buf, b.len);
+        (*rows)++;
+    }
+    PyMem_RawFree(values);
+    PyMem_RawFree(b.buf);
+    return memory;
 }
 
 /* readback(connection, select_sql, after_rowid or None) -> (rows, checksum) of the query's
@@ -508,43 +576,40 @@ static int put_row(Buffer *b, sqlite3_stmt *stmt, int width) {
  * modulo 2^64). The caller bounds the rows (one chunk). */
 static PyObject *readback(PyObject *self, PyObject *args) {
     PyObject *conn, *after;
-    const char *sql;
-    if (!PyArg_ParseTuple(args, "OsO", &conn, &sql, &after)) return NULL;
+    const char *select_sql;
+    if (!PyArg_ParseTuple(args, "OsO", &conn, &select_sql, &after)) return NULL;
     sqlite3 *db = handle(conn);
     if (db == NULL) return NULL;
+    sqlite3_int64 top = 0;
+    if (after != Py_None && (top = PyLong_AsLongLong(after)) == -1 && PyErr_Occurred())
+        return NULL;
     sqlite3_stmt *stmt = NULL;
-    Buffer b = {NULL, 0, 0};
+    int rc, memory = 0;
+    char *sql = checksum_sql(db, select_sql, &rc);
+    if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql ? sql : select_sql, -1, &stmt, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) { raise_sqlite(db, rc); sqlite3_finalize(stmt); return NULL; }
+    if (after != Py_None) sqlite3_bind_int64(stmt, 1, top);
     long long rows = 0;
     uint64_t sum = 0;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-    if (rc != SQLITE_OK) { raise_sqlite(db, rc); goto fail; }
-    if (after != Py_None) {
-        sqlite3_int64 top = PyLong_AsLongLong(after);
-        if (top == -1 && PyErr_Occurred()) goto fail;
-        sqlite3_bind_int64(stmt, 1, top);
-    }
-    int width = sqlite3_column_count(stmt), memory = 0;
     /* Without the GIL, as insert_rows: the worker's other threads (the WAL copier, the
-     * lease's renewal) go on while a chunk is read back. b grows with PyMem_RawRealloc. */
+     * lease's renewal) go on while a chunk is read back. */
     Py_BEGIN_ALLOW_THREADS
     sqlite3_mutex_enter(sqlite3_db_mutex(db));  /* once, as insert_rows does */
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        b.len = 0;
-        if ((memory = put_row(&b, stmt, width)) < 0) break;
-        sum += XXH3_64bits(b.buf, b.len);  /* wraps modulo 2^64, as checksum.fold does */
-        rows++;
+    if (sql == NULL) {
+        memory = readback_rows(stmt, &rows, &sum, &rc);
+    } else if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        rows = sqlite3_column_int64(stmt, 0);
+        sum = (uint64_t)sqlite3_column_int64(stmt, 1);
+        rc = sqlite3_step(stmt);
     }
     sqlite3_mutex_leave(sqlite3_db_mutex(db));
     Py_END_ALLOW_THREADS
-    if (memory < 0) { PyErr_NoMemory(); goto fail; }
-    if (rc != SQLITE_DONE) { raise_sqlite(db, rc); goto fail; }
+    PyObject *result = memory < 0 ? PyErr_NoMemory()
+        : rc == SQLITE_DONE ? Py_BuildValue("LK", rows, (unsigned long long)sum)
+        : raise_sqlite(db, rc);
     sqlite3_finalize(stmt);
-    PyMem_RawFree(b.buf);
-    return Py_BuildValue("LK", rows, (unsigned long long)sum);
-fail:
-    sqlite3_finalize(stmt);
-    PyMem_RawFree(b.buf);
-    return NULL;
+    return result;
 }
 
 /* check(connection, path): is this module able to work on that connection? If so, it
@@ -558,6 +623,9 @@ static PyObject *check(PyObject *self, PyObject *args) {
     const char *name = sqlite3_db_filename(db, "main");
     if (name == NULL || strcmp(name, path) != 0) Py_RETURN_FALSE;
     int rc = sqlite3_create_module_v2(db, "liteshift_rows", &rows_module, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function_v2(db, "liteshift_checksum", -1, SQLITE_UTF8, NULL, NULL,
+                                        checksum_step, checksum_final, NULL);
     if (rc != SQLITE_OK) return raise_sqlite(db, rc);
     Py_RETURN_TRUE;
 }

@@ -101,37 +101,39 @@ static int take_long(Reader *r, sqlite3_int64 *out) {
     return 0;
 }
 
-/* Bind the next marshalled value to parameter `index`; SQLite's code goes to *rc. */
-static int bind_value(Reader *r, sqlite3_stmt *stmt, int index, int *rc) {
+/* One value as read from the payload: what it binds or a virtual table's column gives. */
+typedef struct {
+    char type;  /* 'N' null, 'I' integer, 'D' float, 'T' text, 'B' blob */
+    int n;
+    sqlite3_int64 i;
+    double d;
+    const unsigned char *p;
+} Slot;
+
+/* The next marshalled value, its text or bytes pointing into the payload. */
+static int take_value(Reader *r, Slot *s) {
     const unsigned char *p;
     int32_t n;
-    sqlite3_int64 big;
-    double d;
     if (take(r, 1, &p) < 0) return -1;
     switch (*p & 0x7f) {  /* 0x80 is marshal's reference flag, never set in format 2 */
-    case 'N': *rc = sqlite3_bind_null(stmt, index); return 0;
-    case 'T': *rc = sqlite3_bind_int64(stmt, index, 1); return 0;
-    case 'F': *rc = sqlite3_bind_int64(stmt, index, 0); return 0;
+    case 'N': s->type = 'N'; return 0;
+    case 'T': s->type = 'I'; s->i = 1; return 0;
+    case 'F': s->type = 'I'; s->i = 0; return 0;
     case 'i':
         if (take_i32(r, &n) < 0) return -1;
-        *rc = sqlite3_bind_int64(stmt, index, n);
+        s->type = 'I'; s->i = n;
         return 0;
-    case 'l':
-        if (take_long(r, &big) < 0) return -1;
-        *rc = sqlite3_bind_int64(stmt, index, big);
-        return 0;
+    case 'l': s->type = 'I'; return take_long(r, &s->i);
     case 'g':
         if (take(r, 8, &p) < 0) return -1;
-        memcpy(&d, p, 8);  /* little-endian IEEE 754, as marshal writes it (checked at import) */
-        *rc = sqlite3_bind_double(stmt, index, d);
+        /* little-endian IEEE 754, as marshal writes it (checked at import) */
+        memcpy(&s->d, p, 8);
+        s->type = 'D';
         return 0;
-    case 'u': case 't':
-        if (take_i32(r, &n) < 0 || take(r, n, &p) < 0) return -1;
-        *rc = sqlite3_bind_text(stmt, index, (const char *)p, n, SQLITE_STATIC);
-        return 0;
-    case 's':
-        if (take_i32(r, &n) < 0 || take(r, n, &p) < 0) return -1;
-        *rc = sqlite3_bind_blob(stmt, index, p, n, SQLITE_STATIC);
+    case 'u': case 't': case 's':
+        s->type = (*p & 0x7f) == 's' ? 'B' : 'T';
+        if (take_i32(r, &n) < 0 || take(r, n, &s->p) < 0) return -1;
+        s->n = n;
         return 0;
     default:
         return fail(r, ProgrammingError, "a row holds a value SQLite cannot store (not None, "
@@ -139,14 +141,41 @@ static int bind_value(Reader *r, sqlite3_stmt *stmt, int index, int *rc) {
     }
 }
 
+/* Bind the next marshalled value to parameter `index`; SQLite's code goes to *rc. */
+static int bind_value(Reader *r, sqlite3_stmt *stmt, int index, int *rc) {
+    Slot s;
+    if (take_value(r, &s) < 0) return -1;
+    switch (s.type) {
+    case 'I': *rc = sqlite3_bind_int64(stmt, index, s.i); break;
+    case 'D': *rc = sqlite3_bind_double(stmt, index, s.d); break;
+    case 'T': *rc = sqlite3_bind_text(stmt, index, (const char *)s.p, s.n, SQLITE_STATIC); break;
+    case 'B': *rc = sqlite3_bind_blob(stmt, index, s.p, s.n, SQLITE_STATIC); break;
+    default: *rc = sqlite3_bind_null(stmt, index);
+    }
+    return 0;
+}
+
+/* A list's or a tuple's header: its type byte and item count. -1 when the payload ends or
+ * holds another type there (no message: the caller says what it expected). */
+static int take_header(Reader *r, char type, int32_t *count) {
+    const unsigned char *p;
+    if (take(r, 1, &p) < 0 || (*p & 0x7f) != type) return -1;
+    return take_i32(r, count);
+}
+
+/* The header of the next row, which must hold `width` values. */
+static int take_row(Reader *r, int width) {
+    int32_t found;
+    if (take_header(r, '(', &found) < 0) return -1;
+    if (found != width)
+        return fail(r, ProgrammingError, "Incorrect number of bindings supplied");
+    return 0;
+}
+
 /* Bind the next `rows` marshalled rows to `stmt`, `width` values each, from parameter 1. */
 static int bind_rows(Reader *r, sqlite3_stmt *stmt, int rows, int width, int *rc) {
-    const unsigned char *p;
-    int32_t found;
     for (int row = 0; row < rows; row++) {
-        if (take(r, 1, &p) < 0 || (*p & 0x7f) != '(' || take_i32(r, &found) < 0) return -1;
-        if (found != width)
-            return fail(r, ProgrammingError, "Incorrect number of bindings supplied");
+        if (take_row(r, width) < 0) return -1;
         for (int i = 1; i <= width; i++) {
             if (bind_value(r, stmt, row * width + i, rc) < 0) return -1;
             if (*rc != SQLITE_OK) return -2;
@@ -176,7 +205,6 @@ static PyObject *insert_rows(PyObject *self, PyObject *args) {
     sqlite3 *db = handle(conn);
     if (db == NULL) { PyBuffer_Release(&payload); return NULL; }
     Reader r = {payload.buf, (const unsigned char *)payload.buf + payload.len, NULL, NULL};
-    const unsigned char *p;
     int32_t rows = 0, done = 0;
     sqlite3_stmt *one = NULL, *many = NULL;
     int failed = 0, rc = sqlite3_prepare_v2(db, sql, -1, &one, NULL);
@@ -187,7 +215,7 @@ static PyObject *insert_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "batch_sql does not hold `batch` rows of insert_sql");
         goto out;
     }
-    if (take(&r, 1, &p) < 0 || (*p & 0x7f) != '[' || take_i32(&r, &rows) < 0) {
+    if (take_header(&r, '[', &rows) < 0) {
         failed = -1;
         goto checked;
     }
@@ -243,49 +271,12 @@ typedef struct {
 } Payload;
 
 typedef struct {
-    char type;  /* 'N' null, 'I' integer, 'D' float, 'T' text, 'B' blob */
-    int n;
-    sqlite3_int64 i;
-    double d;
-    const unsigned char *p;
-} Slot;
-
-typedef struct {
     sqlite3_vtab_cursor base;
     Payload *payload;
     int32_t left, width;
     int eof;
     Slot *slots;
 } RowsCursor;
-
-static int take_slot(Reader *r, Slot *s) {
-    const unsigned char *p;
-    int32_t n;
-    if (take(r, 1, &p) < 0) return -1;
-    switch (*p & 0x7f) {
-    case 'N': s->type = 'N'; return 0;
-    case 'T': s->type = 'I'; s->i = 1; return 0;
-    case 'F': s->type = 'I'; s->i = 0; return 0;
-    case 'i':
-        if (take_i32(r, &n) < 0) return -1;
-        s->type = 'I'; s->i = n;
-        return 0;
-    case 'l': s->type = 'I'; return take_long(r, &s->i);
-    case 'g':
-        if (take(r, 8, &p) < 0) return -1;
-        memcpy(&s->d, p, 8);
-        s->type = 'D';
-        return 0;
-    case 'u': case 't': case 's':
-        s->type = (*p & 0x7f) == 's' ? 'B' : 'T';
-        if (take_i32(r, &n) < 0 || take(r, n, &s->p) < 0) return -1;
-        s->n = n;
-        return 0;
-    default:
-        return fail(r, ProgrammingError, "a row holds a value SQLite cannot store (not None, "
-                    "int, float, str or bytes)");
-    }
-}
 
 static int rows_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
                         sqlite3_vtab **out, char **error) {
@@ -345,22 +336,15 @@ static int rows_failed(RowsCursor *cur) {
 static int rows_next(sqlite3_vtab_cursor *base) {
     RowsCursor *cur = (RowsCursor *)base;
     Reader *r = &cur->payload->reader;
-    const unsigned char *p;
-    int32_t width;
     if (cur->left == 0) {
         cur->eof = 1;
         if (r->at == r->end) return SQLITE_OK;
         fail(r, PyExc_ValueError, "malformed rows payload (bytes after its rows)");
         return rows_failed(cur);
     }
-    if (take(r, 1, &p) < 0 || (*p & 0x7f) != '(' || take_i32(r, &width) < 0)
-        return rows_failed(cur);
-    if (width != cur->width) {
-        fail(r, ProgrammingError, "Incorrect number of bindings supplied");
-        return rows_failed(cur);
-    }
-    for (int i = 0; i < width; i++)
-        if (take_slot(r, &cur->slots[i]) < 0) return rows_failed(cur);
+    if (take_row(r, cur->width) < 0) return rows_failed(cur);
+    for (int i = 0; i < cur->width; i++)
+        if (take_value(r, &cur->slots[i]) < 0) return rows_failed(cur);
     cur->left--;
     cur->payload->rows++;
     return SQLITE_OK;
@@ -374,7 +358,6 @@ static int rows_filter(sqlite3_vtab_cursor *base, int idx, const char *idx_str, 
         base->pVtab->zErrMsg = sqlite3_mprintf("liteshift_rows takes a payload pointer");
         return SQLITE_ERROR;
     }
-    const unsigned char *p;
     if (cur->slots == NULL) {
         cur->slots = sqlite3_malloc64(sizeof(Slot) * (sqlite3_uint64)payload->width);
         if (cur->slots == NULL) return SQLITE_NOMEM;
@@ -382,8 +365,7 @@ static int rows_filter(sqlite3_vtab_cursor *base, int idx, const char *idx_str, 
     }
     cur->payload = payload;
     payload->reader = (Reader){payload->buf, payload->buf + payload->len, NULL, NULL};
-    if (take(&payload->reader, 1, &p) < 0 || (*p & 0x7f) != '[' ||
-        take_i32(&payload->reader, &cur->left) < 0 || cur->left < 0) {
+    if (take_header(&payload->reader, '[', &cur->left) < 0 || cur->left < 0) {
         if (payload->reader.error_type == NULL)
             fail(&payload->reader, PyExc_ValueError, "malformed rows payload");
         return rows_failed(cur);
@@ -586,6 +568,7 @@ static PyObject *readback(PyObject *self, PyObject *args) {
     sqlite3_stmt *stmt = NULL;
     int rc, memory = 0;
     char *sql = checksum_sql(db, select_sql, &rc);
+    int aggregate = sql != NULL;
     if (rc == SQLITE_OK) rc = sqlite3_prepare_v2(db, sql ? sql : select_sql, -1, &stmt, NULL);
     sqlite3_free(sql);
     if (rc != SQLITE_OK) { raise_sqlite(db, rc); sqlite3_finalize(stmt); return NULL; }
@@ -596,7 +579,7 @@ static PyObject *readback(PyObject *self, PyObject *args) {
      * lease's renewal) go on while a chunk is read back. */
     Py_BEGIN_ALLOW_THREADS
     sqlite3_mutex_enter(sqlite3_db_mutex(db));  /* once, as insert_rows does */
-    if (sql == NULL) {
+    if (!aggregate) {
         memory = readback_rows(stmt, &rows, &sum, &rc);
     } else if ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         rows = sqlite3_column_int64(stmt, 0);

@@ -150,7 +150,8 @@ def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 
 _SIZES_SQL = """
-SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), c.relkind::text
+SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), c.relkind::text,
+       pg_relation_size(c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = ANY(%s)
 """
@@ -165,8 +166,8 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
     try:
         for row in pg_catalog.columns(conn, schema, listed):
             columns[row[0]].append(PgColumn(*row[1:]))
-        sizes = {r[0]: (max(r[1], 0), r[2], r[3])
-                 for r in conn.execute(_SIZES_SQL, (schema, listed))}
+        sizes = {r[0]: (_rows_estimated(conn, schema, *r), r[2], r[3])
+                 for r in conn.execute(_SIZES_SQL, (schema, listed)).fetchall()}
         checks = pg_catalog.checks(conn, schema, listed)
         indexes = pg_catalog.indexes(conn, schema, listed)
         views = pg_catalog.views(conn, schema)
@@ -183,6 +184,22 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
                               rows_estimated=rows, size_bytes=size, kind=kind,
                               checks=checks.get(name, [])))
     return PgSchema(schema=schema, tables=tables, others=others, views=views)
+
+
+def _rows_estimated(conn: psycopg.Connection, schema: str, name: str, reltuples: int,
+                    total_bytes: int, kind: str, heap_bytes: int) -> int:
+    """pg_class's row count from the last VACUUM or ANALYZE. A table never analyzed (a new
+    one, or autovacuum off) has -1 there, and its progress would show no total and an ETA of
+    0 all along: then ask the planner, which estimates from the table's current size. An
+    empty heap is 0 rows without asking (the planner would guess 10 pages' worth)."""
+    if reltuples >= 0:
+        return reltuples
+    if heap_bytes == 0 and kind != "p":  # a partitioned table's rows are in its partitions
+        return 0
+    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT * FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name))
+    row = conn.execute(query).fetchone()
+    return int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
 
 
 def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -> dict:

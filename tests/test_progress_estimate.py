@@ -1,0 +1,65 @@
+"""Progress needs a row total: a table PostgreSQL never analyzed (reltuples -1) gets the
+planner's estimate, and a copy that outruns its estimate shows no ETA instead of 0."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from worker import pg_source
+from worker.chunks import Progress
+from worker.copying import _mirror
+from worker.logs import get_logger
+from worker.source_url import parse_source_url
+from worker.translate import translate
+
+ROWS = 20_000
+
+
+def estimates(url: str) -> dict[str, int]:
+    source = parse_source_url(url)
+    with pg_source.connect(source) as conn:
+        names = pg_source.list_tables(conn, "public")
+        schema = pg_source.reflect(source, conn, "public", names)
+    return {t.name: t.rows_estimated for t in schema.tables}
+
+
+def test_a_table_never_analyzed_gets_the_planners_estimate(pg_db):
+    # autovacuum off: nothing analyzes the tables behind the test's back
+    for name in ("never", "empty", "analyzed"):
+        pg_db.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, s text) "
+                      "WITH (autovacuum_enabled = false)")
+    for name in ("never", "analyzed"):
+        pg_db.execute(f"INSERT INTO {name} SELECT g, repeat('x', g % 40) "
+                      f"FROM generate_series(1, {ROWS}) g")
+    pg_db.execute("ANALYZE analyzed")
+    tuples = dict(pg_db.execute("SELECT relname, reltuples::bigint FROM pg_class "
+                                "WHERE relname IN ('never', 'empty', 'analyzed')"))
+    assert tuples == {"never": -1, "empty": -1, "analyzed": ROWS}
+
+    found = estimates(pg_db.url)
+
+    assert 0.5 * ROWS <= found["never"] <= 1.5 * ROWS, found
+    assert found["empty"] == 0  # not the planner's guess of ten pages' worth
+    assert found["analyzed"] == ROWS
+
+
+def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
+    pg_db.execute("CREATE TABLE t (id bigint PRIMARY KEY)")
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        plan = translate(pg_source.reflect(source, conn, "public", ["t"])).tables[0]
+    plan = replace(plan, rows_estimated=1000)
+    store.create_job("j1", {"target": "t", "tables": ["t"]})
+    log = get_logger(job_id="j1", table="t")
+
+    def mirrored(rows_done: int) -> dict:
+        _mirror(store, "j1", plan, Progress(rows_done=rows_done, chunk_rows=100,
+                                            chunk_bytes=1, last_key=[rows_done], checksum=0,
+                                            elapsed_s=1.0, rows_copied_now=rows_done), log)
+        return store.table("j1", "t") or {}
+
+    assert mirrored(500)["eta_s"] == 1.0  # 500 rows/s, 500 left
+    assert mirrored(1000)["eta_s"] == 0
+    past = mirrored(1500)
+    assert past["eta_s"] is None
+    assert past["rows_estimated"] == 1500

@@ -151,7 +151,7 @@ def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 _SIZES_SQL = """
 SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), c.relkind::text,
-       pg_relation_size(c.oid)
+       pg_relation_size(c.oid), has_table_privilege(c.oid, 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = ANY(%s)
 """
@@ -187,18 +187,22 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
 
 
 def _rows_estimated(conn: psycopg.Connection, schema: str, name: str, reltuples: int,
-                    total_bytes: int, kind: str, heap_bytes: int) -> int:
+                    total_bytes: int, kind: str, heap_bytes: int, readable: bool) -> int:
     """pg_class's row count from the last VACUUM or ANALYZE. A table never analyzed (a new
     one, or autovacuum off) has -1 there, and its progress would show no total and an ETA of
     0 all along: then ask the planner, which estimates from the table's current size. An
-    empty heap is 0 rows without asking (the planner would guess 10 pages' worth)."""
+    empty heap is 0 rows without asking (the planner would guess 10 pages' worth); a table
+    the user may not read is too (EXPLAIN would be refused; the copy says why)."""
     if reltuples >= 0:
         return reltuples
-    if heap_bytes == 0 and kind != "p":  # a partitioned table's rows are in its partitions
+    if not readable or (heap_bytes == 0 and kind != "p"):  # partitioned: rows in partitions
         return 0
     query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT * FROM {}.{}").format(
         sql.Identifier(schema), sql.Identifier(name))
-    row = conn.execute(query).fetchone()
+    try:  # autocommit: a refused EXPLAIN leaves the connection usable
+        row = conn.execute(query).fetchone()
+    except psycopg.Error:
+        return 0  # only progress needs it; the copy reports the real problem
     return int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
 
 

@@ -187,6 +187,8 @@ def finish_if_complete(store: StateStore, send: Send, job_id: str) -> None:
     job = store.job(job_id)
     if job is None or JobState(job["state"]) != JobState.COPYING:
         return
+    if store.tables_ended(job_id) < len(job.get("tables") or []):
+        return  # a table still copying looks again at its own end
     tables = store.tables(job_id, job.get("tables") or [])
     states = [t.get("state") for t in tables]
     if len(tables) == len(job.get("tables") or []) and all(

@@ -39,6 +39,7 @@ class TableState(str, Enum):
     FAILED = "failed"
 
 
+ENDED = (TableState.VERIFIED, TableState.FAILED)  # a table's copy is over, for now
 EVENTS_MAX = 10_000  # per job; `watch` only needs the recent past
 
 # Hashes as one JSON array: every value is already JSON text (_encode), so it is spliced in
@@ -71,6 +72,10 @@ class Keys:
 
     def events(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
+
+    def ended(self, job_id: str) -> str:
+        """The set of a job's tables that are verified or failed (StateStore.tables_ended)."""
+        return f"{self.prefix}:job:{job_id}:ended"
 
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
@@ -188,9 +193,23 @@ class StateStore:
                     mapping=_encode({**fields, "updated_at": now()}))
 
     def set_table_state(self, job_id: str, table: str, state: TableState, **fields: Any) -> None:
-        self.update_table(job_id, table, state=state.value, **fields)
-        self.add_event(job_id, "table_state", table=table, state=state.value,
+        """The state, its event and the job's set of ended tables change in one MULTI, so
+        the set never disagrees with the hashes (every state change comes through here; a
+        table hash written otherwise is `pending`, which is not in the set either)."""
+        pipe = self.redis.pipeline(transaction=True)
+        self.update_table(job_id, table, pipeline=pipe, state=state.value, **fields)
+        if state in ENDED:
+            pipe.sadd(self.keys.ended(job_id), table)
+        else:
+            pipe.srem(self.keys.ended(job_id), table)
+        self.add_event(job_id, "table_state", pipeline=pipe, table=table, state=state.value,
                        **{k: v for k, v in fields.items() if k == "error"})
+        pipe.execute()
+
+    def tables_ended(self, job_id: str) -> int:
+        """How many of the job's tables are verified or failed: one SCARD, so that each
+        table's end need not read every table of the job (n² reads for n tables)."""
+        return int(self.redis.scard(self.keys.ended(job_id)))
 
     # -- events -------------------------------------------------------------------------
     def add_event(self, job_id: str, event: str, pipeline: Any = None, **fields: Any) -> None:

@@ -1,0 +1,61 @@
+"""A job ends when its last table does: finalize is queued once every table is verified, the
+job fails once every table has ended and one failed. Each table's end counts ended tables
+(one SCARD) instead of reading every table of the job, so this is checked against real
+Redis, in the orders tables can end in."""
+
+from __future__ import annotations
+
+from worker.control import COPY_TASK, FINALIZE_TASK, retry_job
+from worker.copying import finish_if_complete
+from worker.state import JobState, TableState
+
+NAMES = ["a", "b", "c"]
+
+
+def new_job(store, job_id: str) -> None:
+    store.create_job(job_id, {"target": job_id, "tables": NAMES})
+    store.set_job_state(job_id, JobState.COPYING, tables=NAMES)
+    for name in NAMES:
+        store.update_table(job_id, name, name=name, state=TableState.PENDING.value)
+
+
+def end(store, job_id: str, name: str, state: TableState, sent: list) -> None:
+    store.set_table_state(job_id, name, state)
+    finish_if_complete(store, lambda *task: sent.append(task), job_id)
+
+
+def test_finalize_is_queued_by_the_last_table_to_be_verified_and_not_before(store):
+    new_job(store, "j1")
+    sent: list = []
+    end(store, "j1", "b", TableState.VERIFIED, sent)
+    end(store, "j1", "a", TableState.VERIFIED, sent)
+    assert sent == [] and store.tables_ended("j1") == 2
+    end(store, "j1", "c", TableState.VERIFIED, sent)
+    assert sent == [(FINALIZE_TASK, "j1")]
+
+
+def test_a_failed_table_fails_the_job_only_when_the_others_have_ended(store):
+    new_job(store, "j2")
+    sent: list = []
+    end(store, "j2", "a", TableState.FAILED, sent)
+    end(store, "j2", "b", TableState.VERIFIED, sent)
+    assert store.job_state("j2") == JobState.COPYING
+    end(store, "j2", "c", TableState.VERIFIED, sent)
+    assert store.job_state("j2") == JobState.FAILED
+    assert "a" in store.job("j2")["error"] and sent == []
+
+
+def test_a_retried_table_is_no_longer_ended_until_it_ends_again(store):
+    new_job(store, "j3")
+    sent: list = []
+    for name in NAMES:
+        end(store, "j3", name, TableState.FAILED if name == "c" else TableState.VERIFIED, sent)
+    assert store.job_state("j3") == JobState.FAILED
+    assert retry_job(store, lambda *task: sent.append(task), "j3", ["c"]) == ["c"]
+    assert sent == [(COPY_TASK, "j3", "c")] and store.tables_ended("j3") == 2
+    sent.clear()
+    end(store, "j3", "b", TableState.VERIFIED, sent)  # a duplicate message for b
+    assert sent == []
+    end(store, "j3", "c", TableState.COPYING, sent)
+    end(store, "j3", "c", TableState.VERIFIED, sent)
+    assert sent == [(FINALIZE_TASK, "j3")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -97,7 +98,8 @@ def rate(value: Any) -> str:
 def duration(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or seconds < 0:
         return "-"
-    minutes, secs = divmod(int(seconds), 60)
+    # Rounded up: an ETA of 0.7 s is not "0s", which reads as finished.
+    minutes, secs = divmod(math.ceil(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
         return f"{hours}h{minutes:02d}m"

@@ -19,7 +19,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api import cli
+from api import cli, render
 from api.app import create_app
 from api.probe import run_probe
 from worker.config import Settings, get_settings
@@ -405,6 +405,11 @@ def test_cli_status_jobs_and_watch(client, settings, capsys):
     store.set_job_state(job_id, JobState.FAILED, error="users failed at key 7")
     assert run_cli(["watch", job_id], settings, client) == 1
     assert f"job {job_id} failed: users failed at key 7" in capsys.readouterr().err
+
+
+def test_durations_round_up_so_that_only_nothing_left_reads_0s():
+    assert [render.duration(s) for s in (0, 0.3, 0.7, 59.2, 61, 3600, None, -1)] == [
+        "0s", "1s", "1s", "1m00s", "1m01s", "1h00m", "-", "-"]
 
 
 def test_cli_retry_cancel_report(client, settings, capsys):

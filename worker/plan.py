@@ -58,7 +58,8 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         job_dir = settings.job_dir(job_id)
         write_manifest(job_dir, _manifest_job(job), plan.tables, plan.objects)
         _record_tables(store, job_id, plan.tables)
-        store.set_job_state(job_id, JobState.COPYING, tables=[t.name for t in plan.tables])
+        store.set_job_state(job_id, JobState.COPYING, tables=[t.name for t in plan.tables],
+                            ended_set=True)
         log.info("job_planned", tables=len(plan.tables),
                  rows_estimated=sum(t.rows_estimated for t in plan.tables))
     for table in plan.tables:
@@ -96,6 +97,7 @@ def _manifest_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def _record_tables(store: StateStore, job_id: str, tables: list) -> None:
     pipe = store.redis.pipeline()
+    pipe.delete(store.keys.ended(job_id))  # every table pending: none has ended
     for table in tables:
         store.update_table(job_id, table.name, pipeline=pipe, name=table.name,
                            state=TableState.PENDING.value, rows_done=0,

@@ -65,9 +65,10 @@ def rebuild_job(settings: Settings, store: StateStore, send: Send, job_id: str) 
         return "planning again"
     _, plans, _ = read_manifest(job_dir)
     store.restore_job(job_id, {**record, "state": JobState.COPYING.value,
-                               "tables": [p.name for p in plans]})
+                               "tables": [p.name for p in plans], "ended_set": True})
     store.claim_target(record["target"], job_id)
     pipe = store.redis.pipeline()
+    pipe.delete(store.keys.ended(job_id))  # every table pending again
     for plan in plans:
         done = _checkpoint(job_dir / "tables" / plan.file)
         store.update_table(job_id, plan.name, pipeline=pipe, name=plan.name,

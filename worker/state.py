@@ -119,8 +119,8 @@ class StateStore:
         pipe.hset(self.keys.job(job_id), mapping=_encode(record))
         pipe.zadd(self.keys.jobs(), {job_id: record["created_at"]})
         pipe.sadd(self.keys.active(), job_id)
+        self.add_event(job_id, "job_state", pipeline=pipe, state=JobState.QUEUED.value)
         pipe.execute()
-        self.add_event(job_id, "job_state", state=JobState.QUEUED.value)
 
     def restore_job(self, job_id: str, fields: dict[str, Any]) -> None:
         """Write a job rebuilt from the volume, keeping its recorded times and state."""
@@ -132,8 +132,8 @@ class StateStore:
             pipe.srem(self.keys.active(), job_id)
         else:
             pipe.sadd(self.keys.active(), job_id)
+        self.add_event(job_id, "job_restored", pipeline=pipe, state=fields["state"])
         pipe.execute()
-        self.add_event(job_id, "job_restored", state=fields["state"])
 
     def job(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.keys.job(job_id))
@@ -150,16 +150,17 @@ class StateStore:
         target.hset(self.keys.job(job_id), mapping=_encode({**fields, "updated_at": now()}))
 
     def set_job_state(self, job_id: str, state: JobState, **fields: Any) -> None:
+        """The state and its event in one MULTI: whoever sees the state sees the event."""
         extra = {"finished_at": now()} if state.finished else {}
-        pipe = self.redis.pipeline()
+        pipe = self.redis.pipeline(transaction=True)
         self.update_job(job_id, pipeline=pipe, state=state.value, **extra, **fields)
         if state.finished:
             pipe.srem(self.keys.active(), job_id)
         else:
             pipe.sadd(self.keys.active(), job_id)
-        pipe.execute()
-        self.add_event(job_id, "job_state", state=state.value,
+        self.add_event(job_id, "job_state", pipeline=pipe, state=state.value,
                        **{k: v for k, v in fields.items() if k == "error"})
+        pipe.execute()
 
     def job_state(self, job_id: str) -> JobState | None:
         value = self.redis.hget(self.keys.job(job_id), "state")

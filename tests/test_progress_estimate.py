@@ -7,8 +7,10 @@ from dataclasses import replace
 
 from worker import pg_source
 from worker.chunks import Progress
-from worker.copying import _mirror
+from worker.control import submit_job
+from worker.copying import _mirror, copy_table
 from worker.logs import get_logger
+from worker.plan import plan_job
 from worker.source_url import parse_source_url
 from worker.translate import translate
 
@@ -63,3 +65,23 @@ def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
     past = mirrored(1500)
     assert past["eta_s"] is None
     assert past["rows_estimated"] == 1500
+
+
+def test_a_verified_table_shows_its_counted_rows_not_the_estimate(pg_db, settings_env, store):
+    # Given a never-analyzed table the planner guesses at, copied by the plain functions
+    # behind the plan and copy tasks (the queue is not what this is about)
+    pg_db.execute("CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL) "
+                  "WITH (autovacuum_enabled = false)")
+    pg_db.execute("INSERT INTO accounts SELECT g, 'n' || g FROM generate_series(1, 1000) g")
+    sent: list = []
+    job_id = submit_job(settings_env, store, lambda *task: sent.append(task),
+                        source=pg_db.url, target="accounts")
+    plan_job(settings_env, store, lambda *task: sent.append(task), job_id)
+    estimated = store.table(job_id, "accounts")["rows_estimated"]
+    assert estimated not in (0, 1000)  # the planner's guess, neither nothing nor exact
+
+    # When the table is copied, its total is what was counted
+    copy_table(settings_env, store, lambda *task: sent.append(task), job_id, "accounts")
+    table = store.table(job_id, "accounts")
+    assert (table["state"], table["rows_done"], table["rows_estimated"]) == (
+        "verified", 1000, 1000)

@@ -115,7 +115,7 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
         )
     verify_work_file(work, final)
     store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
-                          rows_estimated=max(final.rows, plan.rows_estimated),
+                          rows_estimated=final.rows,  # counted now, no longer estimated
                           checksum=as_hex(final.checksum), lossy=final.lossy, eta_s=0)
     log.info("table_verified", rows=final.rows, checksum=as_hex(final.checksum),
              lossy=final.lossy)

@@ -5,8 +5,11 @@ Redis, in the orders tables can end in."""
 
 from __future__ import annotations
 
-from worker.control import COPY_TASK, FINALIZE_TASK, retry_job
+from worker.control import COPY_TASK, FINALIZE_TASK, retry_job, submit_job
 from worker.copying import finish_if_complete
+from worker.lease import Lease
+from worker.plan import plan_job
+from worker.recover import rebuild_job
 from worker.state import JobState, TableState
 
 NAMES = ["a", "b", "c"]
@@ -73,3 +76,32 @@ def test_a_job_planned_before_the_set_existed_is_read_in_full(store):
     end(store, "j4", "c", TableState.VERIFIED, sent)
     assert store.tables_ended("j4") == 1
     assert sent == [(FINALIZE_TASK, "j4")]
+
+
+def test_a_forgotten_job_is_rebuilt_once_though_two_workers_try(pg_db, settings_env, store):
+    # Given a planned job whose Redis state is gone (the volume still has it)
+    pg_db.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    pg_db.execute("CREATE TABLE b (id int PRIMARY KEY)")
+    sent: list = []
+    job_id = submit_job(settings_env, store, lambda *task: sent.append(task),
+                        source=pg_db.url, target="twice")
+    plan_job(settings_env, store, lambda *task: sent.append(task), job_id)
+    for key in store.redis.scan_iter(f"{store.keys.prefix}:*"):
+        store.redis.delete(key)
+
+    # When one rebuild holds the rebuild lease, another backs off
+    holder = Lease(store.redis, store.keys, job_id, "rebuild", settings_env.lease_ttl_s)
+    assert holder.acquire()
+    assert rebuild_job(settings_env, store, lambda *task: None, job_id).startswith("being")
+    holder.release()
+    assert store.job(job_id) is None
+
+    # and once a rebuild is done and a table verified, a late one changes nothing
+    sent.clear()
+    rebuild_job(settings_env, store, lambda *task: sent.append(task), job_id)
+    assert sorted(sent) == [(COPY_TASK, job_id, "a"), (COPY_TASK, job_id, "b")]
+    store.set_table_state(job_id, "a", TableState.VERIFIED)
+    assert rebuild_job(settings_env, store, lambda *task: sent.append(task),
+                       job_id) == "already rebuilt"
+    assert store.table(job_id, "a")["state"] == "verified" and len(sent) == 2
+    assert store.tables_ended(job_id) == 1

@@ -15,6 +15,7 @@ from worker.config import Settings
 from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
 from worker.errors import InputError
 from worker.jobfiles import job_dirs, read_job_record, read_outcome
+from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import MANIFEST, read_manifest
 from worker.state import JobState, StateStore, TableState
@@ -50,6 +51,19 @@ def resume_job(settings: Settings, store: StateStore, send: Send, job_id: str) -
 
 
 def rebuild_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
+    """Under a lease, and only if Redis still does not know the job: a worker's reaper and
+    `liteshift resume` both rebuild forgotten jobs, and a second rebuild running beside the
+    first (or after it) would set tables back to pending and the job back to copying,
+    under tasks already working from the first."""
+    with Lease(store.redis, store.keys, job_id, "rebuild", settings.lease_ttl_s) as lease:
+        if not lease.acquire():
+            return "being rebuilt by another worker"
+        if store.redis.exists(store.keys.job(job_id)):
+            return "already rebuilt"
+        return _rebuild(settings, store, send, job_id)
+
+
+def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
     job_dir = settings.job_dir(job_id)
     record = read_job_record(job_dir)
     if record is None:

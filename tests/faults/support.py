@@ -123,6 +123,14 @@ def iso(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def outcome(view: dict[str, Any]) -> str:
+    """A job view in a line: why it ended where it did (an assertion's message)."""
+    tables = "; ".join(f"{t.get('name')} {t.get('state')}"
+                      + (f" ({t['error']})" if t.get("error") else "")
+                      for t in view.get("tables") or [])
+    return f"job {view.get('state')}: {view.get('error')}; tables: {tables}"
+
+
 def rows_done(store: StateStore, job_id: str) -> int:
     return sum(int(t.get("rows_done") or 0) for t in table_states(store, job_id).values())
 

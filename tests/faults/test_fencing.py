@@ -14,6 +14,7 @@ from faults.support import (
     assert_exactly_once,
     json_lines,
     make_narrow_tables,
+    outcome,
     rows_done,
 )
 from worker import control
@@ -38,7 +39,7 @@ def test_the_same_task_delivered_twice_at_once_copies_once(pg_db, settings_env, 
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=workers)
 
     # Then one copied it and the other stepped aside, and every row is there once
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     events = [e for w in workers for e in json_lines(w.log_text()) if e.get("table") == "twice"]
     copying = [e for e in events if e["event"] == "table_copying"]
     skipped = [e for e in events if e["event"] == "table_skipped"]
@@ -76,7 +77,7 @@ def test_a_paused_writer_whose_lease_was_taken_over_cannot_commit(
 
     # Then A's task was refused (LeaseLost) and stopped, the job finished, and every row is
     # there once
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     a_start = a.events("table_copying")[0]
     taken = [e for e in b.events("table_copying") if e["token"] > a_start["token"]]
     assert taken, b.tail()

@@ -16,7 +16,13 @@ import time
 
 import redis
 
-from faults.support import assert_exactly_once, make_narrow_tables, rows_done, table_states
+from faults.support import (
+    assert_exactly_once,
+    make_narrow_tables,
+    outcome,
+    rows_done,
+    table_states,
+)
 from worker import control
 from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK
 from worker.reaper import reap_once
@@ -51,7 +57,7 @@ def test_a_message_taken_by_a_worker_that_died_at_once_is_sent_again(
 
     # Then once la is done and the queue empty, the reaper sends lb's task again
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     requeued = [w for e in worker.events("stalled_work_requeued") for w in e["work"]]
     assert f"{job_id}:lb-lost" in requeued
     assert_exactly_once(settings_env, store, job_id, "lost1", sizes)
@@ -85,7 +91,7 @@ def test_a_worker_killed_while_it_holds_a_retry_is_replaced(
     # Then the reaper sends the table's task again once its retry was due, and the job
     # finishes from the checkpoint
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     requeued = [w for e in worker.events("stalled_work_requeued") for w in e["work"]]
     assert f"{job_id}:lr-lost" in requeued
     (start,) = [e for e in worker.events("table_copying") if e["table"] == "lr"]

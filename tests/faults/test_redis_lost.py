@@ -13,7 +13,14 @@ import subprocess
 import pytest
 from celery import Celery
 
-from faults.support import LITESHIFT, REPO, assert_exactly_once, make_narrow_tables, rows_done
+from faults.support import (
+    LITESHIFT,
+    REPO,
+    assert_exactly_once,
+    make_narrow_tables,
+    outcome,
+    rows_done,
+)
 from worker import control
 from worker.config import Settings
 from worker.state import StateStore
@@ -64,7 +71,7 @@ def test_the_reaper_rebuilds_the_job_from_the_volume(pg_db, on_private_redis, pr
     # manifest and the work files' checkpoints, and finishes it
     wait_until(lambda: store.job(job_id), 30, "the reaper to rebuild the job")
     view = wait_for(store, job_id, ["done", "failed"], timeout=90, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     assert worker.events("job_rebuilt_from_volume")
     assert_progress_right(view)
     assert_exactly_once(settings, store, job_id, "lost", SIZES)
@@ -103,7 +110,7 @@ def test_resume_through_the_api_after_redis_and_the_worker_died(
         # afterwards is right
         wait_until(lambda: store.job(job_id), 30, "the job to be rebuilt")
         view = wait_for(store, job_id, ["done", "failed"], timeout=90, workers=[worker])
-        assert view["state"] == "done", view
+        assert view["state"] == "done", outcome(view)
         shown = http.get(f"/jobs/{job_id}").json()
     assert_progress_right(shown)
     assert_exactly_once(settings, store, job_id, "resumed", SIZES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from faults.support import assert_exactly_once, make_narrow_tables, rows_done
+from faults.support import assert_exactly_once, make_narrow_tables, outcome, rows_done
 from worker import control
 
 ROWS = 200_000
@@ -59,7 +59,7 @@ def test_a_table_killed_halfway_resumes_after_its_checkpoint(pg_db, settings_env
     # When a new worker takes the table over
     second = worker_proc()
     view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[second])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
 
     # Then it started from that checkpoint, and the source streamed it exactly the rows that
     # remained: a row at or below the checkpoint's key would have been counted twice here

@@ -9,6 +9,7 @@ import time
 from faults.support import (
     assert_exactly_once,
     make_narrow_tables,
+    outcome,
     table_states,
 )
 from worker import control
@@ -44,7 +45,7 @@ def test_a_cut_connection_resumes_from_the_checkpoint(pg_db, settings_env, store
     # Then the table is retried after a backoff, from its checkpoint, and the job finishes
     # with every row once
     view = wait_for(store, job_id, ["done", "failed"], timeout=90, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     table = table_states(store, job_id)["a_cut"]
     assert table["attempts"] >= 2
     retrying = [e for e in worker.events("table_retrying") if e.get("table") == "a_cut"]

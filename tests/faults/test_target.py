@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.support import assert_exactly_once, make_narrow_tables
+from faults.support import assert_exactly_once, make_narrow_tables, outcome
 from worker import control, copying, plan
 from worker.control import FINALIZE_TASK
 
@@ -61,7 +61,7 @@ def test_replace_keeps_the_old_file_and_an_open_reader_sees_old_data(
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
 
     # Then the new file is in place, the old one is kept byte for byte beside it
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     backup = Path(view["backup"])
     assert backup.parent == published.parent and backup.name.endswith(".old.db")
     assert digest(backup) == before
@@ -108,7 +108,7 @@ def test_publishing_under_an_app_with_the_file_open_in_wal_mode_is_refused(
     assert not published.with_name("app.db-wal").exists()
     assert control.retry_job(store, send, job_id) == []
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     kept = sqlite3.connect(view["backup"])
     assert kept.execute("SELECT count(*) FROM items").fetchone() == (11,)
     kept.close()
@@ -159,7 +159,7 @@ def test_a_finalize_killed_right_after_publishing_is_finished_not_refused(
     worker = worker_proc()
     send(FINALIZE_TASK, job_id)
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
-    assert view["state"] == "done", view
+    assert view["state"] == "done", outcome(view)
     assert published.stat().st_ino == first
     assert sorted(p.name for p in settings_env.data_dir.glob("app.*.old.db")) == (
         [Path(view["backup"]).name] if replace else [])

@@ -9,7 +9,7 @@ from worker.control import COPY_TASK, FINALIZE_TASK, retry_job, submit_job
 from worker.copying import finish_if_complete
 from worker.lease import Lease
 from worker.plan import plan_job
-from worker.recover import rebuild_job
+from worker.recover import ALREADY_REBUILT, BEING_REBUILT, rebuild_forgotten, rebuild_job
 from worker.state import JobState, TableState
 
 NAMES = ["a", "b", "c"]
@@ -92,7 +92,8 @@ def test_a_forgotten_job_is_rebuilt_once_though_two_workers_try(pg_db, settings_
     # When one rebuild holds the rebuild lease, another backs off
     holder = Lease(store.redis, store.keys, job_id, "rebuild", settings_env.lease_ttl_s)
     assert holder.acquire()
-    assert rebuild_job(settings_env, store, lambda *task: None, job_id).startswith("being")
+    assert rebuild_job(settings_env, store, lambda *task: None, job_id) == BEING_REBUILT
+    assert rebuild_forgotten(settings_env, store, lambda *task: None) == []
     holder.release()
     assert store.job(job_id) is None
 
@@ -102,6 +103,6 @@ def test_a_forgotten_job_is_rebuilt_once_though_two_workers_try(pg_db, settings_
     assert sorted(sent) == [(COPY_TASK, job_id, "a"), (COPY_TASK, job_id, "b")]
     store.set_table_state(job_id, "a", TableState.VERIFIED)
     assert rebuild_job(settings_env, store, lambda *task: sent.append(task),
-                       job_id) == "already rebuilt"
+                       job_id) == ALREADY_REBUILT
     assert store.table(job_id, "a")["state"] == "verified" and len(sent) == 2
     assert store.tables_ended(job_id) == 1

@@ -50,6 +50,9 @@ def resume_job(settings: Settings, store: StateStore, send: Send, job_id: str) -
     return f"queued {len(queued)} table(s)"
 
 
+BEING_REBUILT, ALREADY_REBUILT = "being rebuilt by another worker", "already rebuilt"
+
+
 def rebuild_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
     """Under a lease, and only if Redis still does not know the job: a worker's reaper and
     `liteshift resume` both rebuild forgotten jobs, and a second rebuild running beside the
@@ -57,9 +60,9 @@ def rebuild_job(settings: Settings, store: StateStore, send: Send, job_id: str) 
     under tasks already working from the first."""
     with Lease(store.redis, store.keys, job_id, "rebuild", settings.lease_ttl_s) as lease:
         if not lease.acquire():
-            return "being rebuilt by another worker"
+            return BEING_REBUILT
         if store.redis.exists(store.keys.job(job_id)):
-            return "already rebuilt"
+            return ALREADY_REBUILT
         return _rebuild(settings, store, send, job_id)
 
 
@@ -120,6 +123,6 @@ def rebuild_forgotten(settings: Settings, store: StateStore, send: Send) -> list
             continue
         if store.redis.exists(store.keys.job(job_id)):
             continue
-        rebuild_job(settings, store, send, job_id)
-        rebuilt.append(job_id)
+        if rebuild_job(settings, store, send, job_id) not in (BEING_REBUILT, ALREADY_REBUILT):
+            rebuilt.append(job_id)
     return rebuilt

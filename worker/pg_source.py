@@ -166,8 +166,10 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
     try:
         for row in pg_catalog.columns(conn, schema, listed):
             columns[row[0]].append(PgColumn(*row[1:]))
-        sizes = {r[0]: (_rows_estimated(conn, schema, *r), r[2], r[3])
-                 for r in conn.execute(_SIZES_SQL, (schema, listed)).fetchall()}
+        sizes = {name: (_rows_estimated(conn, schema, name, reltuples, kind, heap, readable),
+                        size, kind)
+                 for name, reltuples, size, kind, heap, readable
+                 in conn.execute(_SIZES_SQL, (schema, listed)).fetchall()}
         checks = pg_catalog.checks(conn, schema, listed)
         indexes = pg_catalog.indexes(conn, schema, listed)
         views = pg_catalog.views(conn, schema)
@@ -187,7 +189,7 @@ def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
 
 
 def _rows_estimated(conn: psycopg.Connection, schema: str, name: str, reltuples: int,
-                    total_bytes: int, kind: str, heap_bytes: int, readable: bool) -> int:
+                    kind: str, heap_bytes: int, readable: bool) -> int:
     """pg_class's row count from the last VACUUM or ANALYZE. A table never analyzed (a new
     one, or autovacuum off) has -1 there, and its progress would show no total and an ETA of
     0 all along: then ask the planner, which estimates from the table's current size. An

@@ -63,6 +63,6 @@ def main() -> int:
 if __name__ == "__main__":
     code = main()
     # The API waits for this process to end (communicate), and tearing down the interpreter
-    # with the drivers loaded took 30-50 ms of every submission: the answer is out, so end.
+    # with the drivers loaded took 45-75 ms of every submission: the answer is out, so end.
     sys.stderr.flush()
     os._exit(code)

@@ -86,3 +86,11 @@ def test_a_wrong_row_count_is_caught(tmp_path):
     assert not ok and any("WRONG ROW COUNT" in line for line in lines)
     assert sqlite3.connect(run.extra["output"]).execute(
         "SELECT count(*) FROM bench_mixed").fetchone()[0] == 4
+
+
+def test_the_guarantee_switches_still_apply_to_the_worker():
+    """ops/bench/guarantees/run.sh applies this patch to a scratch worktree: a change to the
+    lines it touches must show here, not when someone reruns the measurement."""
+    result = subprocess.run(["git", "apply", "--check", "ops/bench/guarantees/switches.patch"],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr

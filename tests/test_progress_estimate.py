@@ -61,6 +61,7 @@ def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
         return store.table("j1", "t") or {}
 
     assert mirrored(500)["eta_s"] == 1.0  # 500 rows/s, 500 left
+    assert mirrored(990)["eta_s"] == 0.1  # 10 rows left at 990 rows/s: 0.01 s, not 0
     assert mirrored(1000)["eta_s"] == 0
     past = mirrored(1500)
     assert past["eta_s"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -143,8 +144,9 @@ def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: A
     costs only the mirror, never the copy."""
     total = max(plan.rows_estimated, p.rows_done)
     rate = p.rows_copied_now / p.elapsed_s if p.elapsed_s > 0 else 0.0
-    # Past the estimate the rows left are unknown: no ETA rather than a false 0.
-    eta = (round((total - p.rows_done) / rate, 1)
+    # Past the estimate the rows left are unknown: no ETA rather than a false 0. Rounded
+    # up to a tenth, so that rows still to come never show as 0 s (which reads as done).
+    eta = (math.ceil((total - p.rows_done) / rate * 10) / 10
            if rate and plan.rows_estimated >= p.rows_done else None)
     fields = {"rows_done": p.rows_done, "rows_estimated": total, "last_key": p.last_key,
               "checksum": as_hex(p.checksum), "rows_per_s": round(rate), "eta_s": eta}

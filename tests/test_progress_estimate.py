@@ -1,12 +1,13 @@
 """Progress needs a row total: a table PostgreSQL never analyzed (reltuples -1) gets the
-planner's estimate, and a copy that outruns its estimate shows no ETA instead of 0."""
+planner's estimate, and a copy that outruns its estimate shows no ETA instead of 0. The ETA
+follows the recent rate, not one that counts the reader's start."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from worker import pg_source
-from worker.chunks import Progress
+from worker.chunks import RATE_WINDOW_S, Progress, RecentRate
 from worker.control import submit_job
 from worker.copying import _mirror, copy_table
 from worker.logs import get_logger
@@ -86,3 +87,33 @@ def test_a_verified_table_shows_its_counted_rows_not_the_estimate(pg_db, setting
     table = store.table(job_id, "accounts")
     assert (table["state"], table["rows_done"], table["rows_estimated"]) == (
         "verified", 1000, 1000)
+
+
+def test_the_eta_rate_leaves_out_the_start_and_follows_the_last_seconds():
+    recent = RecentRate()
+    # The first commit came after 1 s of connecting: no recent rate yet, then the rate since.
+    assert recent.add(1.0, 1_000) is None
+    assert recent.add(1.5, 51_000) == 100_000  # not 51,000 rows / 1.5 s
+    assert recent.add(2.0, 101_000) == 100_000
+    # The rows get wider: after a window at the new pace, only the new pace counts.
+    rows, at = 101_000, 2.0
+    while at < 2.0 + 2 * RATE_WINDOW_S:
+        at, rows = at + 0.5, rows + 5_000
+        rate = recent.add(at, rows)
+    assert rate is not None and 10_000 <= rate <= 10_500
+
+
+def test_the_mirror_takes_its_eta_from_the_recent_rate(pg_db, store):
+    pg_db.execute("CREATE TABLE t (id bigint PRIMARY KEY)")
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        plan = translate(pg_source.reflect(source, conn, "public", ["t"])).tables[0]
+    plan = replace(plan, rows_estimated=10_000)
+    store.create_job("j1", {"target": "t", "tables": ["t"]})
+    _mirror(store, "j1", plan, Progress(rows_done=2_000, chunk_rows=1_000, chunk_bytes=1,
+                                        last_key=[2_000], checksum=0, elapsed_s=2.0,
+                                        rows_copied_now=2_000, recent_rows_per_s=4_000.0),
+            get_logger(job_id="j1", table="t"))
+    table = store.table("j1", "t") or {}
+    assert table["eta_s"] == 2.0  # 8,000 rows left at 4,000 rows/s, not at 1,000
+    assert table["rows_per_s"] == 1_000  # the attempt's average, as before

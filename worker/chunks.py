@@ -11,6 +11,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -29,6 +30,7 @@ RowSource = Callable[[Sequence[Any] | None], Iterator[tuple]]  # after_key -> ro
 MICRO_MAX = 2_000  # rows per micro-batch when rows are small
 CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds memory)
 RAMP_START = 16  # the first chunk holds chunk_rows / RAMP_START rows (see ramp)
+RATE_WINDOW_S = 10.0  # the ETA follows the rate of about the last ten seconds
 
 
 @dataclass
@@ -59,6 +61,25 @@ class Progress:
     checksum: int
     elapsed_s: float
     rows_copied_now: int  # rows this attempt has committed (for rows/s)
+    recent_rows_per_s: float | None = None  # over the last RATE_WINDOW_S (RecentRate)
+
+
+class RecentRate:
+    """Rows per second over the last RATE_WINDOW_S of commits, measured from the first
+    commit on: the attempt's average includes the reader's start, and put the first ETA of
+    a 2 s copy at 11 s."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int]] = deque()  # (elapsed s, rows) at each commit
+
+    def add(self, elapsed_s: float, rows: int) -> float | None:
+        marks = self._marks
+        marks.append((elapsed_s, rows))
+        while len(marks) > 2 and elapsed_s - marks[1][0] >= RATE_WINDOW_S:
+            marks.popleft()
+        since, rows_then = marks[0]
+        seconds = elapsed_s - since
+        return (rows - rows_then) / seconds if len(marks) > 1 and seconds > 0 else None
 
 
 def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
@@ -243,6 +264,7 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
     if state.done:
         return state
     started, copied_now, resume_after = time.monotonic(), 0, state.last_key
+    recent = RecentRate()
     if chunk_source is not None:
         chunks = chunk_source(resume_after)
     elif source is not None:
@@ -257,11 +279,12 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
             work.commit_chunk(token, chunk.payload, state, chunk.checksum)
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(work, plan, chunk, exc) from None
-        copied_now += chunk.row_count
+        copied_now, elapsed = copied_now + chunk.row_count, time.monotonic() - started
         after_commit(Progress(rows_done=state.rows, chunk_rows=chunk.row_count,
                               chunk_bytes=chunk.size_bytes, last_key=state.last_key,
-                              checksum=state.checksum, elapsed_s=time.monotonic() - started,
-                              rows_copied_now=copied_now))
+                              checksum=state.checksum, elapsed_s=elapsed,
+                              rows_copied_now=copied_now,
+                              recent_rows_per_s=recent.add(elapsed, copied_now)))
         del chunk  # not held while the next one is made: a worker holds about three chunks
     work.mark_done(token, state)
     return state

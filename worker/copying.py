@@ -143,11 +143,12 @@ def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: A
     """After a chunk is durable: one Redis round trip and one log line. Redis being away
     costs only the mirror, never the copy."""
     total = max(plan.rows_estimated, p.rows_done)
-    rate = p.rows_copied_now / p.elapsed_s if p.elapsed_s > 0 else 0.0
+    rate = p.rows_copied_now / p.elapsed_s if p.elapsed_s > 0 else 0.0  # the attempt's
+    pace = p.recent_rows_per_s or rate  # the last seconds' (chunks.RecentRate), for the ETA
     # Past the estimate the rows left are unknown: no ETA rather than a false 0. Rounded
     # up to a tenth, so that rows still to come never show as 0 s (which reads as done).
-    eta = (math.ceil((total - p.rows_done) / rate * 10) / 10
-           if rate and plan.rows_estimated >= p.rows_done else None)
+    eta = (math.ceil((total - p.rows_done) / pace * 10) / 10
+           if pace and plan.rows_estimated >= p.rows_done else None)
     fields = {"rows_done": p.rows_done, "rows_estimated": total, "last_key": p.last_key,
               "checksum": as_hex(p.checksum), "rows_per_s": round(rate), "eta_s": eta}
     log.info("chunk_committed", rows_done=p.rows_done, rows_total=total,

@@ -58,7 +58,8 @@ def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
     def mirrored(rows_done: int) -> dict:
         _mirror(store, "j1", plan, Progress(rows_done=rows_done, chunk_rows=100,
                                             chunk_bytes=1, last_key=[rows_done], checksum=0,
-                                            elapsed_s=1.0, rows_copied_now=rows_done), log)
+                                            elapsed_s=1.0, rows_copied_now=rows_done,
+                                            recent_rows_per_s=float(rows_done)), log)
         return store.table("j1", "t") or {}
 
     assert mirrored(500)["eta_s"] == 1.0  # 500 rows/s, 500 left
@@ -117,3 +118,9 @@ def test_the_mirror_takes_its_eta_from_the_recent_rate(pg_db, store):
     table = store.table("j1", "t") or {}
     assert table["eta_s"] == 2.0  # 8,000 rows left at 4,000 rows/s, not at 1,000
     assert table["rows_per_s"] == 1_000  # the attempt's average, as before
+    # The first commit has no recent pace yet: no ETA rather than one from the start-up.
+    _mirror(store, "j1", plan, Progress(rows_done=1_000, chunk_rows=1_000, chunk_bytes=1,
+                                        last_key=[1_000], checksum=0, elapsed_s=1.0,
+                                        rows_copied_now=1_000),
+            get_logger(job_id="j1", table="t"))
+    assert (store.table("j1", "t") or {})["eta_s"] is None

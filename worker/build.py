@@ -18,6 +18,7 @@ table is merged into a new file instead.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -67,20 +68,32 @@ def _record(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _built_earlier(path: Path, tables_dir: Path,
-                   objects: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The checks of a build that committed before its finalize was killed, after moving the
-    built work file to `path` if that had not happened yet; None when there is none."""
+def committed_build(path: Path, tables_dir: Path) -> dict[str, Any] | None:
+    """The record of a build that committed before its finalize was killed: its checks, the
+    objects' fates, the work file it was built on and that table's last checkpoint. None when
+    no build committed (a build rolled back by its journal left a work file as it was)."""
     record = read_json(_record(path))
     if record is None:
         return None
     work_file = tables_dir / record["file"]
     if work_file.exists():
         if path.exists() or CHECKPOINT_TABLE in tables_present(work_file, (CHECKPOINT_TABLE,)):
-            return None  # the build never committed (its journal rolled it back)
-        _move(work_file, path)
+            return None
     elif not path.exists():
         return None
+    return record
+
+
+def _built_earlier(path: Path, tables_dir: Path,
+                   objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The checks of a build that committed before its finalize was killed, after moving the
+    built work file to `path` if that had not happened yet; None when there is none."""
+    record = committed_build(path, tables_dir)
+    if record is None:
+        return None
+    work_file = tables_dir / record["file"]
+    if work_file.exists():
+        _move(work_file, path)
     get_logger(step="finalize").info("build_reused", file=str(path))
     objects[:] = record["objects"]
     return dict(record["checks"])
@@ -169,10 +182,16 @@ def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, plan: TablePl
     try:
         with _transaction(db, "BEGIN IMMEDIATE"):
             _indexes_and_objects(db, plans, objects)
+            # Kept in the record: with Redis lost after the commit, the job is rebuilt from
+            # it (recover.py) instead of copying this table again.
+            rows, checksum, lossy = db.execute(
+                f"SELECT rows, checksum, lossy FROM {CHECKPOINT_TABLE}").fetchone()
             db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
             checks = {**_run_checks(db), "rows": counts}
-            write_json_atomic(_record(path), {"file": plan.file, "checks": checks,
-                                              "objects": objects})
+            write_json_atomic(_record(path), {
+                "file": plan.file, "checks": checks, "objects": objects,
+                "checkpoint": {"table": plan.name, "rows": rows, "checksum": checksum,
+                               "lossy": json.loads(lossy)}})
             fsync_dir(path.parent)
     except BaseException:
         _record(path).unlink(missing_ok=True)

@@ -56,7 +56,7 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         (job_dir / PUBLISHING).unlink(missing_ok=True)
         store.release_target(job["target"], job_id)
         remove_work_files(job_dir)
-        remove_build(_partial(job_dir, job["target"]))
+        remove_build(partial_path(job_dir, job["target"]))
         log.info("job_published", path=str(final), backup=backup,
                  seconds=round(time.monotonic() - started, 2))
 
@@ -70,7 +70,7 @@ def _build_and_publish(settings: Settings, store: StateStore, job: dict[str, Any
     meanwhile (nothing is published then)."""
     job_dir = settings.job_dir(job["id"])
     _, plans, objects = read_manifest(job_dir)
-    partial = _partial(job_dir, job["target"])
+    partial = partial_path(job_dir, job["target"])
     checks = build_database(partial, plans, job_dir / "tables", objects)
     report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
     if store.job_state(job["id"]) == JobState.CANCELLED:
@@ -83,7 +83,7 @@ def _build_and_publish(settings: Settings, store: StateStore, job: dict[str, Any
     return final, backup, report
 
 
-def _partial(job_dir: Path, target: str) -> Path:
+def partial_path(job_dir: Path, target: str) -> Path:
     return job_dir / f"{target}.db.partial"
 
 
@@ -108,7 +108,7 @@ def published_earlier(job_dir: Path, data_dir: Path, target: str) -> Published |
         return None
     if intent is None or (st.st_dev, st.st_ino) != (intent["device"], intent["inode"]):
         return None
-    remove_build(_partial(job_dir, target))  # killed before its unlink
+    remove_build(partial_path(job_dir, target))  # killed before its unlink
     return final, intent["backup"], intent["report"]
 
 

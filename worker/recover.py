@@ -7,18 +7,22 @@ again; a table whose work file is complete is re-verified and not copied again.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from worker.build import committed_build
 from worker.config import Settings
 from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
 from worker.errors import InputError
+from worker.finalize import partial_path
 from worker.jobfiles import job_dirs, read_job_record, read_outcome
 from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import MANIFEST, read_manifest
 from worker.state import JobState, StateStore, TableState
+from worker.translate import TablePlan
 
 
 def resume_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> str:
@@ -81,22 +85,52 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         send(PLAN_TASK, job_id)
         return "planning again"
     _, plans, _ = read_manifest(job_dir)
+    built = _built_checkpoint(job_dir, record["target"])
     store.restore_job(job_id, {**record, "state": JobState.COPYING.value,
                                "tables": [p.name for p in plans], "ended_set": True})
     store.claim_target(record["target"], job_id)
-    pipe = store.redis.pipeline()
-    pipe.delete(store.keys.ended(job_id))  # every table pending again
-    for plan in plans:
-        done = _checkpoint(job_dir / "tables" / plan.file)
-        store.update_table(job_id, plan.name, pipeline=pipe, name=plan.name,
-                           state=TableState.PENDING.value, rows_estimated=plan.rows_estimated,
-                           attempts=0, error=None, error_key=None, key=plan.key,
-                           key_kind=plan.key_kind, **done)
-    pipe.execute()
+    _restore_tables(store, job_id, job_dir, plans, built)
+    log = get_logger(job_id=job_id)
+    if built:
+        send(FINALIZE_TASK, job_id)
+        log.warning("job_rebuilt_from_volume", tables=len(plans), built=True)
+        return "rebuilt from the volume; its file was already built: finalizing"
     for plan in plans:
         send(COPY_TASK, job_id, plan.name)
-    get_logger(job_id=job_id).warning("job_rebuilt_from_volume", tables=len(plans))
+    log.warning("job_rebuilt_from_volume", tables=len(plans))
     return f"rebuilt from the volume; queued {len(plans)} table(s)"
+
+
+def _restore_tables(store: StateStore, job_id: str, job_dir: Path, plans: list[TablePlan],
+                    built: dict[str, dict[str, Any]] | None) -> None:
+    """Every table pending from its work file's checkpoint, or, when the job's file was
+    already built, every table verified."""
+    pipe = store.redis.pipeline()
+    pipe.delete(store.keys.ended(job_id))
+    state = TableState.VERIFIED if built else TableState.PENDING
+    for plan in plans:
+        # The built-on table's work file is now the job's file: its checkpoint is the build's
+        done = (built or {}).get(plan.name) or _checkpoint(job_dir / "tables" / plan.file)
+        store.update_table(job_id, plan.name, pipeline=pipe, name=plan.name, state=state.value,
+                           rows_estimated=done.get("rows_done") if built else plan.rows_estimated,
+                           attempts=0, error=None, error_key=None, key=plan.key,
+                           key_kind=plan.key_kind, **done)
+    if built:
+        pipe.sadd(store.keys.ended(job_id), *(p.name for p in plans))
+    pipe.execute()
+
+
+def _built_checkpoint(job_dir: Path, target: str) -> dict[str, dict[str, Any]] | None:
+    """When a finalize committed the job's file (on the largest table's work file) before
+    Redis lost the job: that table's last checkpoint as the build recorded it, by name, and
+    so every table verified. None otherwise (records from before the checkpoint was kept
+    included: those tables are copied again, as they always were)."""
+    record = committed_build(partial_path(job_dir, target), job_dir / "tables")
+    kept = (record or {}).get("checkpoint")
+    if not kept:
+        return None
+    return {kept["table"]: {"rows_done": kept["rows"], "checksum": kept["checksum"],
+                            "lossy": kept["lossy"]}}
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
@@ -105,12 +139,14 @@ def _checkpoint(path: Path) -> dict[str, Any]:
         return {"rows_done": 0}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        row = db.execute("SELECT rows, checksum, last_key FROM _liteshift_checkpoint").fetchone()
+        row = db.execute("SELECT rows, checksum, last_key, lossy "
+                         "FROM _liteshift_checkpoint").fetchone()
     except sqlite3.Error:
         return {"rows_done": 0}
     finally:
         db.close()
-    return {"rows_done": row[0], "checksum": row[1], "last_key": row[2]} if row else {}
+    return ({"rows_done": row[0], "checksum": row[1], "last_key": row[2],
+             "lossy": json.loads(row[3])} if row else {})
 
 
 def rebuild_forgotten(settings: Settings, store: StateStore, send: Send) -> list[str]:

@@ -1,6 +1,6 @@
-"""Redis lost after finalize committed the job's file but before it was published: the job is
-rebuilt from the volume as built (every table verified, finalize queued), and no table is
-copied again. The largest table's work file has become the job's file by then, so before,
+"""Redis lost after finalize committed the job's file, before the job's outcome was written:
+the job is rebuilt from the volume as built (every table verified, finalize queued), and no
+table is copied again. The largest table's work file has become the job's file by then, so before,
 the rebuild queued that table as never copied and its rows were read from the source again.
 """
 
@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from worker.control import FINALIZE_TASK, submit_job
 from worker.copying import copy_table
 from worker.finalize import finalize_job
@@ -24,22 +26,25 @@ from worker.state import JobState
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"big": 3_000, "small": 1_000}
 
-# finalize in a process of its own that SIGKILLs itself when the build, just committed,
-# moves the built work file: the instant between the commit and the publication.
-FINALIZE_DIES_AT_MOVE = """
-import os, signal, sys
-from worker import build
+# finalize in a process of its own that SIGKILLs itself when it calls the named function:
+# build._move comes right after the build's commit, finalize.write_outcome right after the
+# publication (the rename) and before the job's outcome is on the volume.
+FINALIZE_DIES_AT = """
+import importlib, os, signal, sys
 from worker.config import Settings
 from worker.finalize import finalize_job
 from worker.state import StateStore
-build._move = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+module = importlib.import_module(sys.argv[2])
+setattr(module, sys.argv[3], lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL))
 settings = Settings()
 finalize_job(settings, StateStore.from_settings(settings), sys.argv[1])
 """
 
 
+@pytest.mark.parametrize("module, function", [("worker.build", "_move"),
+                                              ("worker.finalize", "write_outcome")])
 def test_a_job_whose_file_was_built_is_rebuilt_as_built_and_not_copied_again(
-        pg_db, settings_env, store):
+        pg_db, settings_env, store, module, function):
     # Given a job whose tables are copied and verified (by the plain functions behind the
     # tasks: the queue is not what this is about)
     for name, rows in SIZES.items():
@@ -53,9 +58,9 @@ def test_a_job_whose_file_was_built_is_rebuilt_as_built_and_not_copied_again(
         copy_table(settings_env, store, lambda *task: sent.append(task), job_id, name)
     checksums = {name: store.table(job_id, name)["checksum"] for name in SIZES}
 
-    # and its finalize killed -9 after the build committed, before publication
-    died = subprocess.run([sys.executable, "-c", FINALIZE_DIES_AT_MOVE, job_id], cwd=REPO,
-                          capture_output=True, timeout=60, env=dict(os.environ))
+    # and its finalize killed -9 after the build committed (before or after the rename)
+    died = subprocess.run([sys.executable, "-c", FINALIZE_DIES_AT, job_id, module, function],
+                          cwd=REPO, capture_output=True, timeout=60, env=dict(os.environ))
     assert died.returncode == -signal.SIGKILL, died.stderr.decode()
 
     # When Redis loses everything of the job, and it is rebuilt from the volume

@@ -16,8 +16,8 @@ from worker.build import committed_build
 from worker.config import Settings
 from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
 from worker.errors import InputError
-from worker.finalize import partial_path
-from worker.jobfiles import job_dirs, read_job_record, read_outcome
+from worker.finalize import PUBLISHING, partial_path
+from worker.jobfiles import job_dirs, read_job_record, read_json, read_outcome
 from worker.lease import Lease
 from worker.logs import get_logger
 from worker.manifest import MANIFEST, read_manifest
@@ -122,9 +122,16 @@ def _restore_tables(store: StateStore, job_id: str, job_dir: Path, plans: list[T
 
 def _built_checkpoint(job_dir: Path, target: str) -> dict[str, dict[str, Any]] | None:
     """When a finalize committed the job's file (on the largest table's work file) before
-    Redis lost the job: that table's last checkpoint as the build recorded it, by name, and
-    so every table verified. None otherwise (records from before the checkpoint was kept
-    included: those tables are copied again, as they always were)."""
+    Redis lost the job, every table is verified: the tables' checkpoints that the build or
+    the publication recorded, by name (the other tables' work files hold their own). None
+    when no build committed, or when its record is from before the checkpoint was kept:
+    the tables are then copied again, as they always were."""
+    intent = read_json(job_dir / PUBLISHING)  # written after the build, before the rename
+    if intent is not None:
+        return {t["name"]: {"rows_done": t["rows"], "checksum": t["checksum"],
+                            "lossy": {c["name"]: c["lossy_values"] for c in t["columns"]
+                                      if c["lossy_values"]}}
+                for t in intent["report"]["tables"]}
     record = committed_build(partial_path(job_dir, target), job_dir / "tables")
     kept = (record or {}).get("checkpoint")
     if not kept:

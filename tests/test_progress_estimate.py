@@ -13,7 +13,7 @@ from worker.copying import _mirror, copy_table
 from worker.logs import get_logger
 from worker.plan import plan_job
 from worker.source_url import parse_source_url
-from worker.translate import translate
+from worker.translate import TablePlan, translate
 
 ROWS = 20_000
 
@@ -46,26 +46,37 @@ def test_a_table_never_analyzed_gets_the_planners_estimate(pg_db):
     assert found["analyzed"] == ROWS
 
 
-def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
+def planned_table(pg_db, store, rows_estimated: int) -> TablePlan:
+    """Table t's plan, estimated at `rows_estimated` rows, in job j1."""
     pg_db.execute("CREATE TABLE t (id bigint PRIMARY KEY)")
     source = parse_source_url(pg_db.url)
     with pg_source.connect(source) as conn:
         plan = translate(pg_source.reflect(source, conn, "public", ["t"])).tables[0]
-    plan = replace(plan, rows_estimated=1000)
     store.create_job("j1", {"target": "t", "tables": ["t"]})
-    log = get_logger(job_id="j1", table="t")
+    return replace(plan, rows_estimated=rows_estimated)
 
-    def mirrored(rows_done: int) -> dict:
-        _mirror(store, "j1", plan, Progress(rows_done=rows_done, chunk_rows=100,
-                                            chunk_bytes=1, last_key=[rows_done], checksum=0,
-                                            elapsed_s=1.0, rows_copied_now=rows_done,
-                                            recent_rows_per_s=float(rows_done)), log)
-        return store.table("j1", "t") or {}
 
-    assert mirrored(500)["eta_s"] == 1.0  # 500 rows/s, 500 left
-    assert mirrored(990)["eta_s"] == 0.1  # 10 rows left at 990 rows/s: 0.01 s, not 0
-    assert mirrored(1000)["eta_s"] == 0
-    past = mirrored(1500)
+def mirrored(store, plan: TablePlan, rows_done: int, *, elapsed_s: float = 1.0,
+             pace: float | None = None) -> dict:
+    """Table t as Redis shows it after the mirror of a commit at `rows_done` rows, all
+    copied by this attempt in `elapsed_s`, the recent pace being `pace`."""
+    _mirror(store, "j1", plan, Progress(rows_done=rows_done, chunk_rows=100, chunk_bytes=1,
+                                        last_key=[rows_done], checksum=0, elapsed_s=elapsed_s,
+                                        rows_copied_now=rows_done, recent_rows_per_s=pace),
+            get_logger(job_id="j1", table="t"))
+    return store.table("j1", "t") or {}
+
+
+def test_progress_past_the_estimate_has_no_eta_instead_of_zero(pg_db, store):
+    plan = planned_table(pg_db, store, 1000)
+
+    def at(rows_done: int) -> dict:  # at a pace of rows_done rows/s
+        return mirrored(store, plan, rows_done, pace=float(rows_done))
+
+    assert at(500)["eta_s"] == 1.0  # 500 rows/s, 500 left
+    assert at(990)["eta_s"] == 0.1  # 10 rows left at 990 rows/s: 0.01 s, not 0
+    assert at(1000)["eta_s"] == 0
+    past = at(1500)
     assert past["eta_s"] is None
     assert past["rows_estimated"] == 1500
 
@@ -105,22 +116,9 @@ def test_the_eta_rate_leaves_out_the_start_and_follows_the_last_seconds():
 
 
 def test_the_mirror_takes_its_eta_from_the_recent_rate(pg_db, store):
-    pg_db.execute("CREATE TABLE t (id bigint PRIMARY KEY)")
-    source = parse_source_url(pg_db.url)
-    with pg_source.connect(source) as conn:
-        plan = translate(pg_source.reflect(source, conn, "public", ["t"])).tables[0]
-    plan = replace(plan, rows_estimated=10_000)
-    store.create_job("j1", {"target": "t", "tables": ["t"]})
-    _mirror(store, "j1", plan, Progress(rows_done=2_000, chunk_rows=1_000, chunk_bytes=1,
-                                        last_key=[2_000], checksum=0, elapsed_s=2.0,
-                                        rows_copied_now=2_000, recent_rows_per_s=4_000.0),
-            get_logger(job_id="j1", table="t"))
-    table = store.table("j1", "t") or {}
+    plan = planned_table(pg_db, store, 10_000)
+    table = mirrored(store, plan, 2_000, elapsed_s=2.0, pace=4_000.0)
     assert table["eta_s"] == 2.0  # 8,000 rows left at 4,000 rows/s, not at 1,000
     assert table["rows_per_s"] == 1_000  # the attempt's average, as before
     # The first commit has no recent pace yet: no ETA rather than one from the start-up.
-    _mirror(store, "j1", plan, Progress(rows_done=1_000, chunk_rows=1_000, chunk_bytes=1,
-                                        last_key=[1_000], checksum=0, elapsed_s=1.0,
-                                        rows_copied_now=1_000),
-            get_logger(job_id="j1", table="t"))
-    assert (store.table("j1", "t") or {})["eta_s"] is None
+    assert mirrored(store, plan, 1_000)["eta_s"] is None

@@ -85,7 +85,7 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         send(PLAN_TASK, job_id)
         return "planning again"
     _, plans, _ = read_manifest(job_dir)
-    built = _built_checkpoint(job_dir, record["target"])
+    built = _built_checkpoints(job_dir, record["target"])
     store.restore_job(job_id, {**record, "state": JobState.COPYING.value,
                                "tables": [p.name for p in plans], "ended_set": True})
     store.claim_target(record["target"], job_id)
@@ -120,7 +120,7 @@ def _restore_tables(store: StateStore, job_id: str, job_dir: Path, plans: list[T
     pipe.execute()
 
 
-def _built_checkpoint(job_dir: Path, target: str) -> dict[str, dict[str, Any]] | None:
+def _built_checkpoints(job_dir: Path, target: str) -> dict[str, dict[str, Any]] | None:
     """When a finalize committed the job's file (on the largest table's work file) before
     Redis lost the job, every table is verified: the tables' checkpoints that the build or
     the publication recorded, by name (the other tables' work files hold their own). None

@@ -11,7 +11,7 @@ WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY api ./api
 COPY worker ./worker
-# gcc and SQLite's and xxhash's headers build worker/_fastsqlite.c and worker/_pgcopy.c, then
+# gcc and SQLite's and xxhash's headers build worker/native/_fastsqlite.c and worker/native/_pgcopy.c, then
 # go (xxhash is inlined: nothing to keep at run time); the
 # check fails the build if either is missing (the copy would still work, 2-3x slower). The
 # sources go too: `celery -A worker...` puts the working directory first on sys.path, and

@@ -15,22 +15,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
-from api import errors
-from api.errors import ApiError
+from api import error_handlers
+from api.error_handlers import ApiError
 from api.guards import BearerAuth, BodyLimit
 from api.models import JobRequest, RetryRequest, VerifyRequest
-from api.probe import Probe, keep_one_ready, run_probe, scrub
 from api.queue import TaskQueue
 from api.snapshot import snapshot
-from worker import control
-from worker.config import Settings, get_settings
-from worker.control import Send
-from worker.errors import ConfigError, InputError, LiteshiftError, TargetConflict
-from worker.logs import configure_logging
-from worker.names import check_target, published_path, report_path
-from worker.redact import redact_value
-from worker.source_url import check_reachable, parse_source_url, resolve_source
-from worker.state import JobState, StateStore
+from api.source_check import Probe, keep_one_ready, run_probe, scrub
+from worker.core.config import Settings, get_settings
+from worker.core.errors import ConfigError, InputError, LiteshiftError, TargetConflict
+from worker.core.logs import configure_logging
+from worker.core.redact import redact_value
+from worker.jobs import control
+from worker.jobs.control import Send
+from worker.sources.url import check_reachable, parse_source_url, resolve_source
+from worker.state.store import JobState, StateStore
+from worker.state.targets import check_target, published_path, report_path
 
 
 @dataclass
@@ -161,7 +161,7 @@ def download(job_id: JobId, svc: Deps) -> FileResponse:
 
 @router.get("/healthz", summary="Liveness: answers 200 when Redis answers")
 def healthz(svc: Deps) -> dict[str, str]:
-    svc.store.redis.ping()  # a RedisError becomes a 503 in api.errors
+    svc.store.redis.ping()  # a RedisError becomes a 503 in api.error_handlers
     return {"redis": "ok"}
 
 
@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
         send=send or TaskQueue(settings).send, probe=probe or run_probe)
     if probe is None:
         keep_one_ready()  # the first submission need not wait for the drivers' imports
-    errors.install(app, redis_url=settings.redis_url)
+    error_handlers.install(app, redis_url=settings.redis_url)
     app.include_router(router)
     app.add_middleware(BodyLimit)
     if settings.api_token:

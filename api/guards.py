@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.error_handlers import error_response
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from worker.config import Settings
+from worker.core.config import Settings
 
 
 class TaskQueue:

@@ -25,11 +25,11 @@ import pytest
 import redis
 from celery import Celery
 
-from worker import control
-from worker.config import Settings
-from worker.state import StateStore
+from worker.core.config import Settings
+from worker.jobs import control
+from worker.state.store import StateStore
 
-# LITESHIFT_READER_PROCESS_BYTES=0 ops/test.sh: every table through worker/reader_process.py
+# LITESHIFT_READER_PROCESS_BYTES=0 ops/test.sh: every table through worker/sources/reader_process.py
 READER_PROCESS_BYTES = os.environ.get("LITESHIFT_READER_PROCESS_BYTES")
 
 REPO = Path(__file__).resolve().parents[1]

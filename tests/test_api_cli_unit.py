@@ -19,12 +19,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api import cli, render
 from api.app import create_app
-from api.probe import run_probe
-from worker.config import Settings, get_settings
-from worker.control import PLAN_TASK
-from worker.state import JobState, StateStore, TableState
+from api.cli import commands as cli
+from api.cli import render
+from api.source_check import run_probe
+from worker.core.config import Settings, get_settings
+from worker.jobs.control import PLAN_TASK
+from worker.state.store import JobState, StateStore, TableState
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 PASSWORD = "s3cretpw"

@@ -1,4 +1,4 @@
-"""Building the job's file from the work files (worker/build.py): on the largest work file,
+"""Building the job's file from the work files (worker/sqlite/build.py): on the largest work file,
 the others merged into it, and never a work file lost half-changed: a failed check or a
 worker killed mid-build leaves it as it was; one killed after the commit is finished from
 the built file."""
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from worker.build import build_database
-from worker.chunks import copy_rows
-from worker.errors import VerificationFailed
-from worker.translate import ColumnPlan, TablePlan
-from worker.workfile import WorkFile
+from worker.core.errors import VerificationFailed
+from worker.core.model import ColumnPlan, TablePlan
+from worker.sqlite.build import build_database
+from worker.sqlite.chunks import copy_rows
+from worker.sqlite.workfile import WorkFile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,13 +206,13 @@ def test_a_check_that_fails_leaves_the_largest_work_file_a_work_file(tmp_path):
     assert_published(out, plans)
 
 
-# A build that dies at a chosen instant: the process SIGKILLs itself when build.py calls the
+# A build that dies at a chosen instant: the process SIGKILLs itself when worker/sqlite/build.py calls the
 # named function, the only way to hit that instant every time.
 DIE_IN_BUILD = """
 import json, os, signal, sys
 from pathlib import Path
-from worker import build
-from worker.translate import TablePlan
+from worker.sqlite import build
+from worker.core.model import TablePlan
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)

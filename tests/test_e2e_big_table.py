@@ -8,7 +8,7 @@ import sqlite3
 from datetime import UTC
 from decimal import Decimal
 
-from worker import control
+from worker.jobs import control
 
 ROWS = 300_000
 CHUNK_ROWS = 20_000

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import chinook
 
-from worker import control
-from worker.checksum import as_hex, rows_checksum
+from worker.core.checksum import as_hex, rows_checksum
+from worker.jobs import control
 
 CHINOOK_TABLES = {"artist", "album", "track", "genre", "media_type", "playlist",
                   "playlist_track", "customer", "employee", "invoice", "invoice_line"}

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from worker.checksum import encode_rows, rows_checksum
-from worker.chunks import copy_rows, make_chunks, ramp
-from worker.errors import LeaseLost, VerificationFailed
-from worker.fastsqlite import payload_of
-from worker.translate import ColumnPlan, TablePlan
-from worker.workfile import WorkFile
+from worker.core.checksum import encode_rows, rows_checksum
+from worker.core.errors import LeaseLost, VerificationFailed
+from worker.core.model import ColumnPlan, TablePlan
+from worker.native.fastsqlite import payload_of
+from worker.sqlite.chunks import copy_rows, make_chunks, ramp
+from worker.sqlite.workfile import WorkFile
 
 
 def _column(name: str, sqlite_type: str, rule: str) -> ColumnPlan:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker import control
+from worker.jobs import control
 
 PASSWORD = "Sup3rSecret-pw"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from worker import control
-from worker.checksum import as_hex, rows_checksum
+from worker.core.checksum import as_hex, rows_checksum
+from worker.jobs import control
 
 ROWS = 400_000
 CHUNK_ROWS = 4_000  # 100 chunks: the copy runs long enough to be caught in the middle

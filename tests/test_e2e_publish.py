@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from worker import control
-from worker.errors import InputError
+from worker.core.errors import InputError
+from worker.jobs import control
 
 
 def count_rows(path) -> int:

@@ -5,12 +5,12 @@ Redis, in the orders tables can end in."""
 
 from __future__ import annotations
 
-from worker.control import COPY_TASK, FINALIZE_TASK, retry_job, submit_job
-from worker.copying import finish_if_complete
-from worker.lease import Lease
-from worker.plan import plan_job
-from worker.recover import ALREADY_REBUILT, BEING_REBUILT, rebuild_forgotten, rebuild_job
-from worker.state import JobState, TableState
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, retry_job, submit_job
+from worker.jobs.copying import finish_if_complete
+from worker.jobs.plan import plan_job
+from worker.jobs.recover import ALREADY_REBUILT, BEING_REBUILT, rebuild_forgotten, rebuild_job
+from worker.state.lease import Lease
+from worker.state.store import JobState, TableState
 
 NAMES = ["a", "b", "c"]
 

@@ -1,4 +1,4 @@
-"""The C paths (worker/_fastsqlite.c, worker/_pgcopy.c) against their Python twins: the same
+"""The C paths (worker/native/_fastsqlite.c, worker/native/_pgcopy.c) against their Python twins: the same
 bytes, the same checksums, the same rows in SQLite, the same errors.
 
 These also fail when the extensions were not built, so CI always runs the C paths.
@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from worker import fastsqlite, pg_render, pg_source, pgcopy, sources
-from worker.checksum import encode_rows, encoded_checksum
-from worker.chunks import make_chunks
-from worker.errors import SourceUnavailable
-from worker.profiles import ColumnContext
-from worker.source_url import parse_source_url
-from worker.translate import translate
+from worker import sources
+from worker.core.checksum import encode_rows, encoded_checksum
+from worker.core.errors import SourceUnavailable
+from worker.core.profiles import ColumnContext
+from worker.native import fastsqlite, pgcopy
+from worker.sources.postgres import source as pg_source
+from worker.sources.postgres import values as pg_render
+from worker.sources.postgres.translate import translate
+from worker.sources.url import parse_source_url
+from worker.sqlite.chunks import make_chunks
 
 FIXTURE = Path(__file__).with_name("pg_fidelity.sql")
 EDGES = [None, 0, 1, -1, 2**31 - 1, 2**31, -2**31, -2**31 - 1, 32767, 32768, -32768, 2**45 + 7,
@@ -288,7 +291,7 @@ def test_decimal_text_converts_in_c_to_the_value_python_makes():
     # point, leading zeros, signs, -0) and random ones past them
     import random
 
-    from worker.converters import numeric_affinity
+    from worker.core.converters import numeric_affinity
 
     rng = random.Random(6)
     texts = ["0", "-0", "-0.00", "+1.5", "007.250", "0.000000000000000000001", "1.",

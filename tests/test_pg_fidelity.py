@@ -18,15 +18,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from worker import pg_source
-from worker.checksum import as_hex
-from worker.chunks import copy_rows
-from worker.copying import verify_work_file
-from worker.errors import InputError
-from worker.finalize import build_database, build_report
-from worker.source_url import parse_source_url
-from worker.translate import translate
-from worker.workfile import WorkFile
+from worker.core.checksum import as_hex
+from worker.core.errors import InputError
+from worker.jobs.copying import verify_work_file
+from worker.jobs.finalize import build_database, build_report
+from worker.sources.postgres import source as pg_source
+from worker.sources.postgres.translate import translate
+from worker.sources.url import parse_source_url
+from worker.sqlite.chunks import copy_rows
+from worker.sqlite.workfile import WorkFile
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 FIXTURE = Path(__file__).with_name("pg_fidelity.sql")

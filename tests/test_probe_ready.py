@@ -1,4 +1,4 @@
-"""The API keeps one source probe started ahead (api/probe.py): it serves the next
+"""The API keeps one source probe started ahead (api/source_check.py): it serves the next
 submission only when nothing changed since it started, and is replaced after each use."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import signal
 import pytest
 from faults.support import make_narrow_tables
 
-from api import probe
-from worker.config import Settings
-from worker.standby import Standby
+from api import source_check as probe
+from worker.core.config import Settings
+from worker.sources.standby import Standby
 
 
 @pytest.fixture

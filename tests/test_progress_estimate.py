@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from worker import pg_source
-from worker.chunks import RATE_WINDOW_S, Progress, RecentRate
-from worker.control import submit_job
-from worker.copying import _mirror, copy_table
-from worker.logs import get_logger
-from worker.plan import plan_job
-from worker.source_url import parse_source_url
-from worker.translate import TablePlan, translate
+from worker.core.logs import get_logger
+from worker.core.model import TablePlan
+from worker.jobs.control import submit_job
+from worker.jobs.copying import _mirror, copy_table
+from worker.jobs.plan import plan_job
+from worker.sources.postgres import source as pg_source
+from worker.sources.postgres.translate import translate
+from worker.sources.url import parse_source_url
+from worker.sqlite.chunks import RATE_WINDOW_S, Progress, RecentRate
 
 ROWS = 20_000
 

@@ -1,4 +1,4 @@
-"""Big tables are read in a child process (worker/reader_process.py): the same chunks as
+"""Big tables are read in a child process (worker/sources/reader_process.py): the same chunks as
 in-process, the source's errors as ours, and no reader outliving a worker killed -9.
 
 (`LITESHIFT_READER_PROCESS_BYTES=0 ops/test.sh` runs the whole suite with every table read
@@ -21,13 +21,16 @@ from faults.support import (
     rows_done,
 )
 
-from worker import control, pg_source, reader_process, sources
-from worker.chunks import make_chunks
-from worker.errors import SourceRejected
-from worker.reader_process import chunks_from_child
-from worker.source_url import parse_source_url
-from worker.standby import Standby
-from worker.translate import translate
+from worker import sources
+from worker.core.errors import SourceRejected
+from worker.jobs import control
+from worker.sources import reader_process
+from worker.sources.postgres import source as pg_source
+from worker.sources.postgres.translate import translate
+from worker.sources.reader_process import chunks_from_child
+from worker.sources.standby import Standby
+from worker.sources.url import parse_source_url
+from worker.sqlite.chunks import make_chunks
 
 FIXTURE = Path(__file__).with_name("pg_fidelity.sql")  # every type we convert
 
@@ -94,7 +97,7 @@ def test_the_childs_source_errors_are_ours_and_name_no_password(pg_db):
 
 def reader_children(pid: int) -> list[int]:
     return [c for c in children(pid)
-            if b"worker.reader_process" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            if b"worker.sources.reader_process" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def test_a_reader_dies_with_its_worker_and_the_copy_resumes_exactly_once(

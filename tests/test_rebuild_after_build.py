@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.control import FINALIZE_TASK, submit_job
-from worker.copying import copy_table
-from worker.finalize import finalize_job
-from worker.plan import plan_job
-from worker.recover import rebuild_job
-from worker.state import JobState
+from worker.jobs.control import FINALIZE_TASK, submit_job
+from worker.jobs.copying import copy_table
+from worker.jobs.finalize import finalize_job
+from worker.jobs.plan import plan_job
+from worker.jobs.recover import rebuild_job
+from worker.state.store import JobState
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"big": 3_000, "small": 1_000}
@@ -31,9 +31,9 @@ SIZES = {"big": 3_000, "small": 1_000}
 # publication (the rename) and before the job's outcome is on the volume.
 FINALIZE_DIES_AT = """
 import importlib, os, signal, sys
-from worker.config import Settings
-from worker.finalize import finalize_job
-from worker.state import StateStore
+from worker.core.config import Settings
+from worker.jobs.finalize import finalize_job
+from worker.state.store import StateStore
 module = importlib.import_module(sys.argv[2])
 setattr(module, sys.argv[3], lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL))
 settings = Settings()
@@ -41,8 +41,8 @@ finalize_job(settings, StateStore.from_settings(settings), sys.argv[1])
 """
 
 
-@pytest.mark.parametrize("module, function", [("worker.build", "_move"),
-                                              ("worker.finalize", "write_outcome")])
+@pytest.mark.parametrize("module, function", [("worker.sqlite.build", "_move"),
+                                              ("worker.jobs.finalize", "write_outcome")])
 def test_a_job_whose_file_was_built_is_rebuilt_as_built_and_not_copied_again(
         pg_db, settings_env, store, module, function):
     # Given a job whose tables are copied and verified (by the plain functions behind the

@@ -11,9 +11,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from worker.config import get_settings
-from worker.logs import configure_logging
-from worker.memory import fixed_mmap_threshold
+from worker.core.config import get_settings
+from worker.core.logs import configure_logging
+from worker.core.memory import fixed_mmap_threshold
 
 settings = get_settings()
 configure_logging(settings.log_format)
@@ -42,7 +42,7 @@ def send(name: str, *args: Any) -> None:
 
 @worker_ready.connect
 def _start_reaper(**_: Any) -> None:
-    from worker.reaper import start_reaper
+    from worker.jobs.reaper import start_reaper
 
     start_reaper(settings, send)
 
@@ -50,13 +50,13 @@ def _start_reaper(**_: Any) -> None:
 @worker_process_init.connect
 def _keep_a_reader_ready(**_: Any) -> None:
     if settings.reader_process_bytes >= 0:  # big tables are read in child processes
-        from worker.reader_process import keep_one_ready
+        from worker.sources.reader_process import keep_one_ready
 
         keep_one_ready()
 
 
 @worker_shutdown.connect
 def _stop_reaper(**_: Any) -> None:
-    from worker.reaper import stop_reaper
+    from worker.jobs.reaper import stop_reaper
 
     stop_reaper()

@@ -12,14 +12,14 @@ from typing import Any
 
 import structlog
 
-from worker import copying, finalize, plan, recover, verify
 from worker.celery_app import app, send, settings
-from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, RESUME_TASK, VERIFY_TASK
-from worker.errors import JobCancelled, LeaseLost, LiteshiftError
-from worker.jobfiles import write_json_atomic
-from worker.logs import get_logger
-from worker.redact import redact
-from worker.state import JobState, StateStore, TableState
+from worker.core.errors import JobCancelled, LeaseLost, LiteshiftError
+from worker.core.logs import get_logger
+from worker.core.redact import redact
+from worker.jobs import copying, finalize, plan, recover, verify
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, RESUME_TASK, VERIFY_TASK
+from worker.state.jobfiles import write_json_atomic
+from worker.state.store import JobState, StateStore, TableState
 
 _store: StateStore | None = None
 
@@ -31,7 +31,10 @@ def _warm_imports() -> None:
     import sqlalchemy.dialects.mysql.mysqlconnector  # noqa: F401
     import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
-    from worker import mysql_source, mysql_translate, pg_source, schema_sql  # noqa: F401
+    import worker.sources.mysql.source  # noqa: F401
+    import worker.sources.mysql.translate  # noqa: F401
+    import worker.sources.postgres.objects  # noqa: F401
+    import worker.sources.postgres.source  # noqa: F401
 
 
 _warm_imports()

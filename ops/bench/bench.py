@@ -524,8 +524,8 @@ class Liteshift:
 
     def __init__(self, run_id: str, scratch: Path, concurrency: int, timeout_s: float):
         from worker.celery_app import app
-        from worker.config import get_settings
-        from worker.state import StateStore
+        from worker.core.config import get_settings
+        from worker.state.store import StateStore
 
         self.app, self.run_id, self.scratch = app, run_id, scratch
         self.concurrency, self.timeout_s = concurrency, timeout_s
@@ -590,7 +590,7 @@ class Liteshift:
     def run(self, ds: Dataset) -> Run:
         import httpx
 
-        from worker.state import JobState
+        from worker.state.store import JobState
 
         data = self.settings.data_dir
         for leftover in (data / f"{ds.target}.db", data / f"{ds.target}.report.json"):

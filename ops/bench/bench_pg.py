@@ -130,8 +130,8 @@ def run_liteshift(settings: Any, store: Any, send: Any, source: str,
                   rows: int) -> tuple[float, dict[str, float]]:
     """Submit one job and wait for it to publish: seconds from submit to done, and the
     seconds each phase took by the job's own state events."""
-    from worker.control import submit_job
-    from worker.state import JobState
+    from worker.jobs.control import submit_job
+    from worker.state.store import JobState
 
     data = settings.data_dir
     for leftover in (data / f"{TARGET}.db", data / f"{TARGET}.report.json"):
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     })
     sys.path.insert(0, str(ROOT))
     from worker.celery_app import app, send
-    from worker.config import get_settings
-    from worker.state import StateStore
+    from worker.core.config import get_settings
+    from worker.state.store import StateStore
 
     settings = get_settings()
     store = StateStore.from_settings(settings)

@@ -76,7 +76,7 @@ def worker_shim(celery_args: list[str]) -> None:
     """Wrap a few functions of the worker to time them, then run `celery worker`. Each wrapped
     call appends one JSON line to $LITESHIFT_BENCH_PROBE: phase, seconds, peak RSS in it."""
     sys.path.insert(0, str(ROOT))
-    from worker import copying, finalize
+    from worker.jobs import copying, finalize
 
     probe_path = os.environ["LITESHIFT_BENCH_PROBE"]
     lock = threading.Lock()
@@ -141,9 +141,9 @@ def bounded_verify(budget: int) -> Callable[..., None]:
     """An experiment, not liteshift's code: verify_work_file reading the work file in batches
     bounded by bytes (sized from the previous batch, starting at one row) instead of 5,000
     rows (WorkFile.scan), to show what that change does to the peak RSS."""
-    from worker import checksum as ck
-    from worker.errors import VerificationFailed
-    from worker.translate import quote
+    from worker.core import checksum as ck
+    from worker.core.errors import VerificationFailed
+    from worker.sources.postgres.translate import quote
 
     def encode(batch: list[tuple]) -> list[Any]:
         if hasattr(ck, "encode_rows"):  # the checksum's own encoding, whichever it is
@@ -326,8 +326,8 @@ class Bench:
         sys.path.insert(0, str(ROOT))
         from celery import Celery
 
-        from worker.config import get_settings
-        from worker.state import StateStore
+        from worker.core.config import get_settings
+        from worker.state.store import StateStore
 
         self.settings = get_settings()
         self.store = StateStore.from_settings(self.settings)
@@ -372,7 +372,7 @@ class Bench:
 
     def submit(self, target: str, tables: list[str], *, schema: str = "public",
                options: dict[str, Any] | None = None) -> tuple[str, float]:
-        from worker.control import submit_job
+        from worker.jobs.control import submit_job
 
         for old in self.settings.data_dir.glob(f"{target}*"):
             old.unlink()
@@ -384,7 +384,7 @@ class Bench:
 
     def wait(self, job_id: str, timeout_s: float = 3600, *,
              workers: list[Worker] | None = None) -> dict[str, Any]:
-        from worker.state import JobState
+        from worker.state.store import JobState
 
         deadline = time.monotonic() + timeout_s
         while True:
@@ -428,7 +428,7 @@ class Bench:
             db.close()
 
     def cancel_unfinished(self) -> None:
-        from worker.control import cancel_job
+        from worker.jobs.control import cancel_job
 
         for job_id in self.store.active_job_ids():
             cancel_job(self.settings, self.store, job_id)

@@ -162,8 +162,8 @@ def make_source(admin_url: str, name: str, rows: int) -> dict[str, int]:
 def check_job(settings: Any, store: Any, job_id: str, target: str, sizes: dict[str, int],
               totals: Totals) -> str:
     """Count lost, duplicated and wrong rows with plain SQL; compare checksums."""
-    from worker import verify
-    from worker.checksum import as_hex, cursor_checksum
+    from worker.core.checksum import as_hex, cursor_checksum
+    from worker.jobs import verify
 
     path = settings.data_dir / f"{target}.db"
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -205,9 +205,9 @@ def run(args: argparse.Namespace) -> Totals:
         "LITESHIFT_SOURCE_RETRY_BACKOFF_S": "0.5",
     })
     os.environ.update(env)
-    from worker import control
-    from worker.config import Settings
-    from worker.state import StateStore
+    from worker.core.config import Settings
+    from worker.jobs import control
+    from worker.state.store import StateStore
 
     settings = Settings()
     store = StateStore.from_settings(settings)

@@ -29,7 +29,7 @@ from faults.support import (
     free_port,
     stop_process,
 )
-from worker.config import Settings
+from worker.core.config import Settings
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ import psycopg
 import pytest
 import redis
 
-from worker import verify
-from worker.checksum import as_hex, cursor_checksum
-from worker.config import Settings
-from worker.state import StateStore
+from worker.core.checksum import as_hex, cursor_checksum
+from worker.core.config import Settings
+from worker.jobs import verify
+from worker.state.store import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 from api import app as api_app
 from api.app import create_app
 from faults.support import queue_length, tree
-from worker.state import JobState, TableState
+from worker.state.store import JobState, TableState
 
 RIGHT, WRONG = "Right-Pass-42", "Wrong-Pass-99"
 

@@ -7,8 +7,8 @@ import os
 import time
 
 from faults.support import iso, make_narrow_tables, rows_done, table_states
-from worker import control
-from worker.jobfiles import read_outcome
+from worker.jobs import control
+from worker.state.jobfiles import read_outcome
 
 CHUNK = 4000
 

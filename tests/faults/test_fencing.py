@@ -17,10 +17,10 @@ from faults.support import (
     outcome,
     rows_done,
 )
-from worker import control
-from worker.control import COPY_TASK
-from worker.errors import WorkFileBusy
-from worker.workfile import translate_sqlite_error
+from worker.core.errors import WorkFileBusy
+from worker.jobs import control
+from worker.jobs.control import COPY_TASK
+from worker.sqlite.workfile import translate_sqlite_error
 
 
 def test_the_same_task_delivered_twice_at_once_copies_once(pg_db, settings_env, store, send,

@@ -4,7 +4,7 @@ A worker can die after taking a message from the queue but before its first writ
 or while it holds a retry's message until its countdown; the broker gives such a message back
 only after its visibility timeout (an hour). Without more, the table would sit `pending` with
 no task anywhere. The reaper queues it again once the queue is empty and the table has been
-quiet for two lease periods (worker/reaper.py).
+quiet for two lease periods (worker/jobs/reaper.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from faults.support import (
     rows_done,
     table_states,
 )
-from worker import control
-from worker.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK
-from worker.reaper import reap_once
-from worker.state import JobState, TableState
+from worker.jobs import control
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK
+from worker.jobs.reaper import reap_once
+from worker.state.store import JobState, TableState
 
 
 def message_task(raw: bytes) -> tuple[str, str]:

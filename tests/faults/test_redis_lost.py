@@ -21,9 +21,9 @@ from faults.support import (
     outcome,
     rows_done,
 )
-from worker import control
-from worker.config import Settings
-from worker.state import StateStore
+from worker.core.config import Settings
+from worker.jobs import control
+from worker.state.store import StateStore
 
 SIZES = {"ra": 400_000, "rb": 250_000, "rc": 150_000}
 

@@ -12,7 +12,7 @@ import json
 import sqlite3
 
 from faults.support import assert_exactly_once, make_narrow_tables, outcome, rows_done
-from worker import control
+from worker.jobs import control
 
 ROWS = 200_000
 CHUNK = 5_000

@@ -12,7 +12,7 @@ from faults.support import (
     outcome,
     table_states,
 )
-from worker import control
+from worker.jobs import control
 
 TERMINATE_COPY = """
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity

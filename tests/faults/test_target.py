@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from faults.support import assert_exactly_once, make_narrow_tables, outcome
-from worker import control, copying, plan
-from worker.control import FINALIZE_TASK
+from worker.jobs import control, copying, plan
+from worker.jobs.control import FINALIZE_TASK
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,9 +119,9 @@ def test_publishing_under_an_app_with_the_file_open_in_wal_mode_is_refused(
 # instant every time.
 DIE_AFTER_PUBLISH = """
 import os, signal
-from worker import finalize
-from worker.config import Settings
-from worker.state import StateStore
+from worker.jobs import finalize
+from worker.core.config import Settings
+from worker.state.store import StateStore
 
 publish = finalize.publish
 def publish_then_die(*args, **kwargs):

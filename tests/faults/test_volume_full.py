@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from faults.support import assert_exactly_once, make_narrow_tables, table_states
-from worker import control
+from worker.jobs import control
 
 
 @pytest.fixture

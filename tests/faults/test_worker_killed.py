@@ -21,7 +21,7 @@ from faults.support import (
     start_worker,
     table_states,
 )
-from worker import control
+from worker.jobs import control
 
 # 4.5 million rows in four narrow tables, committed 4,000 rows at a time: 1,125 commits
 SIZES = {"ka": 1_800_000, "kb": 1_350_000, "kc": 900_000, "kd": 450_000}

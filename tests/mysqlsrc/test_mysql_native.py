@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker import chunks, mysql_source, pgcopy, sources
-from worker.chunks import make_chunks
-from worker.source_url import parse_source_url
+from worker import sources
+from worker.native import pgcopy
+from worker.sources.mysql import source as mysql_source
+from worker.sources.url import parse_source_url
+from worker.sqlite import chunks
+from worker.sqlite.chunks import make_chunks
 
 from .test_mysql_resume import KEYED_TABLES
 from .test_mysql_types import SCHEMA

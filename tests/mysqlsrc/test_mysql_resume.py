@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from worker import control, sources
-from worker.checksum import as_hex, rows_checksum
-from worker.chunks import make_chunks
-from worker.source_url import parse_source_url
+from worker import sources
+from worker.core.checksum import as_hex, rows_checksum
+from worker.jobs import control
+from worker.sources.url import parse_source_url
+from worker.sqlite.chunks import make_chunks
 
 from .conftest import my_connect
 

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from worker import control
+from worker.jobs import control
 
 from .conftest import my_connect
 

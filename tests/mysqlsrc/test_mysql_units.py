@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker import mysql_keys
-from worker.errors import SourceRejected, SourceUnavailable
-from worker.mysql_catalog import parse_labels
-from worker.mysql_converters import negative_zero, set_json, unsigned_text
-from worker.source_url import parse_source_url
+from worker.core.errors import SourceRejected, SourceUnavailable
 from worker.sources import for_kind
+from worker.sources.mysql import keys as mysql_keys
+from worker.sources.mysql.catalog import parse_labels
+from worker.sources.mysql.converters import negative_zero, set_json, unsigned_text
+from worker.sources.url import parse_source_url
 
 
 @pytest.mark.parametrize("url", ["mysql://u:p@db.example:3307/app", "mariadb://u@db/app",

@@ -1,0 +1,89 @@
+"""The one settings object: every knob comes from a LITESHIFT_* environment variable."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.core.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LITESHIFT_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = Field(default="liteshift", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    data_dir: Path = Path("./data")
+    api_url: str = "http://127.0.0.1:8000"
+    api_token: str | None = None
+    # Encrypts source URLs at rest (Redis, the manifest). When unset, a key file is created
+    # once in <data_dir>/.liteshift/secret.key, which the API and workers share via the volume.
+    secret_key: str | None = None
+    queue: str = Field(default="liteshift", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    chunk_rows: int = Field(default=100_000, ge=1, le=1_000_000)
+    # A worker holds about three chunks (one read ahead, one being inserted, one arriving)
+    chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    # Tables at least this big (the source's own size) are read in a child process, so
+    # reading and writing use two cores (worker/sources/reader_process.py); 0 for every table, -1 for none.
+    reader_process_bytes: int = Field(default=32 * 1024 * 1024, ge=-1)
+    lease_ttl_s: float = Field(default=30.0, gt=0.5, le=3600)
+    source_retry_limit: int = Field(default=5, ge=0, le=100)
+    source_retry_backoff_s: float = Field(default=2.0, ge=0, le=600)
+    connect_timeout_s: int = Field(default=10, ge=1, le=300)
+    probe_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
+    # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
+    # carrying a password; the API and the workers resolve the name from their own setting.
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _named_sources(self) -> Settings:
+        prefix = "LITESHIFT_SOURCE_"
+        # LITESHIFT_SOURCE_RETRY_LIMIT and _RETRY_BACKOFF_S are settings, not sources
+        settings = {f"LITESHIFT_{name}".upper() for name in type(self).model_fields}
+        for key, value in os.environ.items():
+            if key.startswith(prefix) and len(key) > len(prefix) and key.upper() not in settings:
+                self.sources.setdefault(key[len(prefix):].upper(), value)
+        return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def state_dir(self) -> Path:
+        """Where job manifests and work files live, beside the published files."""
+        return self.data_dir / ".liteshift"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.state_dir / "jobs" / job_id
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read and validate the environment once; a bad variable is a ConfigError naming it."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LITESHIFT_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    settings.data_dir = settings.data_dir.resolve()
+    return settings

@@ -1,0 +1,84 @@
+"""The plan both sources produce: what each table and column becomes, and how it is read.
+
+Source-neutral: a source's translator fills these; the copy, the build and verification read
+them. Nothing here imports a driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.core.identifiers import quote
+
+
+@dataclass
+class ColumnPlan:
+    name: str
+    source_type: str
+    sqlite_type: str
+    select_sql: str
+    wire: str
+    converter: str | None
+    rule: str
+    lossy: bool
+    note: str
+    nullable: bool
+    flag_sql: str | None = None  # SQL boolean: this value took the rule's lossy fallback
+
+
+@dataclass
+class TablePlan:
+    name: str
+    file: str
+    columns: list[ColumnPlan]  # the columns copied, in INSERT order
+    key: list[str]
+    key_kind: str  # "primary_key", "unique", or "none" (copied in one pass, not resumable)
+    key_types: list[str]
+    key_positions: list[int]  # where each key value sits in a fetched row
+    create_sql: str
+    insert_sql: str
+    indexes: list[dict[str, Any]] = field(default_factory=list)  # {"name", "sql"}, after data
+    rows_estimated: int = 0
+    size_bytes: int = 0
+    generated_columns: list[str] = field(default_factory=list)  # computed by SQLite, not copied
+    checks: list[dict[str, Any]] = field(default_factory=list)  # {"name", "sql"}, counted later
+    sequence: dict[str, Any] | None = None  # {"name", "value"}: sqlite_sequence at finalize
+
+    @property
+    def _key_extras(self) -> list[str]:
+        return [k for k, pos in zip(self.key, self.key_positions) if pos >= len(self.columns)]
+
+    @property
+    def select_sql(self) -> list[str]:
+        """Column values, then raw key values for exact resume, then lossy flags."""
+        flags = [f"({c.flag_sql})" for c in self.columns if c.flag_sql]
+        return ([c.select_sql for c in self.columns]
+                + [f"{quote(k)}::text" for k in self._key_extras] + flags)
+
+    @property
+    def wire_types(self) -> list[str]:
+        flags = ["bool" for c in self.columns if c.flag_sql]
+        return [c.wire for c in self.columns] + ["text"] * len(self._key_extras) + flags
+
+    @property
+    def flag_positions(self) -> list[tuple[str, int]]:
+        """(column, position in a fetched row) of each lossy flag."""
+        start = len(self.columns) + len(self._key_extras)
+        flagged = [c.name for c in self.columns if c.flag_sql]
+        return [(name, start + i) for i, name in enumerate(flagged)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TablePlan:
+        data = dict(data)
+        data["columns"] = [ColumnPlan(**c) for c in data["columns"]]
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    tables: list[TablePlan]
+    objects: list[dict[str, Any]]  # the report's account of every source object

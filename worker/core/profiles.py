@@ -1,0 +1,75 @@
+"""Output profiles and per-column overrides: who will read the SQLite file, and how.
+
+A profile names the framework whose SQLite adapter reads the file (../shared/TARGET_FORMATS.md
+has the facts): `ecto` (default), `rails`, `django`, or `plain` (no framework: canonical ISO
+8601 text). Job options refine it:
+
+- `exact_decimals` (bool): numeric/decimal/money columns are declared TEXT and keep every
+  digit, instead of a DECIMAL column that SQLite's NUMERIC affinity stores as INTEGER or REAL.
+- `utc_timestamps` (bool): `timestamp without time zone` columns hold UTC; the profiles that
+  mark UTC (`ecto`, `plain`) write them with `Z`.
+- `column_types` ({"table.column": override}): wins over both, for one column. The override
+  vocabulary is OVERRIDES below.
+
+This module is pure data and validation: the API imports it, so no database drivers here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.core.errors import InputError
+
+PROFILES = ("ecto", "rails", "django", "plain")
+
+# Per-column overrides ("table.column": name). Each names a rule in typemap_pg.RULES that
+# wins over the column's own type; a column type the override cannot apply to is refused at
+# plan time with the reason.
+OVERRIDES: dict[str, str] = {
+    "utc_datetime": "timestamp/timestamptz written as UTC, with Z where the profile marks UTC",
+    "naive_datetime": "timestamp/timestamptz written as UTC wall time, never with Z",
+    "text": "any column: PostgreSQL's own text form, declared TEXT",
+    "decimal_text": "numeric/money: the exact decimal as TEXT",
+    "decimal": "numeric/money: a DECIMAL column (NUMERIC affinity), inexact values counted",
+    "json": "any column: to_json() of the value, declared TEXT",
+    # MySQL/MariaDB sources only (worker/sources/mysql/typemap.py)
+    "uuid_text": "MySQL binary(16): a UUID, as 36-char lowercase text",
+    "blob": "MySQL binary/blob: the bytes (wins over the binary_uuids option)",
+    "wkt": "MySQL geometry: WKT text",
+    "wkb": "MySQL geometry: WKB bytes (wins over the geometry_wkt option)",
+}
+
+
+@dataclass(frozen=True)
+class ColumnContext:
+    """Everything besides the source column that decides its rule and output."""
+    profile: str = "ecto"
+    exact_decimals: bool = False
+    utc_timestamps: bool = False
+    override: str | None = None
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse unknown profiles and overrides before a job is queued."""
+    profile = options.get("profile", "ecto")
+    if profile not in PROFILES:
+        raise InputError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    for column, override in (options.get("column_types") or {}).items():
+        if not isinstance(column, str) or "." not in column:
+            raise InputError(f"column_types key {column!r} must be 'table.column'")
+        if override not in OVERRIDES:
+            raise InputError(f"column_types[{column!r}] = {override!r} is not an override; "
+                             f"choose one of {', '.join(OVERRIDES)}")
+
+
+def context_for(options: Mapping[str, Any] | None, table: str, column: str) -> ColumnContext:
+    options = options or {}
+    overrides = options.get("column_types") or {}
+    return ColumnContext(
+        profile=options.get("profile") or "ecto",
+        exact_decimals=bool(options.get("exact_decimals")),
+        utc_timestamps=bool(options.get("utc_timestamps")),
+        override=overrides.get(f"{table}.{column}"),
+    )

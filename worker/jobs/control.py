@@ -1,0 +1,185 @@
+"""What the API (and tests) do to jobs: submit, look, retry, cancel. No database drivers here.
+
+Enqueueing goes through a `send` callable taking a task name and its arguments, so the API
+sends tasks by name without importing worker code that loads drivers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from worker.core import profiles
+from worker.core.config import Settings
+from worker.core.errors import InputError, TargetConflict
+from worker.sources.sealing import seal
+from worker.sources.url import describe_source, parse_source_url, resolve_source
+from worker.state.jobfiles import remove_work_files, write_job_record, write_outcome
+from worker.state.store import JobState, StateStore, TableState
+from worker.state.targets import check_target, published_path
+
+Send = Callable[..., Any]  # send(task_name, *args)
+
+PLAN_TASK = "liteshift.plan_job"
+COPY_TASK = "liteshift.copy_table"
+FINALIZE_TASK = "liteshift.finalize_job"
+RESUME_TASK = "liteshift.resume_job"
+VERIFY_TASK = "liteshift.verify_job"
+
+PROFILES = profiles.PROFILES  # output profiles: ecto (default), rails, django, plain
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str, target: str,
+               schema: str = "public", tables: list[str] | None = None,
+               exclude: list[str] | None = None, replace: bool = False,
+               options: dict[str, Any] | None = None, source_tables: list[str] | None = None,
+               ) -> str:
+    """Record a job and queue its planning. `source_tables`, when the caller probed the
+    source, lets unknown names in `tables`/`exclude` be refused before anything is queued."""
+    check_target(target)
+    url = resolve_source(settings.sources, source)
+    parsed = parse_source_url(url)
+    options = dict(options or {})
+    options.setdefault("profile", "ecto")
+    profiles.check_options(options)
+    if source_tables is not None:
+        _check_table_names(tables or [], exclude or [], source_tables, schema)
+    if published_path(settings.data_dir, target).exists() and not replace:
+        raise TargetConflict(
+            f"{target}.db already exists in {settings.data_dir}: choose another target name, "
+            "or ask to replace it (--replace; the old file is kept beside the new one)"
+        )
+    job_id = new_job_id()
+    holder = store.claim_target(target, job_id)
+    if holder:
+        raise TargetConflict(f"job {holder} is already writing target {target!r}: wait for it, "
+                         "or cancel it first")
+    record = {
+        "target": target, "source": describe_source(source, url),
+        # A named source seals only its name: the URL never leaves the workers' settings.
+        "source_sealed": seal(settings, source),
+        "source_kind": parsed.kind, "schema": schema, "include": tables or None,
+        "exclude": exclude or [], "replace": replace, "options": options, "tables": [],
+        "error": None,
+    }
+    store.create_job(job_id, record)
+    # On the volume too, so the job survives losing Redis before it was planned.
+    write_job_record(settings.job_dir(job_id), {**record, "id": job_id})
+    send(PLAN_TASK, job_id)
+    return job_id
+
+
+def _check_table_names(include: list[str], exclude: list[str], known: list[str],
+                       schema: str) -> None:
+    unknown = [name for name in [*include, *exclude] if name not in known]
+    if unknown:
+        sample = ", ".join(sorted(known)[:20]) or "(none)"
+        raise InputError(
+            f"unknown table(s) {', '.join(map(repr, unknown))} in schema {schema!r}; "
+            f"tables there: {sample}"
+        )
+
+
+def job_view(store: StateStore, job_id: str) -> dict[str, Any]:
+    """A job as people see it: no sealed secrets, every table's progress."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    job.pop("source_sealed", None)
+    job["tables"] = store.tables(job_id, job.get("tables") or [])
+    return job
+
+
+def list_jobs(store: StateStore, limit: int = 50) -> list[dict[str, Any]]:
+    out = []
+    for job_id in store.job_ids(limit):
+        job = store.job(job_id)
+        if job:
+            job.pop("source_sealed", None)
+            out.append(job)
+    return out
+
+
+def retry_job(store: StateStore, send: Send, job_id: str,
+              tables: list[str] | None = None) -> list[str]:
+    """Re-run failed tables (all, or the named ones); each resumes from its checkpoint."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    state = JobState(job["state"])
+    if state == JobState.CANCELLED:
+        raise InputError(f"job {job_id} was cancelled; submit it again instead")
+    if state == JobState.DONE:
+        raise InputError(f"job {job_id} is done; nothing to retry")
+    names = job.get("tables") or []
+    if not names:  # failed while planning: plan again
+        if state != JobState.FAILED:
+            raise InputError(f"job {job_id} is {state.value}; only failed work can be retried")
+        if tables:
+            raise InputError(f"job {job_id} failed before its tables were planned "
+                             f"({job.get('error')}); retry it without --table")
+        store.set_job_state(job_id, JobState.QUEUED, error=None)
+        send(PLAN_TASK, job_id)
+        return []
+    states = {t["name"]: t for t in store.tables(job_id, names)}
+    failed = [n for n in names if states.get(n, {}).get("state") == TableState.FAILED.value]
+    if tables:
+        unknown = [t for t in tables if t not in states]
+        if unknown:
+            raise InputError(f"job {job_id} has no table(s) {', '.join(map(repr, unknown))}")
+        not_failed = [t for t in tables if t not in failed]
+        if not_failed:
+            raise InputError(f"table(s) {', '.join(map(repr, not_failed))} did not fail; "
+                             "only failed tables can be retried")
+        failed = tables
+    if not failed:
+        if state == JobState.FAILED:  # finalize failed: run it again
+            store.set_job_state(job_id, JobState.FINALIZING, error=None)
+            send(FINALIZE_TASK, job_id)
+            return []
+        raise InputError(f"job {job_id} has no failed tables to retry")
+    for name in failed:
+        store.set_table_state(job_id, name, TableState.PENDING, error=None, error_key=None)
+    store.set_job_state(job_id, JobState.COPYING, error=None)
+    for name in failed:
+        send(COPY_TASK, job_id, name)
+    return failed
+
+
+def request_verify(store: StateStore, send: Send, job_id: str, *, against_source: bool) -> None:
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    if job["state"] != JobState.DONE.value:
+        raise InputError(f"job {job_id} is {job['state']}: only a published file can be "
+                         "verified")
+    store.update_job(job_id, verification={"state": "running", "source": against_source})
+    send(VERIFY_TASK, job_id, against_source)
+
+
+def request_resume(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
+    """Resume is for after a crash or a Redis loss, so the job may exist only on the volume."""
+    if store.job(job_id) is None and not (settings.job_dir(job_id) / "job.json").exists():
+        raise InputError(f"no job {job_id!r} in Redis or on the volume {settings.data_dir}")
+    send(RESUME_TASK, job_id)
+
+
+def cancel_job(settings: Settings, store: StateStore, job_id: str) -> None:
+    """Mark the job cancelled (workers stop before their next chunk commits), record that on
+    the volume so no recovery revives it, and delete its work files; nothing is published."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    state = JobState(job["state"])
+    if state.finished and state != JobState.FAILED:
+        raise InputError(f"job {job_id} is already {state.value}")
+    store.set_job_state(job_id, JobState.CANCELLED, error="cancelled by request")
+    job_dir = settings.job_dir(job_id)
+    write_outcome(job_dir, JobState.CANCELLED.value)
+    remove_work_files(job_dir)
+    store.release_target(job["target"], job_id)

@@ -1,0 +1,106 @@
+"""plan_job: reflect the source, translate its schema, write the manifest, queue the tables."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from worker import sources
+from worker.core.config import Settings
+from worker.core.errors import InputError, SourceRejected, VolumeFull
+from worker.core.logs import get_logger
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send
+from worker.sources.probe import no_schema
+from worker.sources.sealing import unseal
+from worker.sources.url import parse_source_url
+from worker.state.lease import Lease
+from worker.state.manifest import write_manifest
+from worker.state.store import JobState, StateStore, TableState
+
+# Staging files and the merged file exist side by side during finalize, and SQLite's pages
+# are not smaller than PostgreSQL's for most data: ask for twice the source size, plus slack.
+SPACE_FACTOR = 2.0
+SPACE_SLACK_BYTES = 64 * 1024 * 1024
+
+
+def choose_tables(available: list[str], include: list[str] | None,
+                  exclude: list[str]) -> list[str]:
+    unknown = [n for n in [*(include or []), *exclude] if n not in available]
+    if unknown:
+        raise InputError(f"unknown table(s) {', '.join(map(repr, unknown))}; the source has: "
+                         f"{', '.join(available[:20]) or '(no tables)'}")
+    chosen = include if include else available
+    return [n for n in chosen if n not in set(exclude)]
+
+
+def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
+    log = get_logger(job_id=job_id, step="plan")
+    job = store.job(job_id)
+    if job is None or JobState(job["state"]) not in (JobState.QUEUED, JobState.PLANNING):
+        log.info("plan_skipped", reason="job not waiting to be planned")
+        return
+    with Lease(store.redis, store.keys, job_id, "plan", settings.lease_ttl_s) as lease:
+        if not lease.acquire():
+            log.info("plan_skipped", reason="another worker is planning this job")
+            return
+        store.set_job_state(job_id, JobState.PLANNING)
+        log.info("job_planning")
+        source = parse_source_url(unseal(settings, job["source_sealed"]))
+        reader = sources.for_kind(source.kind)
+        with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
+            if not reader.schema_exists(conn, job["schema"]):
+                raise SourceRejected(no_schema(job["schema"], source))
+            names = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
+                                  job["exclude"])
+            schema = reader.reflect(source, conn, job["schema"], names)
+        check_space(settings, sum(t.size_bytes for t in schema.tables))
+        plan = reader.translate(schema, job.get("options"))
+        job_dir = settings.job_dir(job_id)
+        write_manifest(job_dir, _manifest_job(job), plan.tables, plan.objects)
+        _record_tables(store, job_id, plan.tables)
+        store.set_job_state(job_id, JobState.COPYING, tables=[t.name for t in plan.tables],
+                            ended_set=True)
+        log.info("job_planned", tables=len(plan.tables),
+                 rows_estimated=sum(t.rows_estimated for t in plan.tables))
+    for table in plan.tables:
+        send(COPY_TASK, job_id, table.name)
+    if not plan.tables:
+        send(FINALIZE_TASK, job_id)
+
+
+def space_needed(source_bytes: int) -> int:
+    """Free space a job asks for on the data volume, for a source of `source_bytes`."""
+    return int(source_bytes * SPACE_FACTOR) + SPACE_SLACK_BYTES
+
+
+def check_space(settings: Settings, source_bytes: int) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.data_dir).free
+    needed = space_needed(source_bytes)
+    if free < needed:
+        raise VolumeFull(
+            f"not enough space on the data volume {settings.data_dir}: the copy needs about "
+            f"{_mb(needed)} (twice the source's {_mb(source_bytes)}) and {_mb(free)} is free; "
+            "free some space or use a larger volume, then retry"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:,.0f} MB"
+
+
+def _manifest_job(job: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "target", "source", "source_sealed", "source_kind", "schema", "include",
+            "exclude", "replace", "options", "created_at")
+    return {k: job.get(k) for k in keep}
+
+
+def _record_tables(store: StateStore, job_id: str, tables: list) -> None:
+    pipe = store.redis.pipeline()
+    pipe.delete(store.keys.ended(job_id))  # every table pending: none has ended
+    for table in tables:
+        store.update_table(job_id, table.name, pipeline=pipe, name=table.name,
+                           state=TableState.PENDING.value, rows_done=0,
+                           rows_estimated=table.rows_estimated, checksum=None, attempts=0,
+                           error=None, error_key=None, key=table.key, key_kind=table.key_kind)
+    pipe.execute()

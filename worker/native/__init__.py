@@ -1,0 +1,47 @@
+"""Which compiled parts this process can use: worker/native/_fastsqlite.c and worker/native/_pgcopy.c.
+
+Both are optional (setup.py builds them when it can) and both have plain Python twins with
+the same results. LITESHIFT_NATIVE=0 switches them off, to compare or to rule them out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+from functools import cache
+from types import ModuleType
+
+NAMES = ("_fastsqlite", "_pgcopy")
+
+
+@cache
+def extension(name: str) -> ModuleType | None:
+    if name not in NAMES:
+        raise ValueError(f"unknown extension {name!r}")
+    if os.environ.get("LITESHIFT_NATIVE", "1") == "0":
+        return None
+    try:
+        module = importlib.import_module(f"worker.native.{name}")
+    except ImportError:
+        return None
+    if name == "_fastsqlite" and not _same_sqlite(module):
+        return None
+    return module
+
+
+def _same_sqlite(module: ModuleType) -> bool:
+    """_fastsqlite works on the handles of Python's sqlite3 module, so it must call the very
+    SQLite library that module uses: a second copy in one process breaks SQLite's locking."""
+    import _sqlite3
+
+    try:
+        theirs = ctypes.CDLL(_sqlite3.__file__, mode=os.RTLD_NOLOAD).sqlite3_libversion
+    except (OSError, AttributeError):
+        return False
+    return bool(module.libversion_address() == ctypes.cast(theirs, ctypes.c_void_p).value)
+
+
+def status() -> dict[str, bool]:
+    """Which compiled parts are in use (the Dockerfile's build check)."""
+    return {name: extension(name) is not None for name in NAMES}

@@ -1,0 +1,1 @@
+"""PostgreSQL as a source: connect, reflect, translate to the plan, stream in key order."""

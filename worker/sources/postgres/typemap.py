@@ -1,0 +1,311 @@
+"""PostgreSQL → SQLite type mapping, as data: an ordered rule table, first match wins.
+
+Each rule names, given the column and its context (profile, job options, per-column
+override; see worker/core/profiles.py): the SQLite declared type, the SELECT expression that makes the
+server render the value (so no per-value Python runs for most types), the binary COPY wire
+type of that expression, an optional column converter (worker/core/converters.py), an optional flag
+expression (true where the value was written by a lossy fallback: counted per column at the
+cost of one boolean per row), an optional column CHECK, and whether it can lose information.
+
+Every value a rule produces must be stored unchanged by SQLite under the declared type's
+affinity (text in TEXT columns, integers in INTEGER, floats in REAL, and for NUMERIC-affinity
+columns what the affinity would make of them): the checksum covers the values as bound, and
+verification reads them back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker import native
+from worker.core.datetime_text import DatetimeFormat
+from worker.core.profiles import ColumnContext
+from worker.sources.postgres import values as render
+from worker.sources.postgres.source import PgColumn
+
+Ctx = ColumnContext
+Sql = Callable[[str, PgColumn, Ctx], str]  # (quoted column, column, context) -> SQL
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    matches: Callable[[PgColumn, Ctx], bool]
+    sqlite_type: Callable[[PgColumn, Ctx], str]
+    select: Sql
+    wire: str | Callable[[PgColumn, Ctx], str]  # psycopg binary COPY type of the expression
+    # name in converters.CONVERTERS, or a function of (column, context) giving one or None
+    converter: str | Callable[[PgColumn, Ctx], str | None] | None = None
+    # SQL boolean, never NULL: this value took a lossy fallback (None: counted elsewhere)
+    flag: Callable[[str, PgColumn, Ctx], str | None] | None = None
+    check: Sql | None = None  # a column CHECK the rule adds (enum labels, JSON validity)
+    lossy: bool = False
+    note: str = ""
+
+
+def _is(*typnames: str) -> Callable[[PgColumn, Ctx], bool]:
+    return lambda col, ctx: ctx.override is None and col.typname in typnames
+
+
+def _override(name: str, *typnames: str) -> Callable[[PgColumn, Ctx], bool]:
+    return lambda col, ctx: ctx.override == name and (not typnames or col.typname in typnames)
+
+
+def _typed(ecto: str, rails: str | None = None, django: str | None = None,
+           plain: str | None = None) -> Callable[[PgColumn, Ctx], str]:
+    """Declared type per profile: what each framework's own migrations would write."""
+    names = {"ecto": ecto, "rails": rails or ecto, "django": django or ecto,
+             "plain": plain or ecto}
+    return lambda col, ctx: names[ctx.profile]
+
+
+def _in_c() -> bool:
+    """With worker/native/_pgcopy.c the reader converts decimals and timestamps and counts the
+    inexact ones itself, for a fraction of what the server's expressions cost (per 1M rows:
+    1.4 s for the decimal flag, 1.3 s for a timestamp's to_char and range flag). Without it
+    the server renders them, as per-value Python would be slower still."""
+    return native.extension("_pgcopy") is not None
+
+
+def _cast_text(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"{c}::text"
+
+
+def _to_json(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"to_json({c})::text"
+
+
+def _decimal_type(col: PgColumn, ctx: Ctx) -> str:
+    found = re.search(r"numeric\((\d+),(\d+)\)", col.type_sql)
+    # money has two fraction digits and fits in 19 digits (its int8 of cents).
+    size = "(19,2)" if col.typname == "money" else (
+        f"({found.group(1)},{found.group(2)})" if found else "")
+    if ctx.profile == "django":
+        return "decimal"  # Django declares the type without its size on SQLite
+    return {"rails": "decimal", "plain": "NUMERIC"}.get(ctx.profile, "DECIMAL") + size
+
+
+def _numeric_text(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"{c}::numeric::text" if col.typname == "money" else f"{c}::text"
+
+
+def _varchar(col: PgColumn, ctx: Ctx) -> str:
+    if ctx.profile in ("rails", "django") and col.typname == "varchar":
+        return col.type_sql.replace("character varying", "varchar")
+    return "TEXT"
+
+
+def _utc(utc_default: bool | None, col: PgColumn, ctx: Ctx) -> bool:
+    """utc_default None: decided by the column (timestamptz) and the utc_timestamps option."""
+    if utc_default is None:
+        return col.typname == "timestamptz" or ctx.utc_timestamps
+    return utc_default
+
+
+def _datetime(utc_default: bool | None) -> Sql:
+    def select(c: str, col: PgColumn, ctx: Ctx) -> str:
+        if _in_c():
+            return c  # its binary microseconds; datetime_text / _pgcopy.c write the text
+        return render.datetime_sql(c, col, ctx, utc=_utc(utc_default, col, ctx))
+    return select
+
+
+def _datetime_converter(utc_default: bool | None) -> Callable[[PgColumn, Ctx], str | None]:
+    def converter(col: PgColumn, ctx: Ctx) -> str | None:
+        if not _in_c():
+            return None
+        iso = ctx.profile in render.ISO_PROFILES
+        fraction = ("nonzero" if ctx.profile != "ecto"
+                    else "never" if render.precision(col) == 0 else "always")
+        return DatetimeFormat(iso=iso, fraction=fraction,
+                              zone=iso and _utc(utc_default, col, ctx),
+                              tz=col.typname == "timestamptz").name
+    return converter
+
+
+def _datetime_wire(col: PgColumn, ctx: Ctx) -> str:
+    return "int8" if _in_c() else "text"  # int8: the 8 bytes of microseconds, as they are
+
+
+def _datetime_flag(kind: str) -> Callable[[str, PgColumn, Ctx], str | None]:
+    return lambda c, col, ctx: None if _in_c() else render.out_of_range_flag(kind)(c, col, ctx)
+
+
+def _text_array_in_c(col: PgColumn) -> bool:
+    """Text arrays go raw to _pgcopy.c, which writes them as to_json would (the server's
+    to_json was 0.75 s per 1M rows); other arrays the server renders."""
+    return col.element in ("text", "varchar") and _in_c()
+
+
+def _uuid_in_c(ctx: Ctx) -> bool:
+    """uuids go raw to _pgcopy.c, which writes uuid_out's text (the server's cast was 0.35 s
+    per 1M rows); django's 32 hex digits the server renders."""
+    return ctx.profile != "django" and _in_c()
+
+
+def _array_wire(col: PgColumn, ctx: Ctx) -> str:
+    return f"{col.element}[]" if _text_array_in_c(col) else "text"
+
+
+def _array(c: str, col: PgColumn, ctx: Ctx) -> str:
+    element = col.element
+    if _text_array_in_c(col):
+        return c
+    if element not in ("timestamp", "timestamptz", "time"):
+        return render.json_array_sql(c, None)
+    elem = PgColumn(name="_ls_e", type_sql=col.type_sql.removesuffix("[]"), typname=element,
+                    typtype="b", category="D", nullable=True, default=None, generated="",
+                    identity="")
+    if element == "time":
+        inner = rule_for(elem, Ctx(profile=ctx.profile, utc_timestamps=ctx.utc_timestamps))
+        return render.json_array_sql(c, inner.select("_ls_e", elem, ctx))
+    # Rendered by the server even with _pgcopy.c, which reads no arrays.
+    return render.json_array_sql(c, render.datetime_sql("_ls_e", elem, ctx,
+                                                        utc=_utc(None, elem, ctx)))
+
+
+def _enum_check(c: str, col: PgColumn, ctx: Ctx) -> str:
+    labels = ", ".join("'" + label.replace("'", "''") + "'" for label in col.enum_labels)
+    return f"{c} IN ({labels})"
+
+
+def _django_json_check(c: str, col: PgColumn, ctx: Ctx) -> str:
+    return f"JSON_VALID({c}) OR {c} IS NULL" if ctx.profile == "django" else ""
+
+
+_TEMPORAL_NOTE = ("infinity, -infinity, BC and year-10000+ values keep PostgreSQL's text "
+                  "('infinity', '… BC') and are counted")
+_GEOMETRIC = ("point", "line", "lseg", "box", "path", "polygon", "circle")
+
+RULES: tuple[Rule, ...] = (
+    # Per-column overrides first: a person's explicit choice wins over every type rule.
+    Rule("override_text", _override("text"), _typed("TEXT"), _cast_text, "text",
+         note="override: PostgreSQL's text form"),
+    Rule("override_json", _override("json"), _typed("TEXT"), _to_json, "text",
+         note="override: to_json() of the value"),
+    Rule("utc_datetime", _override("utc_datetime", "timestamp", "timestamptz"),
+         _typed("TEXT", "datetime(6)", "datetime"), _datetime(True), _datetime_wire,
+         converter=_datetime_converter(True), flag=_datetime_flag("timestamp"), lossy=True,
+         note="override: UTC, with Z where the profile marks UTC; " + _TEMPORAL_NOTE),
+    Rule("naive_datetime", _override("naive_datetime", "timestamp", "timestamptz"),
+         _typed("TEXT", "datetime(6)", "datetime"), _datetime(False), _datetime_wire,
+         converter=_datetime_converter(False), flag=_datetime_flag("timestamp"), lossy=True,
+         note="override: UTC wall time without Z; " + _TEMPORAL_NOTE),
+    Rule("decimal_text", lambda col, ctx: col.typname in ("numeric", "money") and (
+            ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
+         _typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
+    Rule("decimal", lambda col, ctx: col.typname in ("numeric", "money") and (
+            ctx.override in (None, "decimal")), _decimal_type, _numeric_text, "text",
+         converter=lambda col, ctx: "numeric_affinity" if _in_c() else "numeric_float",
+         flag=lambda c, col, ctx: None if _in_c() else render.numeric_flag(c, col, ctx),
+         lossy=True,
+         note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
+              "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted"),
+    # bool before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.
+    Rule("boolean", _is("bool"), _typed("INTEGER", "boolean", "bool"),
+         lambda c, col, ctx: f"{c}::int4::int8", "int8"),
+    Rule("integer", _is("int2", "int4", "int8", "oid", "xid", "cid"), _typed("INTEGER"),
+         lambda c, col, ctx: f"{c}::int8", "int8"),
+    Rule("float", _is("float4", "float8"), _typed("REAL", "float", "real"),
+         lambda c, col, ctx: render.float_sql(c, col), "float8", flag=render.float_flag,
+         lossy=True, note="NaN becomes NULL (SQLite has no NaN) and -0 becomes 0, counted; "
+                          "±Infinity kept"),
+    Rule("timestamptz", _is("timestamptz"), _typed("TEXT", "datetime(6)", "datetime"),
+         _datetime(None), _datetime_wire, converter=_datetime_converter(None),
+         flag=_datetime_flag("timestamptz"), lossy=True,
+         note="ISO 8601 in UTC in the profile's format; " + _TEMPORAL_NOTE),
+    Rule("timestamp", _is("timestamp"), _typed("TEXT", "datetime(6)", "datetime"),
+         _datetime(None), _datetime_wire, converter=_datetime_converter(None),
+         flag=_datetime_flag("timestamp"), lossy=True,
+         note="ISO 8601 without zone (Z with utc_timestamps); " + _TEMPORAL_NOTE),
+    Rule("date", _is("date"), _typed("TEXT", "date", "date"), _cast_text, "text",
+         flag=render.out_of_range_flag("date"), lossy=True,
+         note="YYYY-MM-DD; " + _TEMPORAL_NOTE),
+    Rule("time", _is("time"), _typed("TEXT", "time", "time"),
+         lambda c, col, ctx: render.time_sql(c, col, ctx), "text",
+         note="HH:MM:SS[.ffffff] as the profile writes it"),
+    Rule("timetz", _is("timetz"), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's text: HH:MM:SS[.ffffff]+HH[:MM] (no framework has a type for it)"),
+    # Django's DurationField is a bigint of microseconds; before the general interval rule.
+    Rule("interval_micros", lambda col, ctx: _is("interval")(col, ctx) and ctx.profile == "django",
+         _typed("bigint"), lambda c, col, ctx: render.interval_micros_sql(c), "int8",
+         flag=lambda c, col, ctx: f"COALESCE(extract(month FROM {c}) <> 0 "
+                                  f"OR extract(year FROM {c}) <> 0, false)", lossy=True,
+         note="microseconds (Django's DurationField); months (30 days) and years (365.25 "
+              "days) have no exact length: such values counted"),
+    Rule("interval", _is("interval"), _typed("TEXT"), _cast_text, "text",
+         note="ISO 8601 duration (P1Y2M3DT4H5M6S)"),
+    Rule("uuid", _is("uuid"), _typed("TEXT", "varchar", "char(32)"),
+         lambda c, col, ctx: (c if _uuid_in_c(ctx) else f"replace({c}::text, '-', '')"
+                              if ctx.profile == "django" else f"{c}::text"),
+         lambda col, ctx: "uuid" if _uuid_in_c(ctx) else "text",
+         converter=lambda col, ctx: "uuid_text" if _uuid_in_c(ctx) else None,
+         note="lowercase text; django: 32 hex digits without hyphens"),
+    Rule("json", _is("json", "jsonb"), _typed("TEXT", "json", "text"), _cast_text, "text",
+         converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
+         check=_django_json_check,
+         note="JSON text; rails' json column has NUMERIC affinity, so a bare number "
+              "is stored as a number (counted)"),
+    Rule("bytea", _is("bytea"), _typed("BLOB", "blob"), lambda c, col, ctx: c, "bytea"),
+    # Arrays as JSON arrays (never PostgreSQL's {a,b}); to_json nests multi-dimensional ones.
+    Rule("array", lambda col, ctx: ctx.override is None and col.category == "A",
+         _typed("TEXT"), _array, _array_wire,
+         converter=lambda col, ctx: "json_text_array" if _text_array_in_c(col) else None,
+         note="JSON array, NULL elements as null; 1-D timestamp/time arrays in the profile's "
+              "format, other elements as to_json writes them"),
+    Rule("hstore", _is("hstore"), _typed("TEXT"), _to_json, "text", note="JSON object"),
+    # char(n) read raw: a text cast would strip the padding the value holds.
+    Rule("bpchar", _is("bpchar"), _varchar, lambda c, col, ctx: c, "bpchar",
+         note="blank-padded as stored"),
+    Rule("citext", _is("citext"), _typed("TEXT COLLATE NOCASE"), _cast_text, "text",
+         note="COLLATE NOCASE keeps comparisons case-insensitive (ASCII letters only)"),
+    Rule("text", lambda col, ctx: ctx.override is None and col.category == "S", _varchar,
+         _cast_text, "text"),
+    Rule("enum", lambda col, ctx: ctx.override is None and col.typtype == "e",
+         _typed("TEXT"), _cast_text, "text", check=_enum_check,
+         note="label text, with a CHECK of the labels"),
+    Rule("composite", lambda col, ctx: ctx.override is None and col.typtype == "c",
+         _typed("TEXT"), _to_json, "text", note="JSON object of the fields"),
+    Rule("range", lambda col, ctx: ctx.override is None and col.typtype in ("r", "m"),
+         _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's range text: [lower,upper) (multirange: {[a,b),[c,d)})"),
+    Rule("network", _is("inet", "cidr", "macaddr", "macaddr8"), _typed("TEXT"), _cast_text,
+         "text", note="address text"),
+    Rule("bit", _is("bit", "varbit"), _typed("TEXT"), _cast_text, "text",
+         note="text of 0 and 1"),
+    Rule("xml", _is("xml"), _typed("TEXT"), _cast_text, "text", note="XML text"),
+    Rule("tsvector", _is("tsvector", "tsquery"), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's text form; SQLite has no full-text type (FTS5 is a table)"),
+    Rule("geometric", _is(*_GEOMETRIC), _typed("TEXT"), _cast_text, "text",
+         note="PostgreSQL's geometric text, e.g. (1,2)"),
+    # Last: anything else keeps PostgreSQL's canonical text form, and the report says so.
+    Rule("text_form", lambda col, ctx: True, _typed("TEXT"), _cast_text, "text",
+         note="no specific rule: PostgreSQL's text form, reported"),
+)
+
+
+# The rule each per-column override (profiles.OVERRIDES) selects.
+OVERRIDE_RULES = {"text": "override_text", "json": "override_json",
+                  "utc_datetime": "utc_datetime", "naive_datetime": "naive_datetime",
+                  "decimal_text": "decimal_text", "decimal": "decimal"}
+
+
+def wire_for(rule: Rule, column: PgColumn, ctx: Ctx) -> str:
+    return rule.wire(column, ctx) if callable(rule.wire) else rule.wire
+
+
+def converter_for(rule: Rule, column: PgColumn, ctx: Ctx) -> str | None:
+    if callable(rule.converter):
+        return rule.converter(column, ctx)
+    return rule.converter
+
+
+def rule_for(column: PgColumn, ctx: Ctx | None = None) -> Rule:
+    ctx = ctx or Ctx()
+    return next(rule for rule in RULES if rule.matches(column, ctx))
+
+
+def rule_names() -> list[str]:
+    return [rule.name for rule in RULES]

@@ -1,0 +1,356 @@
+"""The chunk loop: stream a table's rows, convert, checksum, and commit chunk + checkpoint.
+
+Plain functions, no Celery: `copy_rows` takes any iterator factory of source rows, so a test
+can feed it a list. A reader thread turns rows into chunks while the calling thread commits
+the previous one (both drivers release the GIL while they do I/O).
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
+from typing import Any
+
+from worker.core.checksum import encode_rows, encoded_checksum, fold
+from worker.core.converters import converter
+from worker.core.errors import TargetError
+from worker.core.model import TablePlan
+from worker.native.fastsqlite import payload_of, rows_of
+from worker.native.pgcopy import Codec, CopyMessages, LibpqCopy, values_codec
+from worker.sqlite.workfile import Checkpoint, WorkFile
+
+RowSource = Callable[[Sequence[Any] | None], Iterator[tuple]]  # after_key -> rows in key order
+MICRO_MAX = 2_000  # rows per micro-batch when rows are small
+CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds memory)
+RAMP_START = 16  # the first chunk holds chunk_rows / RAMP_START rows (see ramp)
+RATE_WINDOW_S = 10.0  # the ETA follows the rate of about the last ten seconds
+
+
+@dataclass
+class Chunk:
+    """A chunk's rows travel as the marshal bytes they are checksummed in (payload_of), so
+    the work file binds from them without a Python object per value."""
+    payload: bytes | memoryview  # a view while a reader process's buffer holds it
+    row_count: int
+    checksum: int
+    size_bytes: int
+    last_key: list[Any] | None
+    lossy: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[tuple]:
+        return rows_of(self.payload)
+
+
+ChunkSource = Callable[[Sequence[Any] | None], Iterator[Chunk]]  # after_key -> chunks
+
+
+@dataclass
+class Progress:
+    rows_done: int
+    chunk_rows: int
+    chunk_bytes: int
+    last_key: list[Any] | None
+    checksum: int
+    elapsed_s: float
+    rows_copied_now: int  # rows this attempt has committed (for rows/s)
+    recent_rows_per_s: float | None = None  # over the last RATE_WINDOW_S (RecentRate)
+
+
+class RecentRate:
+    """Rows per second over the last RATE_WINDOW_S of commits, measured from the first
+    commit on: the attempt's average includes the reader's start, and put the first ETA of
+    a 2 s copy at 11 s."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int]] = deque()  # (elapsed s, rows) at each commit
+
+    def add(self, elapsed_s: float, rows: int) -> float | None:
+        marks = self._marks
+        marks.append((elapsed_s, rows))
+        while len(marks) > 2 and elapsed_s - marks[1][0] >= RATE_WINDOW_S:
+            marks.popleft()
+        since, rows_then = marks[0]
+        seconds = elapsed_s - since
+        return (rows - rows_then) / seconds if len(marks) > 1 and seconds > 0 else None
+
+
+def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
+                chunk_bytes: int) -> Iterator[Chunk]:
+    """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
+    in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of
+    5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
+    chunks in C. The first chunks are smaller (ramp): the writer starts while the reader
+    is still on its first full chunk, instead of waiting for it."""
+    if isinstance(rows, LibpqCopy):
+        yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
+        return
+    limits = ramp(chunk_rows)
+    encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
+                    else _values_encoder(plan) or _python_encoder(plan))
+    parts: list[bytes] = []  # each micro-batch's rows' marshal bytes
+    count = size = checksum = 0
+    lossy: dict[str, int] = {}
+    last_key = None
+    micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
+    limit = next(limits)
+    while True:
+        raw = list(islice(rows, min(micro, limit - count)))
+        if not raw:
+            break
+        batch = encode_batch(raw, lossy)
+        del raw
+        last_key = batch.key if batch.key is not None else last_key
+        checksum = fold(checksum, batch.checksum)
+        parts.append(batch.data)
+        count, size = count + batch.rows, size + len(batch.data)
+        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, len(batch.data) // batch.rows)))
+        del batch
+        if count >= limit or size >= chunk_bytes:
+            yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
+            parts, count, size, checksum, lossy = [], 0, 0, 0, {}
+            limit = next(limits)
+    if parts:
+        yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
+
+
+def ramp(chunk_rows: int) -> Iterator[int]:
+    """Rows per chunk: chunk_rows / 16 first, doubling up to chunk_rows. A 100,000-row
+    first chunk of a mixed table kept the writer idle for 0.3 s while it was read."""
+    limit = max(1, chunk_rows // RAMP_START)
+    while True:
+        yield limit
+        limit = min(chunk_rows, limit * 2)
+
+
+def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int,
+                  chunk_bytes: int) -> Iterator[Chunk]:
+    flags = _counted_fields(plan)
+    key_of = _key_getter(plan.key_positions)
+    for payload, rows, checksum, size, last, counts in copy.chunks(ramp(chunk_rows),
+                                                                    chunk_bytes):
+        lossy: dict[str, int] = {}
+        _add_counts(lossy, flags, counts)
+        last_key = key_of(copy.codec.raw_fields(last)) if key_of and last is not None else None
+        yield Chunk(payload, rows, checksum, size, last_key, lossy)
+
+
+@dataclass
+class Batch:
+    data: bytes  # the rows' marshal bytes, one after the other
+    rows: int
+    checksum: int
+    key: list[Any] | None  # the last row's
+
+
+def _batch(encoded: list[bytes], key: list[Any] | None) -> Batch:
+    return Batch(b"".join(encoded), len(encoded), encoded_checksum(encoded), key)
+
+
+# (a micro-batch of source rows, lossy counts to add to) -> the batch
+BatchEncoder = Callable[[list[Any], dict[str, int]], Batch]
+
+
+def _python_encoder(plan: TablePlan) -> BatchEncoder:
+    width = len(plan.columns)
+    flags = getattr(plan, "flag_positions", [])
+    extra = max(plan.key_positions, default=-1) >= width or bool(flags)
+    strip = itemgetter(slice(0, width)) if extra else None
+    key_of = _key_getter(plan.key_positions)
+    converters = [(i, c.name, converter(c.converter))
+                  for i, c in enumerate(plan.columns) if c.converter]
+
+    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
+        if flags:
+            _count_flags(raw, flags, lossy)
+        batch = list(map(strip, raw)) if strip else raw
+        if converters:
+            batch = _convert(batch, converters, lossy)
+        return _batch(encode_rows(batch), key_of(raw[-1]) if key_of else None)
+
+    return encode_batch
+
+
+def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
+    """Rows a driver made into Python tuples (MySQL), encoded in C, when the C code can do
+    every column's conversion (pgcopy.values_codec)."""
+    codec = values_codec(plan)
+    if codec is None:
+        return None
+    flags = _counted_fields(plan)
+    key_of = _key_getter(plan.key_positions)
+
+    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
+        data, rows, checksum, counts = codec.encode_values(raw)
+        _add_counts(lossy, flags, counts)
+        return Batch(data, rows, checksum, key_of(raw[-1]) if key_of else None)
+
+    return encode_batch
+
+
+def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
+    flags = _counted_fields(plan)
+    key_of = _key_getter(plan.key_positions)
+
+    def encode_batch(raw: list[Any], lossy: dict[str, int]) -> Batch:
+        encoded, counts = codec.encode(raw)
+        _add_counts(lossy, flags, counts)
+        return _batch(encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None)
+
+    return encode_batch
+
+
+def _counted_fields(plan: TablePlan) -> list[tuple[str, int]]:
+    """The fields whose C counts are lossy values: the server's flags, and the values
+    converted inexactly in C."""
+    return [*getattr(plan, "flag_positions", []),
+            *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
+
+
+def _add_counts(lossy: dict[str, int], flags: list[tuple[str, int]], counts: list[int]) -> None:
+    for name, position in flags:
+        if counts[position]:
+            lossy[name] = lossy.get(name, 0) + counts[position]
+
+
+def _key_getter(positions: Sequence[int]) -> Callable[[tuple], list[Any]] | None:
+    if not positions:
+        return None
+    getter = itemgetter(*positions)
+    if len(positions) == 1:
+        return lambda row: [getter(row)]
+    return lambda row: list(getter(row))
+
+
+def _count_flags(raw: list[tuple], flags: list[tuple[str, int]],
+                 lossy: dict[str, int]) -> None:
+    """Add up the server's lossy flags (booleans, never NULL): a C-level sum per column."""
+    for name, position in flags:
+        count = sum(map(itemgetter(position), raw))
+        if count:
+            lossy[name] = lossy.get(name, 0) + count
+
+
+def _convert(batch: list[tuple], converters: list, lossy: dict[str, int]) -> list[tuple]:
+    columns = list(zip(*batch))
+    for index, name, convert in converters:
+        values, inexact = convert(list(columns[index]))
+        columns[index] = values
+        if inexact:
+            lossy[name] = lossy.get(name, 0) + inexact
+    return list(zip(*columns))
+
+
+def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
+              chunk_bytes: int, source: RowSource | None = None,
+              chunk_source: ChunkSource | None = None,
+              before_commit: Callable[[], None] = lambda: None,
+              after_commit: Callable[[Progress], None] = lambda p: None) -> Checkpoint:
+    """Copy the rest of a table into its work file; returns the final checkpoint.
+
+    Resumes after the checkpoint's last key. Chunks are made from `source`'s rows by a
+    reader thread, or come ready from `chunk_source` (a reader process, which works ahead
+    by itself). `before_commit` may raise to stop (cancel, lost lease); `after_commit`
+    mirrors progress (Redis, logs) once a chunk is durable.
+    """
+    state = work.fence(token)
+    if state.done:
+        return state
+    started, copied_now, resume_after = time.monotonic(), 0, state.last_key
+    recent = RecentRate()
+    if chunk_source is not None:
+        chunks = chunk_source(resume_after)
+    elif source is not None:
+        chunks = _read_ahead(lambda: make_chunks(source(resume_after), plan,
+                                                 chunk_rows=chunk_rows, chunk_bytes=chunk_bytes))
+    else:
+        raise TypeError("copy_rows needs a source or a chunk_source")
+    for chunk in chunks:
+        before_commit()
+        state = _advance(state, chunk)
+        try:
+            work.commit_chunk(token, chunk.payload, state, chunk.checksum)
+        except sqlite3.IntegrityError as exc:
+            raise _constraint_error(work, plan, chunk, exc) from None
+        copied_now, elapsed = copied_now + chunk.row_count, time.monotonic() - started
+        after_commit(Progress(rows_done=state.rows, chunk_rows=chunk.row_count,
+                              chunk_bytes=chunk.size_bytes, last_key=state.last_key,
+                              checksum=state.checksum, elapsed_s=elapsed,
+                              rows_copied_now=copied_now,
+                              recent_rows_per_s=recent.add(elapsed, copied_now)))
+        del chunk  # not held while the next one is made: a worker holds about three chunks
+    work.mark_done(token, state)
+    return state
+
+
+def _advance(state: Checkpoint, chunk: Chunk) -> Checkpoint:
+    lossy = dict(state.lossy)
+    for name, count in chunk.lossy.items():
+        lossy[name] = lossy.get(name, 0) + count
+    return Checkpoint(last_key=chunk.last_key if chunk.last_key is not None else state.last_key,
+                      rows=state.rows + chunk.row_count, checksum=fold(state.checksum,
+                                                                        chunk.checksum),
+                      lossy=lossy, chunks=state.chunks + 1, token=state.token, done=False)
+
+
+def _constraint_error(work: WorkFile, plan: TablePlan, chunk: Chunk,
+                      exc: sqlite3.IntegrityError) -> TargetError:
+    row, reason = work.find_bad_row(chunk.rows)
+    key = None
+    if row is not None and plan.key:
+        by_name = {c.name: v for c, v in zip(plan.columns, row)}
+        key = {k: by_name.get(k) for k in plan.key}
+    error = TargetError(f"a row of {plan.name!r} breaks a constraint in SQLite ({reason}); "
+                        f"offending key: {key}. Fix the row at the source, then retry the "
+                        "table", table=plan.name)
+    error.offending_key = key  # type: ignore[attr-defined]
+    return error
+
+
+_DONE = object()
+
+
+def _read_ahead(make: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
+    """Run the chunk producer in a thread, at most CHUNKS_AHEAD chunks ahead of the writer.
+    Its exceptions are re-raised here; stopping early tells it to stop too."""
+    handoff: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():  # the consumer may have stopped early: don't block forever
+            try:
+                handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in make():
+                if not hand_over(chunk):
+                    return
+            hand_over(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            hand_over(exc)
+
+    reader = threading.Thread(target=produce, name="liteshift-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=10)

@@ -1,0 +1,252 @@
+"""A table's work file: its rows and its checkpoint, committed together.
+
+One SQLite file per table (DESIGN section 3: staging files merged at finalize), so tables copy
+in parallel without sharing SQLite's single writer, and retrying a table touches only its
+file. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
+the fencing token of the lease holder allowed to write: a chunk commits only while its
+writer's token is the newest, checked inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.core.checksum import as_hex
+from worker.core.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
+from worker.core.identifiers import quote
+from worker.core.logs import get_logger
+from worker.core.model import TablePlan
+from worker.native import fastsqlite
+from worker.sqlite.wal_copier import WRITER_CHECKPOINT_PAGES, WalCopier
+
+CHECKPOINT_TABLE = "_liteshift_checkpoint"
+CHECKPOINT_DDL = f"""
+CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last_key TEXT,
+  rows INTEGER NOT NULL,
+  checksum TEXT NOT NULL,
+  lossy TEXT NOT NULL,
+  chunks INTEGER NOT NULL,
+  token INTEGER NOT NULL,
+  done INTEGER NOT NULL
+)"""
+
+
+@dataclass
+class Checkpoint:
+    last_key: list[Any] | None = None
+    rows: int = 0
+    checksum: int = 0
+    lossy: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    token: int = 0
+    done: bool = False
+
+
+def translate_sqlite_error(exc: sqlite3.Error, *, what: str) -> TargetError:
+    text = str(exc)
+    if "disk is full" in text or "SQLITE_FULL" in text:
+        return VolumeFull(f"{what}: the data volume is full ({text}); free space on it, then "
+                          "`liteshift retry` the job")
+    if "database is locked" in text:  # SQLITE_BUSY after the busy timeout
+        return WorkFileBusy(f"{what}: another process holds its lock ({text}), most likely "
+                            "a worker that froze in the middle of a commit; will retry")
+    return TargetError(f"{what}: {text}")
+
+
+def tables_present(path: Path, names: Sequence[str]) -> set[str]:
+    """Which of `names` an existing SQLite file holds (opening it rolls back a hot journal)."""
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+    try:
+        marks = ", ".join("?" * len(names))
+        return {r[0] for r in db.execute(
+            f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(names))}
+    finally:
+        db.close()
+
+
+def remove_database_files(path: Path) -> None:
+    """A SQLite file and the journal, WAL and shared memory SQLite keeps beside it by name
+    (left behind, a -wal or hot -journal would be applied to a new file of that name)."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+@contextmanager
+def sqlite_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(exc, what=what) from None
+
+
+class WorkFile:
+    def __init__(self, path: Path, plan: TablePlan):
+        self.path = path
+        self.plan = plan
+        with sqlite_errors(f"opening work file {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._discard_if_built()
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
+            # the checkpoint always matches the rows it commits with.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+            # A CHECK that SQLite evaluates differently from PostgreSQL must not stop a copy
+            # of rows PostgreSQL accepted: finalize audits every CHECK over the whole table.
+            self.db.execute("PRAGMA ignore_check_constraints=ON")
+            self.db.execute(CHECKPOINT_DDL)
+            if not self._has_table():
+                self.db.execute(plan.create_sql)
+            self.db.execute(
+                "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
+                (as_hex(0),))
+        self.fast = fastsqlite.usable(self.db, path)
+        self._wal_copier: WalCopier | None = None  # started by the first chunk
+
+    def close(self) -> None:
+        if self._wal_copier is not None:
+            self._wal_copier.stop()
+            self._wal_copier = None
+        self.db.close()
+
+    def _discard_if_built(self) -> None:
+        """A finalize that built the job's file on this work file (worker/sqlite/build.py) and was killed
+        before moving it away left the table without its checkpoint. Copying into it again
+        would double its rows: start a new work file instead."""
+        if not self.path.exists():
+            return
+        if tables_present(self.path, (CHECKPOINT_TABLE, self.plan.name)) == {self.plan.name}:
+            get_logger(table=self.plan.name).warning(
+                "built_work_file_discarded", path=str(self.path),
+                reason="a finalize built the job's file on it; the table is copied again")
+            remove_database_files(self.path)
+
+    def _has_table(self) -> bool:
+        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                              (self.plan.name,)).fetchone()
+        return row is not None
+
+    def checkpoint(self) -> Checkpoint:
+        row = self.db.execute("SELECT last_key, rows, checksum, lossy, chunks, token, done "
+                              "FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+        return Checkpoint(last_key=json.loads(row[0]) if row[0] else None, rows=row[1],
+                          checksum=int(row[2], 16), lossy=json.loads(row[3]), chunks=row[4],
+                          token=row[5], done=bool(row[6]))
+
+    def fence(self, token: int) -> Checkpoint:
+        """Claim the file for `token`; any writer holding an older token fails at its next
+        commit. Returns the checkpoint to resume from."""
+        with self._transaction("claiming the work file"):
+            current = self.checkpoint()
+            if current.token > token:
+                raise LeaseLost(f"a newer writer (token {current.token}) owns this table",
+                                table=self.plan.name)
+            self.db.execute("UPDATE _liteshift_checkpoint SET token = ? WHERE id = 1", (token,))
+            if not self.plan.key and not current.done and current.rows:
+                # No key to resume from: an interrupted one-pass copy starts again from zero.
+                self.db.execute(f"DELETE FROM {quote(self.plan.name)}")
+                self.db.execute("UPDATE _liteshift_checkpoint SET last_key = NULL, rows = 0, "
+                                "checksum = ?, lossy = '{}', chunks = 0 WHERE id = 1",
+                                (as_hex(0),))
+            return self.checkpoint()
+
+    def commit_chunk(self, token: int, payload: bytes | memoryview, state: Checkpoint,
+                     checksum: int | None = None) -> None:
+        """Write a chunk's rows (marshal bytes of a list of tuples, fastsqlite.payload_of)
+        and the checkpoint after it in one transaction. Given the rows' checksum, read them
+        back before committing and refuse to commit if SQLite holds anything else (affinity
+        rewrites, truncation, loss)."""
+        with self._transaction(f"writing table {self.plan.name!r}"):
+            self._check_token(token)
+            top = self.db.execute(f"SELECT max(rowid) FROM {quote(self.plan.name)}").fetchone()[0]
+            rows = fastsqlite.insert_rows(self.db, self.plan.insert_sql, payload, fast=self.fast)
+            if checksum is not None:
+                self._check_readback(top, rows, checksum, state)
+            self._save(state)
+        if self._wal_copier is None:
+            self._wal_copier = WalCopier(self.path)
+        self._wal_copier.nudge()
+
+    def _check_readback(self, top: int | None, rows: int, checksum: int,
+                        state: Checkpoint) -> None:
+        # Rows are inserted in key order after every row already there, so SQLite gives the
+        # new ones higher rowids (an INTEGER PRIMARY KEY is the key itself). One chunk's
+        # rows are bounded by bytes, so they are read back at once.
+        select = (f"SELECT {', '.join(quote(c.name) for c in self.plan.columns)} "
+                  f"FROM {quote(self.plan.name)}")
+        if top is not None:
+            select += " WHERE rowid > ?"
+        found, readback = fastsqlite.readback(self.db, select, top, fast=self.fast)
+        if (found, readback) != (rows, checksum):
+            raise VerificationFailed(
+                f"table {self.plan.name!r}: the chunk ending at key {state.last_key} reads "
+                f"back from SQLite as {found} rows with checksum {as_hex(readback)}, but "
+                f"{rows} rows with checksum {as_hex(checksum)} were written: SQLite changed or "
+                "lost values, and nothing of this chunk was kept. Retry the table, and report "
+                "this if it repeats", table=self.plan.name)
+
+    def count(self) -> int:
+        return int(self.db.execute(f"SELECT count(*) FROM {quote(self.plan.name)}").fetchone()[0])
+
+    def mark_done(self, token: int, state: Checkpoint) -> None:
+        with self._transaction("finishing the work file"):
+            self._check_token(token)
+            state.done = True
+            self._save(state)
+
+    def _save(self, state: Checkpoint) -> None:
+        self.db.execute(
+            "UPDATE _liteshift_checkpoint SET last_key = ?, rows = ?, checksum = ?, lossy = ?, "
+            "chunks = ?, done = ? WHERE id = 1",
+            (json.dumps(state.last_key) if state.last_key is not None else None, state.rows,
+             as_hex(state.checksum), json.dumps(state.lossy), state.chunks, int(state.done)))
+
+    def _check_token(self, token: int) -> None:
+        row = self.db.execute("SELECT token FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+        if row[0] != token:
+            raise LeaseLost(f"another worker (token {row[0]}) took over this table",
+                            table=self.plan.name)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, what=what) from None
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            # After SQLITE_FULL or an I/O error SQLite has already rolled back by itself: a
+            # second ROLLBACK would fail and hide the real error behind "no transaction".
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                raise translate_sqlite_error(exc, what=what) from None
+            raise
+
+    def find_bad_row(self, rows: Sequence[tuple]) -> tuple[tuple | None, str]:
+        """After a chunk broke a constraint, find the first row that does, without keeping
+        anything: each row is tried inside a savepoint that is rolled back."""
+        self.db.execute("BEGIN")
+        try:
+            for row in rows:
+                try:
+                    self.db.execute(self.plan.insert_sql, row)
+                except sqlite3.IntegrityError as exc:
+                    return row, str(exc)
+            return None, "unknown constraint"
+        finally:
+            self.db.execute("ROLLBACK")

@@ -1,0 +1,254 @@
+"""Job and table state in Redis: every key is named here, every writer takes a pipeline.
+
+Redis mirrors what the volume holds (manifest + work files are the truth about progress), so
+it can be rebuilt after a loss. Nothing here ever stores a cleartext password: the job hash
+holds the redacted URL for people and the sealed (encrypted) URL for workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from typing import Any
+
+import redis
+
+from worker.core.config import Settings
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    PLANNING = "planning"
+    COPYING = "copying"
+    FINALIZING = "finalizing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class TableState(str, Enum):
+    PENDING = "pending"
+    COPYING = "copying"
+    COPIED = "copied"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+ENDED = (TableState.VERIFIED, TableState.FAILED)  # a table's copy is over, for now
+EVENTS_MAX = 10_000  # per job; `watch` only needs the recent past
+
+# Hashes as one JSON array: every value is already JSON text (_encode), so it is spliced in
+# as it is and only the field names are encoded.
+_TABLES_AS_JSON = """
+local out = {}
+for _, key in ipairs(KEYS) do
+  local flat = redis.call('HGETALL', key)
+  if #flat > 0 then
+    local fields = {}
+    for i = 1, #flat, 2 do fields[#fields + 1] = cjson.encode(flat[i]) .. ':' .. flat[i + 1] end
+    out[#out + 1] = '{' .. table.concat(fields, ',') .. '}'
+  end
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
+
+class Keys:
+    """Names of every Redis key liteshift uses, under one configurable prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def table(self, job_id: str, table: str) -> str:
+        return f"{self.prefix}:job:{job_id}:table:{table}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def ended(self, job_id: str) -> str:
+        """The set of a job's tables that are verified or failed (StateStore.tables_ended)."""
+        return f"{self.prefix}:job:{job_id}:ended"
+
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    def active(self) -> str:
+        return f"{self.prefix}:active"
+
+    def lease(self, job_id: str, name: str) -> str:
+        return f"{self.prefix}:lease:{job_id}:{name}"
+
+    def fence(self) -> str:
+        return f"{self.prefix}:fence"
+
+    def target(self, target: str) -> str:
+        return f"{self.prefix}:target:{target}"
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+class StateStore:
+    """Reads and writes job and table state. Methods that write take an optional pipeline."""
+
+    def __init__(self, client: redis.Redis, prefix: str):
+        # Any: redis-py's stubs type every reply as bytes | str; ours decode to str.
+        self.redis: Any = client
+        self.keys = Keys(prefix)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StateStore:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                      socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, settings.redis_prefix)
+
+    # -- jobs ---------------------------------------------------------------------------
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> None:
+        record = {**fields, "id": job_id, "state": JobState.QUEUED.value,
+                  "created_at": now(), "updated_at": now()}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job_id), mapping=_encode(record))
+        pipe.zadd(self.keys.jobs(), {job_id: record["created_at"]})
+        pipe.sadd(self.keys.active(), job_id)
+        self.add_event(job_id, "job_state", pipeline=pipe, state=JobState.QUEUED.value)
+        pipe.execute()
+
+    def restore_job(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Write a job rebuilt from the volume, keeping its recorded times and state."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.job(job_id), mapping=_encode({**fields, "id": job_id,
+                                                          "updated_at": now()}))
+        pipe.zadd(self.keys.jobs(), {job_id: float(fields.get("created_at") or now())})
+        if JobState(fields["state"]).finished:
+            pipe.srem(self.keys.active(), job_id)
+        else:
+            pipe.sadd(self.keys.active(), job_id)
+        self.add_event(job_id, "job_restored", pipeline=pipe, state=fields["state"])
+        pipe.execute()
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return _decode(raw) if raw else None
+
+    def active_job_ids(self) -> list[str]:
+        return sorted(self.redis.smembers(self.keys.active()))
+
+    def job_ids(self, limit: int = 100) -> list[str]:
+        return list(self.redis.zrevrange(self.keys.jobs(), 0, limit - 1))
+
+    def update_job(self, job_id: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.hset(self.keys.job(job_id), mapping=_encode({**fields, "updated_at": now()}))
+
+    def set_job_state(self, job_id: str, state: JobState, **fields: Any) -> None:
+        """The state and its event in one MULTI: whoever sees the state sees the event."""
+        extra = {"finished_at": now()} if state.finished else {}
+        pipe = self.redis.pipeline(transaction=True)
+        self.update_job(job_id, pipeline=pipe, state=state.value, **extra, **fields)
+        if state.finished:
+            pipe.srem(self.keys.active(), job_id)
+        else:
+            pipe.sadd(self.keys.active(), job_id)
+        self.add_event(job_id, "job_state", pipeline=pipe, state=state.value,
+                       **{k: v for k, v in fields.items() if k == "error"})
+        pipe.execute()
+
+    def job_state(self, job_id: str) -> JobState | None:
+        value = self.redis.hget(self.keys.job(job_id), "state")
+        return JobState(json.loads(value)) if value else None
+
+    # -- tables -------------------------------------------------------------------------
+    def table(self, job_id: str, table: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.keys.table(job_id, table))
+        return _decode(raw) if raw else None
+
+    def tables(self, job_id: str, names: list[str]) -> list[dict[str, Any]]:
+        """Every named table's hash that exists, in order. One Lua call and one json.loads:
+        a table's end reads all of its job's tables (finish_if_complete), so with hundreds
+        of small tables parsing a reply element and a JSON value per field was most of a
+        task's time (issue 6, ops/bench/TARGETS.md)."""
+        if not names:
+            return []
+        keys = [self.keys.table(job_id, name) for name in names]
+        reply = self.redis.eval(_TABLES_AS_JSON, len(keys), *keys)
+        try:
+            return list(json.loads(reply))
+        except ValueError:  # a field that is not JSON, written by something else than _encode
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return [_decode(raw) for raw in pipe.execute() if raw]
+
+    def update_table(self, job_id: str, table: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.hset(self.keys.table(job_id, table),
+                    mapping=_encode({**fields, "updated_at": now()}))
+
+    def set_table_state(self, job_id: str, table: str, state: TableState, **fields: Any) -> None:
+        """The state, its event and the job's set of ended tables change in one MULTI, so
+        the set never disagrees with the hashes (every state change comes through here; a
+        table hash written otherwise is `pending`, which is not in the set either)."""
+        pipe = self.redis.pipeline(transaction=True)
+        self.update_table(job_id, table, pipeline=pipe, state=state.value, **fields)
+        if state in ENDED:
+            pipe.sadd(self.keys.ended(job_id), table)
+        else:
+            pipe.srem(self.keys.ended(job_id), table)
+        self.add_event(job_id, "table_state", pipeline=pipe, table=table, state=state.value,
+                       **{k: v for k, v in fields.items() if k == "error"})
+        pipe.execute()
+
+    def tables_ended(self, job_id: str) -> int:
+        """How many of the job's tables are verified or failed: one SCARD, so that each
+        table's end need not read every table of the job (n² reads for n tables)."""
+        return int(self.redis.scard(self.keys.ended(job_id)))
+
+    # -- events -------------------------------------------------------------------------
+    def add_event(self, job_id: str, event: str, pipeline: Any = None, **fields: Any) -> None:
+        target = pipeline if pipeline is not None else self.redis
+        target.xadd(self.keys.events(job_id), _encode({"event": event, "at": now(), **fields}),
+                    maxlen=EVENTS_MAX, approximate=True)
+
+    def events(self, job_id: str, after: str = "0-0", count: int = 500) -> list[tuple[str, dict]]:
+        return [(event_id, _decode(fields)) for event_id, fields
+                in self.redis.xrange(self.keys.events(job_id), min=f"({after}"
+                                     if after != "0-0" else "-", count=count)]
+
+    # -- targets ------------------------------------------------------------------------
+    def claim_target(self, target: str, job_id: str) -> str | None:
+        """Reserve a target name for one job at a time; returns the holder if taken."""
+        key = self.keys.target(target)
+        if self.redis.set(key, job_id, nx=True):
+            return None
+        holder = self.redis.get(key)
+        if holder and holder != job_id:
+            state = self.job_state(holder)
+            if state is None or state.finished:  # stale claim from a finished or lost job
+                self.redis.set(key, job_id)
+                return None
+            return holder
+        return None
+
+    def release_target(self, target: str, job_id: str) -> None:
+        key = self.keys.target(target)
+        if self.redis.get(key) == job_id:
+            self.redis.delete(key)
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    """Every field is JSON, strings too, so that a table named "123" stays a string."""
+    return {key: json.dumps(value.value if isinstance(value, Enum) else value)
+            for key, value in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {key: json.loads(value) for key, value in raw.items()}

@@ -22,7 +22,7 @@ apt_install() {
 }
 
 # A C compiler and the headers of Python, SQLite and xxhash (inlined, header only), for
-# worker/_fastsqlite.c and worker/_pgcopy.c (the install works without them, slower;
+# worker/native/_fastsqlite.c and worker/native/_pgcopy.c (the install works without them, slower;
 # tests/test_native.py fails then).
 ensure_build_tools() {
   command -v cc >/dev/null || apt_install gcc
@@ -44,10 +44,10 @@ ensure_venv() {
     python3 -m venv "$venv" || die "python3 -m venv $venv failed"
   fi
   if [ ! -e "$stamp" ] || [ -n "$(cd "$LITESHIFT_ROOT" && find pyproject.toml setup.py \
-        worker -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name pyproject.toml \
+        worker/native -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name pyproject.toml \
         -o -name setup.py \) -newer "$stamp" 2>/dev/null)" ]; then
     ensure_build_tools
-    say "installing liteshift into $venv (pip install -e '.[dev]', compiling worker/*.c)"
+    say "installing liteshift into $venv (pip install -e '.[dev]', compiling worker/native/*.c)"
     if ! (cd "$LITESHIFT_ROOT" && "$venv/bin/pip" install --disable-pip-version-check \
           -e '.[dev]') >"$venv/pip-install.log" 2>&1; then
       tail -n 30 "$venv/pip-install.log" >&2
@@ -103,6 +103,23 @@ ensure_services() {
   psql -X -q -h "$PG_HOST" -U postgres -d postgres -Atc 'SELECT 1' >/dev/null \
     || die "cannot log in to PostgreSQL as postgres on $PG_HOST without a password: allow it
   (trust for 127.0.0.1 in pg_hba.conf) or export PGPASSWORD"
+  pg_enable_logical
+}
+
+# Logical decoding (the snapshot's replication slot and follow mode) needs wal_level=logical,
+# which only a restart applies. Idempotent: a server already set so is left alone; the
+# setting keeps every other use of the server working (it only adds to the WAL).
+pg_enable_logical() {
+  local level
+  level=$(psql -X -h "$PG_HOST" -U postgres -d postgres -Atc 'SHOW wal_level') \
+    || die "cannot read PostgreSQL's wal_level"
+  [ "$level" = logical ] && return 0
+  say "setting PostgreSQL's wal_level=logical (was $level) and restarting it"
+  psql -X -q -h "$PG_HOST" -U postgres -d postgres -c 'ALTER SYSTEM SET wal_level = logical' \
+    || die "ALTER SYSTEM SET wal_level = logical failed"
+  pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main restart \
+    || die "restarting PostgreSQL for wal_level=logical failed"
+  wait_for pg_up || die "PostgreSQL did not come back after the restart for wal_level=logical"
 }
 
 # A PostgreSQL we just installed asks for passwords; the demo and tests log in as postgres
@@ -140,4 +157,31 @@ ensure_mariadb() {
   fi
   wait_for mariadb_up || die "MariaDB is not answering on 127.0.0.1:3306 as root; start it with:
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd (log: /var/log/mysql/error.log)"
+  mariadb_enable_binlog
+}
+
+MARIADB_BINLOG_CONF=/etc/my.cnf
+MARIADB_BINLOG_MARK="# liteshift: row-based binlog for follow mode"
+
+# Follow mode reads the row-based binlog with full row images; log_bin takes a restart. The
+# settings go in /etc/my.cnf, the first option file MariaDB reads on Debian (whatever
+# /etc/mysql/my.cnf includes), once, under a marker line. Binlogs expire after a day.
+mariadb_enable_binlog() {
+  local now
+  now=$(mariadb -h 127.0.0.1 -P 3306 -u root -NBe \
+    'SELECT CONCAT_WS(" ", @@log_bin, @@binlog_format, @@binlog_row_image)') \
+    || die "cannot read MariaDB's binlog settings"
+  [ "$now" = "ON ROW FULL" ] && return 0
+  if ! grep -qF "$MARIADB_BINLOG_MARK" "$MARIADB_BINLOG_CONF" 2>/dev/null; then
+    say "enabling MariaDB's row-based binlog in $MARIADB_BINLOG_CONF (was: $now)"
+    printf '\n%s\n[mariadbd]\nserver_id = 1\nlog_bin = mysql-bin\nbinlog_format = ROW\nbinlog_row_image = FULL\nexpire_logs_days = 1\n' \
+      "$MARIADB_BINLOG_MARK" >>"$MARIADB_BINLOG_CONF" || die "cannot write $MARIADB_BINLOG_CONF"
+  fi
+  say "restarting MariaDB for its binlog settings"
+  mariadb-admin -h 127.0.0.1 -P 3306 -u root shutdown || die "cannot stop MariaDB to restart it"
+  wait_for bash -c '! pgrep -x mariadbd >/dev/null' || die "MariaDB did not stop"
+  install -d -o mysql -g mysql /run/mysqld
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  wait_for mariadb_up || die "MariaDB did not come back after the restart for its binlog
+  (log: /var/log/mysql/error.log)"
 }

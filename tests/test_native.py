@@ -19,6 +19,7 @@ from worker.core.profiles import ColumnContext
 from worker.native import fastsqlite, pgcopy
 from worker.sources.postgres import source as pg_source
 from worker.sources.postgres import values as pg_render
+from worker.sources.postgres.keys import select_list
 from worker.sources.postgres.translate import translate
 from worker.sources.url import parse_source_url
 from worker.sqlite.chunks import make_chunks
@@ -173,7 +174,7 @@ INSERT INTO numeric_key SELECT g / 10.0, 'v' || g FROM generate_series(1, 50) g;
 def _chunks(conn, plan, after, path: str) -> list:
     """A table's chunks read in C from libpq, from psycopg's messages encoded in C, or in
     Python."""
-    where = dict(schema="public", table=plan.name, select_sql=plan.select_sql, key=plan.key,
+    where = dict(schema="public", table=plan.name, select_sql=select_list(plan), key=plan.key,
                  key_types=plan.key_types, after=after)
     if path == "libpq":
         rows = sources.for_kind("postgres").stream_table(conn, schema="public", plan=plan,

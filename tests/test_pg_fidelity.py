@@ -23,6 +23,7 @@ from worker.core.errors import InputError
 from worker.jobs.copying import verify_work_file
 from worker.jobs.finalize import build_database, build_report
 from worker.sources.postgres import source as pg_source
+from worker.sources.postgres.keys import select_list
 from worker.sources.postgres.translate import translate
 from worker.sources.url import parse_source_url
 from worker.sqlite.chunks import copy_rows
@@ -85,7 +86,7 @@ def migrate(url: str, out: Path, options: dict[str, Any], schema: str = "public"
 
             def rows(after: Any, table: Any = table) -> Iterator[tuple]:
                 return pg_source.stream_rows(
-                    conn, schema=schema, table=table.name, select_sql=table.select_sql,
+                    conn, schema=schema, table=table.name, select_sql=select_list(table),
                     wire_types=table.wire_types, key=table.key, key_types=table.key_types,
                     after=after)
             # Two rows per chunk: every resume key is exercised on the way.

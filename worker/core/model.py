@@ -1,15 +1,15 @@
 """The plan both sources produce: what each table and column becomes, and how it is read.
 
 Source-neutral: a source's translator fills these; the copy, the build and verification read
-them. Nothing here imports a driver.
+them. The SQL that reads a table is the source's own (its dialect); a fetched row is laid
+out as here: the columns, then the key values read raw, then the lossy flags. Nothing here
+imports a driver.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from worker.core.identifiers import quote
 
 
 @dataclass
@@ -46,25 +46,24 @@ class TablePlan:
     sequence: dict[str, Any] | None = None  # {"name", "value"}: sqlite_sequence at finalize
 
     @property
-    def _key_extras(self) -> list[str]:
-        return [k for k, pos in zip(self.key, self.key_positions) if pos >= len(self.columns)]
-
-    @property
-    def select_sql(self) -> list[str]:
-        """Column values, then raw key values for exact resume, then lossy flags."""
-        flags = [f"({c.flag_sql})" for c in self.columns if c.flag_sql]
-        return ([c.select_sql for c in self.columns]
-                + [f"{quote(k)}::text" for k in self._key_extras] + flags)
+    def raw_keys(self) -> list[tuple[str, str]]:
+        """(name, source type) of each key column read raw after the columns: the fields
+        between the columns and the lossy flags of a fetched row, in key order."""
+        width = len(self.columns)
+        return [(k, t) for k, t, pos in zip(self.key, self.key_types, self.key_positions)
+                if pos >= width]
 
     @property
     def wire_types(self) -> list[str]:
+        """The wire type of each field of a fetched row: the columns', then text for each
+        raw key value, then bool for each lossy flag."""
         flags = ["bool" for c in self.columns if c.flag_sql]
-        return [c.wire for c in self.columns] + ["text"] * len(self._key_extras) + flags
+        return [c.wire for c in self.columns] + ["text"] * len(self.raw_keys) + flags
 
     @property
     def flag_positions(self) -> list[tuple[str, int]]:
         """(column, position in a fetched row) of each lossy flag."""
-        start = len(self.columns) + len(self._key_extras)
+        start = len(self.columns) + len(self.raw_keys)
         flagged = [c.name for c in self.columns if c.flag_sql]
         return [(name, start + i) for i, name in enumerate(flagged)]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from worker.core.identifiers import quote
 from worker.core.model import TablePlan
 from worker.sources.sealing import unseal
 from worker.sources.url import parse_source_url
-from worker.sqlite.chunks import make_chunks
+from worker.sqlite.chunks import Rows, make_chunks
 from worker.state.jobfiles import read_json
 from worker.state.manifest import read_manifest
 from worker.state.store import JobState, StateStore
@@ -72,7 +71,7 @@ def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connect
     reader = sources.for_kind(source.kind)
     with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
         for plan, result in zip(plans, results):
-            def rows(plan: TablePlan = plan) -> Iterator[tuple]:
+            def rows(plan: TablePlan = plan) -> Rows:
                 return reader.stream_table(conn, schema=job["schema"], plan=plan, after=None)
             count = checksum = 0
             for chunk in make_chunks(rows(), plan, chunk_rows=settings.chunk_rows,
@@ -87,7 +86,7 @@ def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connect
 
 
 def _first_difference(db: sqlite3.Connection, plan: TablePlan,
-                      rows: Iterator[tuple]) -> dict[str, Any] | None:
+                      rows: Rows) -> dict[str, Any] | None:
     """The first source row, in key order, that SQLite lacks or holds differently."""
     if not plan.key:
         return {"note": "the table has no key: rows cannot be matched one by one"}

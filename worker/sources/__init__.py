@@ -1,41 +1,43 @@
-"""Source kinds → the functions that read them: `sources.for_kind(kind).connect(...)`.
+"""Source kinds → the `Source` that reads them: `sources.for_kind(kind).connect(...)`.
 
-Each kind has one module talking to its database (pg_source, mysql_source) and one turning
-its reflected schema into the plan (translate, mysql_translate). Callers (plan, copying,
-verify, probe) go through here and never name a driver module, so a new kind is one entry.
-Modules are imported on first use: the API imports source_url but never a driver.
+The interface is worker/sources/base.py; each kind has a folder (postgres/, mysql/) whose
+source.py talks to its database and is that kind's Source, and whose translate.py turns its
+reflected schema into the plan. Callers (plan, copying, verify, probe) go through here and
+never name a driver module, so a new kind is one entry in MODULES. This is the one place
+that imports a kind's module, and with it its driver, on first use: the API imports url.py
+but never a driver.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-KINDS = ("postgres", "mysql")
+from worker.sources.base import Source
+
+MODULES = {"postgres": "worker.sources.postgres.source", "mysql": "worker.sources.mysql.source"}
+KINDS = tuple(MODULES)
+
+if TYPE_CHECKING:  # mypy holds each module to the Protocol
+    import psycopg
+
+    from worker.sources.mysql import source as _mysql
+    from worker.sources.mysql.catalog import MySchema
+    from worker.sources.postgres import source as _postgres
+    from worker.sources.postgres.source import PgSchema
+
+    _checked: tuple[Source[psycopg.Connection, PgSchema],
+                    Source[_mysql.Connection, MySchema]] = (_postgres, _mysql)
 
 
-@dataclass(frozen=True)
-class Source:
-    kind: str
-    connect: Callable[..., Any]  # (SourceURL, *, timeout_s) -> context manager of a conn
-    schema_exists: Callable[[Any, str], bool]
-    list_tables: Callable[[Any, str], list[str]]
-    reflect: Callable[..., Any]  # (SourceURL, conn, schema, names) -> reflected schema
-    translate: Callable[..., Any]  # (reflected schema, options) -> translate.Plan
-    # (conn, *, schema, plan, after) -> rows in key order, laid out as the plan says: tuples,
-    # pgcopy.CopyMessages that chunks.make_chunks encodes without Python values, or a
-    # pgcopy.LibpqCopy that reads whole chunks in C
-    stream_table: Callable[..., Any]
-
-
-def for_kind(kind: str) -> Source:
-    if kind == "postgres":
-        return _postgres()
-    if kind == "mysql":
-        return _mysql()
-    raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
+def for_kind(kind: str) -> Source[Any, Any]:
+    """The source for `kind`, its module and driver imported now (ImportError when the
+    driver is missing)."""
+    if kind not in MODULES:
+        raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(KINDS)}")
+    source: Source[Any, Any] = importlib.import_module(MODULES[kind])  # type: ignore[assignment]
+    return source
 
 
 def import_readers() -> None:
@@ -45,42 +47,3 @@ def import_readers() -> None:
     for kind in KINDS:
         with contextlib.suppress(ImportError):
             for_kind(kind)
-
-
-def _postgres() -> Source:
-    from worker.native import pgcopy
-    from worker.sources.postgres import source as pg_source
-    from worker.sources.postgres.translate import translate
-
-    def stream_table(conn: Any, *, schema: str, plan: Any,
-                     after: Sequence[Any] | None) -> Iterator[Any] | pgcopy.LibpqCopy:
-        # Text arrives as the connection's encoding: the C codec writes it as UTF-8 str.
-        codec = pgcopy.codec_for(plan) if conn.info.encoding == "utf-8" else None
-        where = dict(schema=schema, table=plan.name, select_sql=plan.select_sql, key=plan.key,
-                     key_types=plan.key_types, after=after)
-        functions = pgcopy.libpq_functions(conn.pgconn) if codec else None
-        if codec and functions:
-            return pgcopy.LibpqCopy(lambda: pg_source.binary_copy(conn, **where), codec,
-                                    functions)
-        rows = pg_source.stream_rows(conn, wire_types=None if codec else plan.wire_types,
-                                     **where)
-        return pgcopy.CopyMessages(rows, codec) if codec else rows
-
-    return Source(kind="postgres", connect=pg_source.connect,
-                  schema_exists=pg_source.schema_exists, list_tables=pg_source.list_tables,
-                  reflect=pg_source.reflect, translate=translate, stream_table=stream_table)
-
-
-def _mysql() -> Source:
-    from worker.sources.mysql import source as mysql_source
-
-    def translate(*args: Any, **kwargs: Any) -> Any:
-        # Planning only: a reader process or a probe does not import the type rules.
-        from worker.sources.mysql.translate import translate
-
-        return translate(*args, **kwargs)
-
-    return Source(kind="mysql", connect=mysql_source.connect,
-                  schema_exists=mysql_source.schema_exists,
-                  list_tables=mysql_source.list_tables, reflect=mysql_source.reflect,
-                  translate=translate, stream_table=mysql_source.stream_table)

@@ -26,7 +26,9 @@ from worker.native.fastsqlite import payload_of, rows_of
 from worker.native.pgcopy import Codec, CopyMessages, LibpqCopy, values_codec
 from worker.sqlite.workfile import Checkpoint, WorkFile
 
-RowSource = Callable[[Sequence[Any] | None], Iterator[tuple]]  # after_key -> rows in key order
+# A source's rows in key order (worker/sources/base.py's Rows)
+Rows = Iterator[Any] | CopyMessages | LibpqCopy
+RowSource = Callable[[Sequence[Any] | None], Rows]  # after_key -> rows in key order
 MICRO_MAX = 2_000  # rows per micro-batch when rows are small
 CHUNKS_AHEAD = 1  # chunks the reader may prepare ahead of the writer (bounds memory)
 RAMP_START = 16  # the first chunk holds chunk_rows / RAMP_START rows (see ramp)
@@ -82,7 +84,7 @@ class RecentRate:
         return (rows - rows_then) / seconds if len(marks) > 1 and seconds > 0 else None
 
 
-def make_chunks(rows: Iterator[Any], plan: TablePlan, *, chunk_rows: int,
+def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int,
                 chunk_bytes: int) -> Iterator[Chunk]:
     """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
     in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from worker.core.model import TablePlan
 from worker.sources.mysql.catalog import BINARY_TYPES, GEOMETRY_TYPES, INTEGER_TYPES, TEXT_TYPES
 
 # Key columns whose converted value casts back to the source value as it is (plain ints
@@ -97,7 +98,7 @@ def _hex_text(value: Any) -> str:
     return text
 
 
-def select_sql(plan: Any, after: Sequence[Any] | None) -> str:
+def select_sql(plan: TablePlan, after: Sequence[Any] | None) -> str:
     width = len(plan.columns)
     raw_keys = [(k, t) for k, t, pos in zip(plan.key, plan.key_types, plan.key_positions)
                 if pos >= width]
@@ -112,7 +113,7 @@ def select_sql(plan: Any, after: Sequence[Any] | None) -> str:
     return sql
 
 
-def after_clause(plan: Any, after: Sequence[Any]) -> str:
+def after_clause(plan: TablePlan, after: Sequence[Any]) -> str:
     width = len(plan.columns)
     lhs, rhs = [], []
     for name, type_sql, pos, value in zip(plan.key, plan.key_types, plan.key_positions, after):

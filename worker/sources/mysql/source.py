@@ -1,5 +1,7 @@
 """MySQL and MariaDB, the source: connect, reflect the schema, stream a table in key order.
 
+The module is the MySQL `Source` (worker/sources/base.py): sources.for_kind hands it out.
+
 The driver is mysql-connector-python with its C extension, the fastest of the drivers that
 report a result cut short (ops/bench/MYSQL_DRIVERS.md: MariaDB's own connector is faster but
 ends an unbuffered result silently when the server kills the query or the connection). It
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from operator import itemgetter
@@ -29,10 +31,13 @@ from mysql.connector import errors as my_errors
 
 from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
 from worker.core.logs import get_logger
+from worker.core.model import Plan, TablePlan
 from worker.core.redact import redact
 from worker.sources.mysql import catalog, keys
 from worker.sources.mysql.catalog import MySchema, MyTable
 from worker.sources.url import SourceURL
+
+KIND = "mysql"
 
 # Values are rendered by the server (worker/sources/mysql/typemap.py), so the session pins what renderings
 # depend on: UTC for TIMESTAMP, utf8mb4 results whatever the column's charset (the server
@@ -240,7 +245,7 @@ def exact_count(conn: Connection, schema: str, table: str) -> int:
     return int(conn.query(f"SELECT count(*) FROM {keys.quote(table)}")[0][0])
 
 
-def stream_table(conn: Connection, *, schema: str, plan: Any,
+def stream_table(conn: Connection, *, schema: str, plan: TablePlan,
                  after: Sequence[Any] | None) -> Iterator[tuple]:
     """One unbuffered SELECT of the table in key order, starting after `after` (keyset
     resume). Rows come as the plan lays them out: columns, raw key values, lossy flags."""
@@ -298,3 +303,12 @@ def _batch_for(rows: list[tuple], wide: list[int]) -> int:
     size = sum(sum(map(len, filter(None, map(itemgetter(i), rows)))) for i in wide)
     per_row = max(1, size // len(rows))
     return max(1, min(FETCH_ROWS, FETCH_BYTES // per_row))
+
+
+
+def translate(schema: MySchema, options: Mapping[str, Any] | None = None) -> Plan:
+    """The plan for copying `schema` (worker/sources/mysql/translate.py)."""
+    # Planning only: a reader process or a probe does not import the type rules.
+    from worker.sources.mysql import translate as planner
+
+    return planner.translate(schema, options)

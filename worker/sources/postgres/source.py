@@ -1,5 +1,7 @@
 """PostgreSQL, the source: connect, reflect the schema, stream a table in key order.
 
+The module is the PostgreSQL `Source` (worker/sources/base.py): sources.for_kind hands it out.
+
 psycopg and SQLAlchemy errors are translated here, once, into liteshift's own; nothing above
 this module catches a driver exception.
 """
@@ -7,7 +9,7 @@ this module catches a driver exception.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +18,15 @@ import psycopg
 from psycopg import sql
 
 from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
+from worker.core.model import Plan, TablePlan
 from worker.core.redact import redact
+from worker.native import pgcopy
+from worker.sources.base import Rows
 from worker.sources.postgres import catalog as pg_catalog
+from worker.sources.postgres.keys import select_list
 from worker.sources.url import SourceURL
+
+KIND = "postgres"
 
 # Values are rendered by the server where it can (DESIGN: per-value Python is the enemy), so
 # the session must pin the formats those renderings depend on.
@@ -244,6 +252,22 @@ def exact_count(conn: psycopg.Connection, schema: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def stream_table(conn: psycopg.Connection, *, schema: str, plan: TablePlan,
+                 after: Sequence[Any] | None) -> Rows:
+    """The table's rows in key order after `after`: read in C from libpq (LibpqCopy), as
+    COPY messages the C codec encodes (CopyMessages), or as Python tuples when the plan
+    needs a converter the C code lacks or the extension is missing."""
+    # Text arrives as the connection's encoding: the C codec writes it as UTF-8 str.
+    codec = pgcopy.codec_for(plan) if conn.info.encoding == "utf-8" else None
+    where: dict[str, Any] = dict(schema=schema, table=plan.name, select_sql=select_list(plan),
+                                 key=plan.key, key_types=plan.key_types, after=after)
+    functions = pgcopy.libpq_functions(conn.pgconn) if codec else None
+    if codec and functions:
+        return pgcopy.LibpqCopy(lambda: binary_copy(conn, **where), codec, functions)
+    rows = stream_rows(conn, wire_types=None if codec else plan.wire_types, **where)
+    return pgcopy.CopyMessages(rows, codec) if codec else rows
+
+
 def stream_rows(conn: psycopg.Connection, *, schema: str, table: str,
                 select_sql: Sequence[str], wire_types: Sequence[str] | None,
                 key: Sequence[str], key_types: Sequence[str],
@@ -293,3 +317,12 @@ def _after_clause(key: Sequence[str], key_types: Sequence[str],
         sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(t)) for v, t in zip(after, key_types)
     )
     return sql.SQL(" WHERE ({}) > ({})").format(columns, values)
+
+
+
+def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Plan:
+    """The plan for copying `schema` (worker/sources/postgres/translate.py)."""
+    # Planning only: a reader process or a probe does not import the type rules.
+    from worker.sources.postgres import translate as planner
+
+    return planner.translate(schema, options)

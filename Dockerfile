@@ -11,15 +11,15 @@ WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY api ./api
 COPY worker ./worker
-# gcc and SQLite's and xxhash's headers build worker/native/_fastsqlite.c and worker/native/_pgcopy.c, then
-# go (xxhash is inlined: nothing to keep at run time); the
+# gcc and SQLite's headers build worker/native/_fastsqlite.c and worker/native/_pgcopy.c, then
+# go; the
 # check fails the build if either is missing (the copy would still work, 2-3x slower). The
 # sources go too: `celery -A worker...` puts the working directory first on sys.path, and
 # the uncompiled copy there would shadow the installed one.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev libxxhash-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
     && pip install . \
-    && apt-get purge -y gcc libc6-dev libsqlite3-dev libxxhash-dev && rm -rf /var/lib/apt/lists/* \
+    && apt-get purge -y gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/* \
     && rm -rf /app/api /app/worker \
     && python -c "from worker import native; s = native.status(); assert all(s.values()), s" \
     && useradd --create-home --uid 10001 liteshift \

@@ -21,13 +21,12 @@ apt_install() {
     || die "apt-get install $* failed"
 }
 
-# A C compiler and the headers of Python, SQLite and xxhash (inlined, header only), for
-# worker/native/_fastsqlite.c and worker/native/_pgcopy.c (the install works without them, slower;
+# A C compiler and the headers of Python and SQLite, for worker/native/_fastsqlite.c and
+# worker/native/_pgcopy.c (the install works without them, slower; the worker warns at start and
 # tests/test_native.py fails then).
 ensure_build_tools() {
   command -v cc >/dev/null || apt_install gcc
   [ -e /usr/include/sqlite3.h ] || apt_install libsqlite3-dev
-  [ -e /usr/include/xxhash.h ] || apt_install libxxhash-dev
   python3 -c 'import os, sysconfig
 raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || apt_install python3-dev

@@ -21,8 +21,7 @@
 #include <string.h>
 
 #include "marshal2.h"
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "xxh3.h"
 
 typedef struct {  /* the head of CPython 3.11-3.13's pysqlite_Connection */
     PyObject_HEAD
@@ -501,7 +500,7 @@ static void checksum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) 
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    c->sum += XXH3_64bits(c->b.buf, c->b.len);  /* wraps modulo 2^64, as checksum.fold does */
+    c->sum += ls_xxh3_64(c->b.buf, c->b.len);  /* wraps modulo 2^64, as checksum.fold does */
 }
 
 static void checksum_final(sqlite3_context *ctx) {
@@ -545,7 +544,7 @@ static int readback_rows(sqlite3_stmt *stmt, long long *rows, uint64_t *sum, int
         for (int i = 0; i < width; i++) values[i] = sqlite3_column_value(stmt, i);
         b.len = 0;
         if ((memory = put_row(&b, values, width)) < 0) break;
-        *sum += XXH3_64bits(b.buf, b.len);
+        *sum += ls_xxh3_64(b.buf, b.len);
         (*rows)++;
     }
     PyMem_RawFree(values);

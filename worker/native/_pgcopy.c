@@ -44,8 +44,7 @@
 #include <stdlib.h>
 
 #include "marshal2.h"
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "xxh3.h"
 
 static const double FLOAT_EXACT = 9007199254740992.0;  /* 2^53 */
 
@@ -593,7 +592,7 @@ static PyObject *encode_values(PyObject *self, PyObject *args) {
         if (rc == -3)
             PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", r, nkinds);
         if (rc < 0) goto fail;
-        sum += XXH3_64bits(b.buf + start, b.len - start);
+        sum += ls_xxh3_64(b.buf + start, b.len - start);
     }
     PyObject *counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
@@ -702,7 +701,7 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
                              "fields of types %s", rows, nkinds, kinds);
             goto fail;
         }
-        sum += XXH3_64bits(b.buf + start, b.len - start);  /* modulo 2^64, as fold() */
+        sum += ls_xxh3_64(b.buf + start, b.len - start);  /* modulo 2^64, as fold() */
         rows++;
         if (held != NULL) pq.free(held);
         held = message;

@@ -159,10 +159,22 @@ def download(job_id: JobId, svc: Deps) -> FileResponse:
                         background=BackgroundTask(copy.unlink, missing_ok=True))
 
 
-@router.get("/healthz", summary="Liveness: answers 200 when Redis answers")
-def healthz(svc: Deps) -> dict[str, str]:
+@router.get("/healthz", summary="Liveness: answers 200 when Redis answers; says how many "
+            "workers run and whether any lacks its compiled parts")
+def healthz(svc: Deps) -> dict[str, Any]:
     svc.store.redis.ping()  # a RedisError becomes a 503 in api.error_handlers
-    return {"redis": "ok"}
+    workers = svc.store.workers()
+    # Open without a token (it is the container's health check): counts, no names.
+    slow = sum(1 for info in workers.values() if info.get("problems"))
+    return {"redis": "ok", "workers": len(workers),
+            "compiled_parts": "ok" if not slow else
+            f"missing on {slow} worker(s), which copy 2-3x slower: `liteshift doctor` says "
+            "which parts and how to fix it"}
+
+
+@router.get("/workers", summary="The running workers and their compiled parts")
+def workers(svc: Deps) -> dict[str, Any]:
+    return svc.store.workers()
 
 
 def _require_job(svc: Services, job_id: str) -> dict[str, Any]:

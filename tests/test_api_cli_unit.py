@@ -292,12 +292,40 @@ def test_report_and_download_once_done(client, settings):
 
 
 def test_healthz(client, settings, sent, probe_script):
-    assert client.get("/healthz").json() == {"redis": "ok"}
+    assert client.get("/healthz").json() == {"redis": "ok", "workers": 0,
+                                             "compiled_parts": "ok"}
 
     down = settings.model_copy(update={"redis_url": "redis://:pw@127.0.0.1:1/0"})
     response = make_client(down, sent, probe_script).get("/healthz")
     assert response.status_code == 503
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in response.json()["error"]
+
+
+def test_a_worker_without_its_compiled_parts_shows_in_healthz_and_doctor(client, settings,
+                                                                          capsys):
+    # Given no worker, then one with every compiled part: doctor exits 1, then 0
+    assert run_cli(["doctor"], settings, client) == 1
+    assert "no worker is running" in capsys.readouterr().out
+    store = StateStore.from_settings(settings)
+    store.announce_worker("host:1", {"native": {"_pgcopy": True}, "problems": {}}, ttl_s=60)
+    assert run_cli(["doctor"], settings, client) == 0
+    assert client.get("/healthz").json()["compiled_parts"] == "ok"
+
+    # When a second worker lacks a part
+    store.announce_worker("host:2", {"native": {"_pgcopy": False},
+                                     "problems": {"_pgcopy": "not built: install gcc"}},
+                          ttl_s=60)
+
+    # Then /healthz counts it (no names: it needs no token) and doctor names the part and fix
+    health = client.get("/healthz").json()
+    assert health["workers"] == 2 and "missing on 1 worker(s)" in health["compiled_parts"]
+    assert run_cli(["doctor"], settings, client) == 1
+    out = capsys.readouterr().out
+    assert "host:1  ok" in out and "host:2  _pgcopy not built: install gcc" in out
+
+    # And a stopped worker drops out
+    store.forget_worker("host:2")
+    assert client.get("/healthz").json()["compiled_parts"] == "ok"
 
 
 def test_token_required_when_set(settings, sent, probe_script):

@@ -7,12 +7,17 @@ These also fail when the extensions were not built, so CI always runs the C path
 from __future__ import annotations
 
 import marshal
+import os
 import sqlite3
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
+import xxhash
 
-from worker import sources
+from worker import native, sources
 from worker.core.checksum import encode_rows, encoded_checksum
 from worker.core.errors import SourceUnavailable
 from worker.core.profiles import ColumnContext
@@ -33,8 +38,40 @@ EDGE_ROWS = [tuple(EDGES[(i * 7 + j * 3) % len(EDGES)] for j in range(6)) for i 
 
 
 def test_the_extensions_are_built_and_trust_this_machines_sqlite():
+    # The README's install (ops/lib.sh: pip install -e '.[dev]') must give every compiled part
+    assert native.status() == {"_fastsqlite": True, "_pgcopy": True}, native.problems()
+    assert native.problems() == {}
     assert fastsqlite._extension() is not None, "run pip install -e . with gcc and libsqlite3-dev"
     assert pgcopy._extension() is not None
+
+
+def test_a_worker_without_them_says_so_at_start():
+    code = "from worker.jobs.presence import warn_if_slow; warn_if_slow()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env={**os.environ, "LITESHIFT_NATIVE": "0"})
+    out = result.stdout + result.stderr
+    assert "native_parts_missing" in out and "_pgcopy" in out and "unset it" in out
+
+
+def test_the_build_needs_no_xxhash_header():
+    # Few machines have libxxhash-dev: the C parts hash with worker/native/xxh3.h instead
+    includes = [f"-I{sysconfig.get_paths()['include']}", "-Iworker/native"]
+    root = Path(__file__).parent.parent
+    for source in ("worker/native/_fastsqlite.c", "worker/native/_pgcopy.c"):
+        deps = subprocess.run(["gcc", "-M", *includes, source], cwd=root, check=True,
+                              capture_output=True, text=True).stdout
+        assert "xxh3.h" in deps and "xxhash.h" not in deps, deps
+
+
+def test_the_c_row_hash_is_xxhashs_xxh3_64_at_every_length(db):
+    # Every branch of XXH3 (up to 16, 128 and 240 bytes, then 1 KiB blocks and their tail)
+    db.execute("CREATE TABLE blobs (b BLOB)")
+    values = [bytes((i * 31 + j) % 256 for j in range(n)) for i, n in enumerate(range(2300))]
+    db.executemany("INSERT INTO blobs VALUES (?)", [(v,) for v in values])
+    for rowid, value in enumerate(values, start=1):
+        rows, total = fastsqlite.readback(db, "SELECT b FROM blobs WHERE rowid = ?", rowid,
+                                          fast=True)
+        assert (rows, total) == (1, xxhash.xxh3_64_intdigest(marshal.dumps((value,), 2)))
 
 
 @pytest.fixture

@@ -42,8 +42,10 @@ def send(name: str, *args: Any) -> None:
 
 @worker_ready.connect
 def _start_reaper(**_: Any) -> None:
+    from worker.jobs.presence import warn_if_slow
     from worker.jobs.reaper import start_reaper
 
+    warn_if_slow()
     start_reaper(settings, send)
 
 

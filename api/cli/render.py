@@ -51,6 +51,18 @@ def jobs(items: Sequence[dict[str, Any]]) -> str:
     return table([JOBS_COLUMNS, *rows])
 
 
+def workers(found: dict[str, dict[str, Any]]) -> str:
+    if not found:
+        return ("no worker is running for this queue and Redis: start one with "
+                "`liteshift worker`")
+    rows = [("WORKER", "COMPILED PARTS")]
+    for name, info in sorted(found.items()):
+        problems = info.get("problems") or {}
+        rows.append((name, "ok" if not problems else
+                     "; ".join(f"{part} {why}" for part, why in sorted(problems.items()))))
+    return table(rows)
+
+
 def _table_row(t: dict[str, Any]) -> tuple[str, ...]:
     done, estimated = t.get("rows_done"), t.get("rows_estimated")
     error = str(t.get("error") or "")

@@ -20,8 +20,9 @@ from typing import Any
 
 import redis
 
-from worker.core.config import Settings
+from worker.core.config import Settings, get_settings
 from worker.core.logs import get_logger
+from worker.jobs import presence
 from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
 from worker.jobs.recover import rebuild_forgotten
 from worker.state.store import JobState, StateStore, TableState
@@ -104,6 +105,7 @@ def _loop(settings: Settings, send: Send) -> None:
     store = StateStore.from_settings(settings)
     while not _stop.is_set():
         try:
+            presence.announce(settings, store)
             reap_once(settings, store, send)
         except redis.RedisError as exc:
             get_logger().warning("reaper_redis_error", error=str(exc))
@@ -118,3 +120,7 @@ def start_reaper(settings: Settings, send: Send) -> None:
 
 def stop_reaper() -> None:
     _stop.set()
+    try:
+        presence.withdraw(StateStore.from_settings(get_settings()))
+    except redis.RedisError:
+        pass  # the entry expires on its own

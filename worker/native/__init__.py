@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import os
 from functools import cache
 from types import ModuleType
@@ -45,3 +46,23 @@ def _same_sqlite(module: ModuleType) -> bool:
 def status() -> dict[str, bool]:
     """Which compiled parts are in use (the Dockerfile's build check)."""
     return {name: extension(name) is not None for name in NAMES}
+
+
+def problems() -> dict[str, str]:
+    """Why each compiled part that is not in use is not, and what to do: what the worker
+    logs at start and what /healthz and `liteshift doctor` show. Empty when all are in use."""
+    found = {}
+    for name in NAMES:
+        if extension(name) is not None:
+            continue
+        if os.environ.get("LITESHIFT_NATIVE", "1") == "0":
+            found[name] = "switched off by LITESHIFT_NATIVE=0 (2-3x slower copies): unset it"
+        elif name == "_fastsqlite" and importlib.util.find_spec(f"worker.native.{name}"):
+            found[name] = ("built against another SQLite library than Python's sqlite3 module "
+                           "uses, so it is not used (2-3x slower copies): reinstall liteshift "
+                           "with the headers of the SQLite Python uses (libsqlite3-dev)")
+        else:
+            found[name] = ("not built (2-3x slower copies): install gcc, the Python headers "
+                           "(python3-dev) and libsqlite3-dev, then reinstall liteshift "
+                           "(pip install --force-reinstall --no-deps .)")
+    return found

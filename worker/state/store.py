@@ -92,6 +92,10 @@ class Keys:
     def target(self, target: str) -> str:
         return f"{self.prefix}:target:{target}"
 
+    def worker(self, name: str) -> str:
+        """A running worker's self-description (StateStore.announce_worker), with a TTL."""
+        return f"{self.prefix}:worker:{name}"
+
 
 def now() -> float:
     return round(time.time(), 3)
@@ -242,6 +246,22 @@ class StateStore:
         key = self.keys.target(target)
         if self.redis.get(key) == job_id:
             self.redis.delete(key)
+
+    # -- workers ------------------------------------------------------------------------
+    def announce_worker(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Say this worker runs, and how (its compiled parts): refreshed while it runs, gone
+        ttl_s after it stops."""
+        self.redis.set(self.keys.worker(name), json.dumps(info), px=max(1, int(ttl_s * 1000)))
+
+    def forget_worker(self, name: str) -> None:
+        self.redis.delete(self.keys.worker(name))
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        start = len(self.keys.worker(""))
+        names = sorted(self.redis.scan_iter(match=self.keys.worker("*"), count=1000))
+        values = self.redis.mget(names) if names else []
+        return {key[start:]: json.loads(value) for key, value in zip(names, values, strict=True)
+                if value is not None}
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

@@ -149,6 +149,9 @@ BAD_BODIES = [
     (job_body(options={"chunk_bytes": 10}), "options.chunk_bytes:"),
     (job_body(options={"colour": 1}), "options.colour: unknown field"),
     (job_body(options={"profile": "cobol"}), "unknown profile 'cobol'"),
+    # Django reads a decimal column only as a number: TEXT decimals break every read
+    (job_body(options={"profile": "django", "exact_decimals": True}),
+     "exact_decimals cannot be used with the django profile"),
     (job_body(tables=["nope"]), "unknown table(s) 'nope'"),
     (job_body(exclude=[""]), "exclude.0:"),
     (job_body(replace="maybe"), "replace:"),

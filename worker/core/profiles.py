@@ -56,6 +56,15 @@ def check_options(options: Mapping[str, Any]) -> None:
     profile = options.get("profile", "ecto")
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if profile == "django" and options.get("exact_decimals"):
+        # Django's SQLite DecimalField converter takes a float or an int
+        # (Context.create_decimal_from_float): TEXT makes every read raise TypeError.
+        raise InputError(
+            "exact_decimals cannot be used with the django profile: Django reads a decimal "
+            "column on SQLite only as a number, and every read of a TEXT decimal fails. Drop "
+            "exact_decimals (values past 15 significant digits are rounded, and counted in the "
+            "report), or name the columns your models read as text with column_types "
+            "{\"table.column\": \"decimal_text\"}")
     for column, override in (options.get("column_types") or {}).items():
         if not isinstance(column, str) or "." not in column:
             raise InputError(f"column_types key {column!r} must be 'table.column'")

@@ -120,3 +120,13 @@ CREATE SCHEMA sales;
 CREATE TABLE sales."Order Items" (id serial PRIMARY KEY, "Note" text NOT NULL DEFAULT 'none');
 INSERT INTO sales."Order Items" ("Note") VALUES ('one'), ('two');
 CREATE VIEW sales."Long Notes" AS SELECT id, "Note" FROM sales."Order Items" WHERE length("Note") > 2;
+
+-- What apps store (issue 23): addresses as the app writes them, decimals the app rounds.
+CREATE SCHEMA apps;
+CREATE TABLE apps.hosts (id int PRIMARY KEY, ip inet, net cidr, amount numeric(30,10));
+INSERT INTO apps.hosts VALUES
+  (1, '10.0.0.1', '10.0.0.0/8', 12.5),
+  (2, '2001:db8::1', '2001:db8::/32', 1234567890.123456),
+  (3, '192.168.0.1/24', '192.168.0.0/24', 12345678901234567890.123456789),
+  (4, '::ffff:10.0.0.1/128', '10.0.0.1/32', 0.0000000001),
+  (5, NULL, NULL, 1234567890123456);

@@ -320,3 +320,24 @@ def test_another_schema_keeps_quoted_names(migrated: Any) -> None:
     out.db.execute('INSERT INTO "Order Items" DEFAULT VALUES')
     assert out.rows('SELECT id, "Note" FROM "Order Items" WHERE id > 2') == [(3, "none")]
     out.db.rollback()
+
+
+# -- what apps store (issue 23) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", ["ecto", "rails", "django", "plain"])
+def test_inet_is_written_as_apps_write_it_and_cidr_keeps_its_mask(migrated: Any,
+                                                                   profile: str) -> None:
+    out = migrated(schema="apps", profile=profile)
+    # An address whose mask is its full length without it (as Django's GenericIPAddressField
+    # and every app store it); a network keeps its mask; cidr keeps its form.
+    assert out.rows("SELECT ip, net FROM hosts ORDER BY id") == [
+        ("10.0.0.1", "10.0.0.0/8"), ("2001:db8::1", "2001:db8::/32"),
+        ("192.168.0.1/24", "192.168.0.0/24"), ("::ffff:10.0.0.1", "10.0.0.1/32"),
+        (None, None)]
+
+
+def test_django_counts_the_decimals_its_reader_rounds(migrated: Any) -> None:
+    # Django reads a decimal through decimal.Context(prec=15): past 15 significant digits it
+    # rounds even what REAL holds (1234567890.123456, 1234567890123456 as INTEGER).
+    assert migrated(schema="apps", profile="django").lossy("hosts") == {"amount": 3}
+    assert migrated(schema="apps", profile="ecto").lossy("hosts") == {"amount": 1}

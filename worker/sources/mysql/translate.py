@@ -76,7 +76,7 @@ def _column_plan(col: MyColumn, rule: Rule, ctx: Ctx, *, rowid: bool) -> ColumnP
         select_sql=rule.select(c, col, ctx), wire="mysql",
         converter=converter_for(rule, col, ctx), rule=rule.name, lossy=rule.lossy,
         note=rule.note, nullable=col.nullable,
-        flag_sql=rule.flag(c, col, ctx) if rule.flag else None)
+        flag_sql=(rule.flag(c, col, ctx) or None) if rule.flag else None)
 
 
 def _table_plan(table: MyTable, index: int, chosen: list[tuple], names: set[str],

@@ -175,12 +175,22 @@ RULES: tuple[Rule, ...] = (
             ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
          _typed("TEXT"), _as_text, note="exact decimal text (exact_decimals)"),
     Rule("decimal", lambda col, ctx: col.data_type == "decimal" and ctx.override in (
-            None, "decimal"), _decimal_type, _as_text, converter="numeric_affinity",
-         lossy=True, note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); "
-                          "values REAL cannot hold exactly (past 15 significant digits) "
-                          "counted"),
+            None, "decimal"), _decimal_type, _as_text,
+         # django's flag counts a superset of what numeric_affinity counts: one or the other
+         converter=lambda col, ctx: "numeric_float" if ctx.profile == "django"
+         else "numeric_affinity",
+         flag=lambda c, col, ctx: render.django_decimal_flag(c) if ctx.profile == "django"
+         else "", lossy=True,
+         note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
+              "cannot hold exactly (past 15 significant digits) counted; django: every "
+              "value past 15 significant digits, which its reader rounds"),
     Rule("uuid", _is_uuid, _typed("TEXT", "varchar", "char(32)"), render.uuid_sql,
          note="binary(16) as a UUID: lowercase 36-char text (django: 32 hex digits)"),
+    # MariaDB's own uuid type (10.7+; Django's UUIDField there): its text is hyphenated.
+    Rule("uuid_native", _is("uuid"), _typed("TEXT", "varchar", "char(32)"),
+         lambda c, col, ctx: (f"REPLACE(CAST({c} AS CHAR), '-', '')" if ctx.profile == "django"
+                              else f"CAST({c} AS CHAR)"),
+         note="lowercase 36-char text (django: 32 hex digits, as its UUIDField stores it)"),
     Rule("blob", lambda col, ctx: ctx.override == "blob" and col.data_type in BINARY_TYPES,
          _typed("BLOB", "blob"), _as_is, note="override: the bytes"),
     Rule("geometry_wkt", _is_wkt, _typed("TEXT"), lambda c, col, ctx: f"ST_AsText({c})",

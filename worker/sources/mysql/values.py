@@ -87,3 +87,11 @@ def uuid_sql(c: str, col: Any, ctx: Any) -> str:
     if ctx.profile == "django":
         return hexed
     return f"INSERT(INSERT(INSERT(INSERT({hexed}, 21, 0, '-'), 17, 0, '-'), 13, 0, '-'), 9, 0, '-')"
+
+
+def django_decimal_flag(c: str) -> str:
+    """True where Django reads a value other than MySQL's: its SQLite converter rounds every
+    decimal it reads to 15 significant digits (decimal.Context(prec=15)), and a decimal of at
+    most 15 comes back exact from the nearest REAL. Significant digits: without sign, point,
+    leading and trailing zeros (MySQL's decimals stay far inside a REAL's range)."""
+    return f"LENGTH(TRIM(BOTH '0' FROM REPLACE(REPLACE(CAST({c} AS CHAR), '-', ''), '.', ''))) > 15"

@@ -91,6 +91,18 @@ def _numeric_text(c: str, col: PgColumn, ctx: Ctx) -> str:
     return f"{c}::numeric::text" if col.typname == "money" else f"{c}::text"
 
 
+def _decimal_converter(col: PgColumn, ctx: Ctx) -> str:
+    # numeric_affinity counts what REAL cannot hold; django's flag counts more (a superset),
+    # so under django the converter must not count too.
+    return "numeric_affinity" if _in_c() and ctx.profile != "django" else "numeric_float"
+
+
+def _decimal_flag(c: str, col: PgColumn, ctx: Ctx) -> str | None:
+    if ctx.profile == "django":
+        return render.django_decimal_flag(c, col, ctx)
+    return None if _in_c() else render.numeric_flag(c, col, ctx)
+
+
 def _varchar(col: PgColumn, ctx: Ctx) -> str:
     if ctx.profile in ("rails", "django") and col.typname == "varchar":
         return col.type_sql.replace("character varying", "varchar")
@@ -198,11 +210,10 @@ RULES: tuple[Rule, ...] = (
          _typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
     Rule("decimal", lambda col, ctx: col.typname in ("numeric", "money") and (
             ctx.override in (None, "decimal")), _decimal_type, _numeric_text, "text",
-         converter=lambda col, ctx: "numeric_affinity" if _in_c() else "numeric_float",
-         flag=lambda c, col, ctx: None if _in_c() else render.numeric_flag(c, col, ctx),
-         lossy=True,
+         converter=_decimal_converter, flag=_decimal_flag, lossy=True,
          note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
-              "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted"),
+              "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted; "
+              "django: every value past 15 significant digits, which its reader rounds"),
     # bool before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.
     Rule("boolean", _is("bool"), _typed("INTEGER", "boolean", "bool"),
          lambda c, col, ctx: f"{c}::int4::int8", "int8"),
@@ -271,7 +282,11 @@ RULES: tuple[Rule, ...] = (
     Rule("range", lambda col, ctx: ctx.override is None and col.typtype in ("r", "m"),
          _typed("TEXT"), _cast_text, "text",
          note="PostgreSQL's range text: [lower,upper) (multirange: {[a,b),[c,d)})"),
-    Rule("network", _is("inet", "cidr", "macaddr", "macaddr8"), _typed("TEXT"), _cast_text,
+    # inet::text always adds the netmask (10.0.0.1/32), which no app writes: abbrev() is
+    # inet's output function, the address alone when its mask is the full length.
+    Rule("inet", _is("inet"), _typed("TEXT"), lambda c, col, ctx: f"abbrev({c})", "text",
+         note="address text; /32 and /128 dropped, a network keeps its mask"),
+    Rule("network", _is("cidr", "macaddr", "macaddr8"), _typed("TEXT"), _cast_text,
          "text", note="address text"),
     Rule("bit", _is("bit", "varbit"), _typed("TEXT"), _cast_text, "text",
          note="text of 0 and 1"),

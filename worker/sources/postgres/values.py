@@ -110,3 +110,16 @@ def numeric_flag(c: str, col: PgColumn, ctx: ColumnContext) -> str:
             f"WHEN abs({n}) > 1.7976931348623157e308 OR ({n} <> 0 AND abs({n}) < "
             f"2.4703282292062328e-324) THEN true "
             f"ELSE {n}::float8::text::numeric <> {n} END, false)")
+
+
+def django_decimal_flag(c: str, col: PgColumn, ctx: ColumnContext) -> str:
+    """True where Django reads a value other than the source's. Its SQLite converter reads
+    every decimal through decimal.Context(prec=15).create_decimal_from_float, so a value past
+    15 significant digits is rounded even where REAL holds it; one of at most 15 digits comes
+    back exact from the nearest REAL, unless it is NaN, infinite or outside float8's normal
+    range. Significant digits: the digits without sign, point, leading and trailing zeros."""
+    n = f"{c}::numeric" if col.typname == "money" else c
+    digits = f"length(trim(both '0' from replace(abs({n})::text, '.', '')))"
+    return (f"COALESCE(CASE WHEN {n} IN ('NaN', 'Infinity', '-Infinity') THEN true "
+            f"WHEN abs({n}) > 1.7976931348623157e308 OR ({n} <> 0 AND abs({n}) < "
+            f"2.2250738585072014e-308) THEN true ELSE {digits} > 15 END, false)")

@@ -143,7 +143,7 @@ def bounded_verify(budget: int) -> Callable[..., None]:
     rows (WorkFile.scan), to show what that change does to the peak RSS."""
     from worker.core import checksum as ck
     from worker.core.errors import VerificationFailed
-    from worker.sources.postgres.translate import quote
+    from worker.core.identifiers import quote
 
     def encode(batch: list[tuple]) -> list[Any]:
         if hasattr(ck, "encode_rows"):  # the checksum's own encoding, whichever it is

@@ -19,7 +19,7 @@ FLOAT_EXACT = float(2**53)  # every integer up to this is exact as a float
 Converter = Callable[[list], tuple[list, int]]
 
 
-def _numeric(text: str | None) -> tuple[int | float | None, bool]:
+def numeric_value(text: str | None) -> tuple[int | float | None, bool]:
     """Store a decimal as SQLite's NUMERIC affinity would store its text: an integral value
     that fits in 64 bits as INTEGER, anything else as REAL. Binding the result (not the text)
     means what we checksum is exactly what SQLite keeps; inexact values are counted."""
@@ -47,13 +47,13 @@ def _numeric(text: str | None) -> tuple[int | float | None, bool]:
 
 
 def numeric_affinity(values: list) -> tuple[list, int]:
-    pairs = list(map(_numeric, values))
+    pairs = list(map(numeric_value, values))
     return [v for v, _ in pairs], sum(lossy for _, lossy in pairs)
 
 
 def _numeric_float(text: str | None) -> int | float | None:
-    # The fast path of _numeric for text PostgreSQL rendered, which also counts the inexact
-    # values itself (pg_render.numeric_flag): float() is C; the exact path only for integral
+    # The fast path of numeric_value for text PostgreSQL rendered, which also counts the
+    # inexact values itself (pg_render.numeric_flag): float() is C; the exact path only for integral
     # values past 2^53, which a float cannot hold.
     if text is None:
         return None
@@ -63,7 +63,7 @@ def _numeric_float(text: str | None) -> int | float | None:
         # path keeps it.
         if -FLOAT_EXACT < approx < FLOAT_EXACT:
             return int(approx)
-        return _numeric(text)[0]
+        return numeric_value(text)[0]
     return None if approx != approx else approx
 
 
@@ -76,7 +76,7 @@ def _numeric_text(text: str | None) -> tuple[str | int | float | None, bool]:
     # a number, as SQLite would store its text; anything else (objects, strings) stays text.
     if text is None or text.lstrip()[:1] not in tuple("-0123456789"):
         return text, False
-    value, _ = _numeric(text)
+    value, _ = numeric_value(text)
     return value, True
 
 

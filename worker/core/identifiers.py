@@ -1,4 +1,4 @@
-"""SQL identifiers, quoted for SQLite."""
+"""SQL identifiers and string literals, quoted for SQLite."""
 
 from __future__ import annotations
 
@@ -12,3 +12,9 @@ def quote(name: str) -> str:
     backtick form is `worker.sources.mysql.keys.backtick`.
     """
     return '"' + name.replace('"', '""') + '"'
+
+
+def string_literal(text: str) -> str:
+    """`text` as a single-quoted SQL string literal, any `'` in it doubled (SQLite's rule,
+    and standard SQL's)."""
+    return "'" + text.replace("'", "''") + "'"

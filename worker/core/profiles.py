@@ -8,8 +8,10 @@ has the facts): `ecto` (default), `rails`, `django`, or `plain` (no framework: c
   digit, instead of a DECIMAL column that SQLite's NUMERIC affinity stores as INTEGER or REAL.
 - `utc_timestamps` (bool): `timestamp without time zone` columns hold UTC; the profiles that
   mark UTC (`ecto`, `plain`) write them with `Z`.
-- `column_types` ({"table.column": override}): wins over both, for one column. The override
-  vocabulary is OVERRIDES below.
+- `binary_uuids`, `geometry_wkt` (bool, MySQL sources): binary(16) columns as UUID text,
+  geometry as WKT text instead of WKB.
+- `column_types` ({"table.column": override}): wins over the others, for one column. The
+  override vocabulary is OVERRIDES below.
 
 This module is pure data and validation: the API imports it, so no database drivers here.
 """
@@ -23,8 +25,11 @@ from typing import Any
 from worker.core.errors import InputError
 
 PROFILES = ("ecto", "rails", "django", "plain")
+# Profiles that write ISO 8601 with `T` and mark UTC with `Z`; the others (rails, django)
+# write `YYYY-MM-DD HH:MM:SS` and never a zone.
+ISO_PROFILES = ("ecto", "plain")
 
-# Per-column overrides ("table.column": name). Each names a rule in typemap_pg.RULES that
+# Per-column overrides ("table.column": name). Each names a rule in a source's typemap that
 # wins over the column's own type; a column type the override cannot apply to is refused at
 # plan time with the reason.
 OVERRIDES: dict[str, str] = {
@@ -49,6 +54,8 @@ class ColumnContext:
     exact_decimals: bool = False
     utc_timestamps: bool = False
     override: str | None = None
+    binary_uuids: bool = False  # MySQL binary(16) columns hold UUIDs: 36-char lowercase text
+    geometry_wkt: bool = False  # MySQL geometry as WKT text instead of WKB blobs
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -81,4 +88,6 @@ def context_for(options: Mapping[str, Any] | None, table: str, column: str) -> C
         exact_decimals=bool(options.get("exact_decimals")),
         utc_timestamps=bool(options.get("utc_timestamps")),
         override=overrides.get(f"{table}.{column}"),
+        binary_uuids=bool(options.get("binary_uuids")),
+        geometry_wkt=bool(options.get("geometry_wkt")),
     )

@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from worker import native
-from worker.core.converters import _numeric
+from worker.core.converters import numeric_value
 from worker.core.datetime_text import DatetimeFormat
 from worker.core.model import TablePlan
 
@@ -53,7 +53,7 @@ class Codec:
         """Each message's row as marshal.dumps(row, 2), and per field a count: of true
         bools past `keep` (the server's lossy flags), of inexact values in N fields."""
         return _extension().encode(messages, self.kinds, self.keep,  # type: ignore[union-attr,no-any-return]
-                                   _numeric)
+                                   numeric_value)
 
     @cached_property
     def _raw(self) -> Codec:
@@ -100,7 +100,7 @@ class ValuesCodec:
     def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, list[int]]:
         """The rows' marshal bytes one after the other, their count, checksum, and per
         field a count as in Codec.encode."""
-        return _extension().encode_values(rows, self.kinds, self.keep, _numeric)  # type: ignore[union-attr,no-any-return]
+        return _extension().encode_values(rows, self.kinds, self.keep, numeric_value)  # type: ignore[union-attr,no-any-return]
 
 
 def values_codec(plan: TablePlan) -> ValuesCodec | None:
@@ -175,7 +175,7 @@ class LibpqCopy:
             rows = next(chunk_rows)
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
-                                     self.codec.keep, _numeric, rows, chunk_bytes, first,
+                                     self.codec.keep, numeric_value, rows, chunk_bytes, first,
                                      size_hint)
                 first, read_rows, rows = False, chunk[1], next(chunk_rows)
                 # the next payload's likely size, so that it is built without growing

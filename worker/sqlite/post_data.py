@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from worker.sources.postgres.objects import quote
+from worker.core.identifiers import quote
 
 Objects = list[dict[str, Any]]
 

@@ -45,6 +45,11 @@ class MyColumn:
     labels: list[str] = field(default_factory=list)  # enum / set labels, in order
 
     @property
+    def type_name(self) -> str:
+        """The name the type rules match (worker/core/rules.py)."""
+        return self.data_type
+
+    @property
     def unsigned(self) -> bool:
         return "unsigned" in self.type_sql.lower()
 

@@ -14,50 +14,47 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from worker.core import ddl as core_ddl
+from worker.core.ddl import Objects, TableDDL, generated_clause
+from worker.core.identifiers import quote
+from worker.core.model import ColumnPlan
+from worker.core.profiles import ColumnContext
+from worker.core.rules import Rule
+from worker.core.scratch import Scratch
 from worker.core.transpile import ExpressionError
 from worker.sources.mysql import defaults as mysql_defaults
 from worker.sources.mysql import expr as mysql_expr
 from worker.sources.mysql.catalog import MyColumn, MyTable
-from worker.sources.postgres.ddl import Objects, TableDDL, check_line, generated_clause
-from worker.sources.postgres.objects import Scratch, quote
 
 ROWID_RULES = ("integer", "unsigned")
 _SAME_VALUE_RULES = {"integer", "unsigned", "text", "boolean", "float"}
 
 
 def rowid_key(table: MyTable, rules: dict[str, str]) -> str | None:
-    if len(table.primary_key) == 1 and rules.get(table.primary_key[0]) in ROWID_RULES:
-        return table.primary_key[0]
-    return None
+    return core_ddl.rowid_key(table.primary_key, rules, ROWID_RULES)
 
 
-def create_table(table: MyTable, plans: list[Any], contexts: dict[str, Any], rules: dict,
-                 *, names: set[str], scratch: Scratch, objects: Objects) -> TableDDL:
+def create_table(table: MyTable, plans: list[ColumnPlan], contexts: dict[str, ColumnContext],
+                 rules: dict[str, Rule[MyColumn]], *, names: set[str], schema: str,
+                 scratch: Scratch, objects: Objects) -> TableDDL:
     """`plans` are the table's ColumnPlans, in source order; `rules` their typemap rules."""
     source = {c.name: c for c in table.columns}
-    rowid = rowid_key(table, {p.name: p.rule for p in plans})
+    rule_names = {p.name: p.rule for p in plans}
+    rowid = rowid_key(table, rule_names)
     ddl = TableDDL(sql="")
     lines = [_column_sql(table, source[p.name], p, contexts[p.name], rules[p.name], rowid,
-                         {q.name: q.rule for q in plans}, scratch, ddl, objects)
+                         rule_names, scratch, ddl, objects)
              for p in plans]
-    if table.primary_key and not rowid:
-        lines.append(f"PRIMARY KEY ({', '.join(map(quote, table.primary_key))})")
-    for check in table.checks:
-        line = _table_check(table.name, check, scratch, ddl, objects)
-        if line:
-            lines.append(line)
-    for fk in table.foreign_keys:
-        line = _foreign_key_sql(table.name, fk, names, objects)
-        if line:
-            lines.append(line)
-    ddl.sql = f"CREATE TABLE {quote(table.name)} (\n  " + ",\n  ".join(lines) + "\n)"
-    _auto_increment(table, rowid, source, ddl, objects)
+    ddl.sql = core_ddl.create_table(table, lines, rowid=rowid, check_sql=mysql_expr.check_sql,
+                                    names=names, schema=schema, scratch=scratch, ddl=ddl,
+                                    objects=objects)
+    _auto_increment(table, rowid, ddl, objects)
     return ddl
 
 
-def _column_sql(table: MyTable, col: MyColumn, plan: Any, ctx: Any, rule: Any,
-                rowid: str | None, rules: dict[str, str], scratch: Scratch, ddl: TableDDL,
-                objects: Objects) -> str:
+def _column_sql(table: MyTable, col: MyColumn, plan: ColumnPlan, ctx: ColumnContext,
+                rule: Rule[MyColumn], rowid: str | None, rules: dict[str, str],
+                scratch: Scratch, ddl: TableDDL, objects: Objects) -> str:
     name = f"{table.name}.{col.name}"
     line = f"{quote(col.name)} {plan.sqlite_type}".rstrip()
     if col.name == rowid:
@@ -91,7 +88,7 @@ def _zero_date_default(col: MyColumn) -> bool:
         (col.default or "").strip("'").startswith("0000-00-00")
 
 
-def _default(name: str, col: MyColumn, rule: str, ctx: Any, scratch: Scratch,
+def _default(name: str, col: MyColumn, rule: str, ctx: ColumnContext, scratch: Scratch,
              objects: Objects) -> str:
     sql, reason = mysql_defaults.default_sql(col, rule, ctx, scratch)
     entry = {"kind": "default", "name": name, "source_sql": col.default}
@@ -120,35 +117,8 @@ def _generated(table: str, col: MyColumn, rules: dict[str, str], scratch: Scratc
                             col.generated.upper(), ddl, objects)
 
 
-def _table_check(table: str, check: dict[str, Any], scratch: Scratch, ddl: TableDDL,
-                 objects: Objects) -> str | None:
-    sql, reason = mysql_expr.check_sql(table, check["expr"], scratch)
-    return check_line(table, check, sql, reason, ddl, objects)
-
-
-def _foreign_key_sql(table: str, fk: dict[str, Any], names: set[str],
-                     objects: Objects) -> str | None:
-    name = fk.get("name") or f"{table}_fkey"
-    referred = fk["referred_table"]
-    if fk.get("referred_schema") or referred not in names:
-        where = f"{fk['referred_schema']}.{referred}" if fk.get("referred_schema") else referred
-        objects.append({"kind": "foreign_key", "name": name, "table": table, "fate": "skipped",
-                        "reason": f"references {where!r}, which is not copied"})
-        return None
-    sql = (f"CONSTRAINT {quote(name)} FOREIGN KEY "
-           f"({', '.join(map(quote, fk['constrained_columns']))}) REFERENCES {quote(referred)} "
-           f"({', '.join(map(quote, fk['referred_columns']))})")
-    options = fk.get("options") or {}
-    for clause in ("ondelete", "onupdate"):
-        if options.get(clause):
-            sql += f" ON {clause[2:].upper()} {options[clause].upper()}"
-    objects.append({"kind": "foreign_key", "name": name, "table": table, "fate": "translated",
-                    "sql": sql})
-    return sql
-
-
-def _auto_increment(table: MyTable, rowid: str | None, source: dict[str, MyColumn],
-                    ddl: TableDDL, objects: Objects) -> None:
+def _auto_increment(table: MyTable, rowid: str | None, ddl: TableDDL,
+                    objects: Objects) -> None:
     for col in table.columns:
         if not col.auto_increment:
             continue

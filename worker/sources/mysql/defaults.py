@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any
 
+from worker.core.ddl import now_sql
+from worker.core.identifiers import string_literal as _text
+from worker.core.profiles import ISO_PROFILES, ColumnContext
+from worker.core.scratch import Scratch
 from worker.core.transpile import ExpressionError
 from worker.sources.mysql import expr as mysql_expr
 from worker.sources.mysql.catalog import MyColumn
-from worker.sources.mysql.values import ISO_PROFILES
-from worker.sources.postgres.objects import Scratch
 
 _NOW = re.compile(r"^(current_timestamp|now|localtimestamp|localtime)(\(\d*\))?$",
                   re.IGNORECASE)
@@ -32,7 +33,7 @@ def on_update(col: MyColumn) -> str | None:
     return found.group(1) if found else None
 
 
-def default_sql(col: MyColumn, rule: str, ctx: Any, scratch: Scratch) -> tuple[str | None, str]:
+def default_sql(col: MyColumn, rule: str, ctx: ColumnContext, scratch: Scratch) -> tuple[str | None, str]:
     """(SQLite DEFAULT expression or None, the reason when None)."""
     expr = (col.default or "").strip()
     if _NOW.match(expr):
@@ -59,7 +60,7 @@ def _expression_default(expr: str, scratch: Scratch) -> tuple[str | None, str]:
     return f"({sql})", ""
 
 
-def _literal_default(value: Any, col: MyColumn, rule: str, ctx: Any) -> tuple[str | None, str]:
+def _literal_default(value: str | int | float, col: MyColumn, rule: str, ctx: ColumnContext) -> tuple[str | None, str]:
     if rule in _NUMBER_RULES:
         try:
             number = float(value) if rule in ("decimal", "float") else int(value)
@@ -80,11 +81,7 @@ def _literal_default(value: Any, col: MyColumn, rule: str, ctx: Any) -> tuple[st
     return None, f"a literal default for the {rule} rule is not rewritten: set it in the app"
 
 
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _temporal(text: str, col: MyColumn, rule: str, ctx: Any) -> tuple[str | None, str]:
+def _temporal(text: str, col: MyColumn, rule: str, ctx: ColumnContext) -> tuple[str | None, str]:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -103,15 +100,11 @@ def _temporal(text: str, col: MyColumn, rule: str, ctx: Any) -> tuple[str | None
     return _text(base + ("Z" if utc and iso else "")), ""
 
 
-def now_default(col: MyColumn, rule: str, ctx: Any) -> str:
+def now_default(col: MyColumn, rule: str, ctx: ColumnContext) -> str:
     """The current time as the column's rule writes times, so new rows compare with old."""
     if rule == "date":
         return "CURRENT_DATE"
-    if rule not in _TEMPORAL_RULES or ctx.profile not in ISO_PROFILES:
-        return "CURRENT_TIMESTAMP"  # YYYY-MM-DD HH:MM:SS, as rails and django write
+    if rule not in _TEMPORAL_RULES:
+        return "CURRENT_TIMESTAMP"
     utc = rule in ("timestamp", "utc_datetime") or (rule == "datetime" and ctx.utc_timestamps)
-    zone = " || 'Z'" if utc else ""
-    if ctx.profile == "ecto" and col.fsp:
-        # SQLite's clock has milliseconds: %f is SS.SSS, padded to Ecto's six digits.
-        return f"(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000'{zone})"
-    return f"(strftime('%Y-%m-%dT%H:%M:%S', 'now'){zone})"
+    return now_sql(ctx.profile, utc=utc, fraction=bool(col.fsp))

@@ -14,9 +14,9 @@ from typing import Any
 from sqlglot import exp
 
 from worker.core import transpile as sql_transpile
+from worker.core.scratch import Scratch
+from worker.core.scratch import view_objects as scratch_views
 from worker.core.transpile import ExpressionError, generate
-from worker.sources.postgres import objects as schema_sql
-from worker.sources.postgres.objects import Scratch
 
 _INTRODUCER = re.compile(r"(?<![\w`'])_[a-z][a-z0-9]*\s*(?=')", re.IGNORECASE)
 
@@ -37,13 +37,15 @@ def to_sqlite(sql: str) -> str:
     return generate(_unqualify(parse(sql)))
 
 
-def literal_value(sql: str) -> Any:
+def literal_value(sql: str) -> str | int | float:
     """A literal default as a Python value (str, int, float), or raise ExpressionError."""
     tree = parse(sql)
     while isinstance(tree, exp.Paren):
         tree = tree.this
     if isinstance(tree, exp.Neg) and isinstance(tree.this, exp.Literal):
         value = literal_value(tree.this.sql(dialect="mysql"))
+        if isinstance(value, str):
+            raise ExpressionError("not a literal: a negated string")
         return -value
     if isinstance(tree, exp.BitString):
         return int(str(tree.this), 2)
@@ -81,14 +83,8 @@ def _unqualify(tree: exp.Expression) -> exp.Expression:
 
 
 def check_sql(table: str, expr: str, scratch: Scratch) -> tuple[str | None, str]:
-    try:
-        sql = to_sqlite(expr)
-    except ExpressionError as exc:
-        return None, str(exc)
-    problem = scratch.expression_error(table, sql)
-    return (None, f"SQLite rejects {sql}: {problem}") if problem else (sql, "")
+    return scratch.expression(table, expr, to_sqlite)
 
 
 def view_objects(views: list[dict[str, str]], scratch: Scratch) -> list[dict[str, Any]]:
-    return schema_sql.view_objects(views, scratch,
-                                   to_sqlite=lambda sql: to_sqlite(sql.strip().rstrip(";")))
+    return scratch_views(views, scratch, lambda sql: to_sqlite(sql.strip().rstrip(";")))

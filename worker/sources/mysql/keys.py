@@ -1,7 +1,7 @@
 """The SELECT that streams a MySQL table in key order, and its keyset resume clause.
 
 Driver-free (the SQL is text), so it is testable without a server. The row layout is the
-plan's (translate.TablePlan): the columns' expressions, then one raw value per key column
+plan's (worker/core/model.py): the columns' expressions, then one raw value per key column
 whose converted value cannot be cast back exactly (`key_positions` past the columns), then
 the lossy flags. Raw key values are what the checkpoint stores (as JSON), so they are ints
 or text: binary keys travel as hex, temporal and decimal keys as their canonical text.
@@ -13,8 +13,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from worker.core import keys as core_keys
 from worker.core.model import TablePlan
-from worker.sources.mysql.catalog import BINARY_TYPES, GEOMETRY_TYPES, INTEGER_TYPES, TEXT_TYPES
+from worker.sources.mysql.catalog import BINARY_TYPES, GEOMETRY_TYPES, INTEGER_TYPES
 
 # Key columns whose converted value casts back to the source value as it is (plain ints
 # and text): no raw copy needed. The rule names are typemap_mysql's.
@@ -23,7 +24,9 @@ KEY_SAFE_RULES = {"integer", "unsigned", "text", "year"}
 UNKEYABLE = ("float", "double", "real", "json", "geometry") + GEOMETRY_TYPES
 
 
-def quote(name: str) -> str:
+def backtick(name: str) -> str:
+    """`name` as a MySQL identifier: in backticks, any backtick in it doubled (the session
+    has no ANSI_QUOTES, so double quotes would make a string)."""
     return "`" + name.replace("`", "``") + "`"
 
 
@@ -51,7 +54,7 @@ def keyable(type_sql: str) -> bool:
 
 def raw_key_sql(column: str, type_sql: str) -> str:
     """The raw value of a key column, as the checkpoint keeps it."""
-    kind, c = base_type(type_sql), quote(column)
+    kind, c = base_type(type_sql), backtick(column)
     if kind in BINARY_TYPES:
         return f"HEX({c})"
     if kind in ("enum", "set"):
@@ -64,8 +67,8 @@ def raw_key_sql(column: str, type_sql: str) -> str:
 def _key_operand(column: str, type_sql: str, raw: bool) -> str:
     """The key column as the resume comparison sees it (same order as ORDER BY column)."""
     if raw and base_type(type_sql) in ("enum", "set"):
-        return f"({quote(column)} + 0)"
-    return quote(column)
+        return f"({backtick(column)} + 0)"
+    return backtick(column)
 
 
 def literal(value: Any, type_sql: str, raw: bool) -> str:
@@ -99,17 +102,14 @@ def _hex_text(value: Any) -> str:
 
 
 def select_sql(plan: TablePlan, after: Sequence[Any] | None) -> str:
-    width = len(plan.columns)
-    raw_keys = [(k, t) for k, t, pos in zip(plan.key, plan.key_types, plan.key_positions)
-                if pos >= width]
     flags = [f"COALESCE({c.flag_sql}, 0)" for c in plan.columns if c.flag_sql]
     expressions = ([c.select_sql for c in plan.columns]
-                   + [raw_key_sql(k, t) for k, t in raw_keys] + flags)
-    sql = f"SELECT {', '.join(expressions)} FROM {quote(plan.name)}"
+                   + [raw_key_sql(k, t) for k, t in plan.raw_keys] + flags)
+    sql = f"SELECT {', '.join(expressions)} FROM {backtick(plan.name)}"
     if plan.key and after is not None:
         sql += " WHERE " + after_clause(plan, after)
     if plan.key:
-        sql += " ORDER BY " + ", ".join(quote(k) for k in plan.key)
+        sql += " ORDER BY " + ", ".join(backtick(k) for k in plan.key)
     return sql
 
 
@@ -120,11 +120,4 @@ def after_clause(plan: TablePlan, after: Sequence[Any]) -> str:
         raw = pos >= width
         lhs.append(_key_operand(name, type_sql, raw))
         rhs.append(literal(value, type_sql, raw))
-    if len(lhs) == 1:
-        return f"{lhs[0]} > {rhs[0]}"
-    # Row-value comparison (a, b) > (x, y) follows the same order as ORDER BY a, b.
-    return f"({', '.join(lhs)}) > ({', '.join(rhs)})"
-
-
-def is_text_type(type_sql: str) -> bool:
-    return base_type(type_sql) in TEXT_TYPES
+    return core_keys.after_clause(lhs, rhs)

@@ -15,7 +15,6 @@ form, whether a table is read from its start or resumed.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,10 +28,10 @@ import mysql.connector
 from _mysql_connector import MySQLInterfaceError
 from mysql.connector import errors as my_errors
 
-from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
+from worker.core import driver_errors
+from worker.core.errors import SourceError
 from worker.core.logs import get_logger
 from worker.core.model import Plan, TablePlan
-from worker.core.redact import redact
 from worker.sources.mysql import catalog, keys
 from worker.sources.mysql.catalog import MySchema, MyTable
 from worker.sources.url import SourceURL
@@ -82,29 +81,24 @@ FETCH_BYTES = 8 * 1024 * 1024  # about this much per fetch when rows hold blobs 
 
 def translate_error(exc: BaseException, *, what: str) -> SourceError:
     """One place that turns a driver error into ours, with advice a person can act on."""
-    orig = getattr(exc, "orig", None) or exc
+    return driver_errors.translate_error(exc, what=what, permanent=_permanent,
+                                         transient=_transient, refused=_refused)
+
+
+def _permanent(orig: BaseException, text: str) -> str | None:
     errno = getattr(orig, "errno", None)
-    text = redact(str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig))
-    if errno in PERMANENT_ERRNOS:
-        return SourceRejected(f"{what}: {PERMANENT_ERRNOS[errno]} ({text})")
-    sa_operational, sa_error = _sqlalchemy_errors()
-    if errno in TRANSIENT_ERRNOS or isinstance(orig, (my_errors.OperationalError,
-                                                      my_errors.InterfaceError, OSError,
-                                                      *sa_operational)):
-        return SourceUnavailable(f"{what}: connection failed or was cut ({text}); "
-                                 "will retry from the last committed chunk")
-    if isinstance(orig, (my_errors.Error, *sa_error)):
-        return SourceRejected(f"{what}: the source refused the query ({text})")
-    return SourceUnavailable(f"{what}: {text}")
+    return f"{PERMANENT_ERRNOS[errno]} ({text})" if errno in PERMANENT_ERRNOS else None
 
 
-def _sqlalchemy_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    # SQLAlchemy is imported only to reflect keys (a reader process should not pay for it):
-    # no error can be one of its own before that.
-    exceptions = sys.modules.get("sqlalchemy.exc")
-    if exceptions is None:
-        return (), ()
-    return (exceptions.OperationalError,), (exceptions.SQLAlchemyError,)
+def _transient(orig: BaseException) -> bool:
+    operational, _ = driver_errors.sqlalchemy_errors()
+    return getattr(orig, "errno", None) in TRANSIENT_ERRNOS or isinstance(
+        orig, (my_errors.OperationalError, my_errors.InterfaceError, *operational))
+
+
+def _refused(orig: BaseException) -> bool:
+    _, any_error = driver_errors.sqlalchemy_errors()
+    return isinstance(orig, (my_errors.Error, *any_error))
 
 
 class Connection:
@@ -242,7 +236,7 @@ def _reflect_constraints(source: SourceURL, names: Sequence[str]) -> dict[str, t
 
 
 def exact_count(conn: Connection, schema: str, table: str) -> int:
-    return int(conn.query(f"SELECT count(*) FROM {keys.quote(table)}")[0][0])
+    return int(conn.query(f"SELECT count(*) FROM {keys.backtick(table)}")[0][0])
 
 
 def stream_table(conn: Connection, *, schema: str, plan: TablePlan,

@@ -1,10 +1,9 @@
 """MySQL/MariaDB → SQLite type mapping, as data: an ordered rule table, first match wins.
 
-Same shape as worker/sources/postgres/typemap.py: each rule names, given the column and its context (profile,
-job options, per-column override), the SQLite declared type, the SELECT expression that makes
-the server render the value (worker/sources/mysql/values.py), an optional column converter (worker/core/converters.py),
-an optional flag (SQL true where the value took a lossy fallback, counted per column), an
-optional column CHECK, and whether it can lose information.
+What a rule names (declared type, the SELECT that makes the server render the value,
+converter, lossy flag, CHECK) and how a column is matched are worker/core/rules.py's; here
+are MySQL's rules, rendering with worker/sources/mysql/values.py. Rows arrive as the
+driver's Python values, so the rules name no wire type.
 
 Every value a rule produces is an int, float, str, bytes or None that SQLite stores unchanged
 under the declared type's affinity: the checksum covers the values as bound, and
@@ -28,72 +27,23 @@ Documented rules worth knowing (the report repeats each column's note):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
-from worker.core.profiles import context_for
+from worker.core import rules
+from worker.core.profiles import ColumnContext as Ctx
+from worker.core.rules import Rule, is_type, override, typed
 from worker.sources.mysql import values as render
 from worker.sources.mysql.catalog import BINARY_TYPES, GEOMETRY_TYPES, INTEGER_TYPES, TEXT_TYPES
 from worker.sources.mysql.catalog import MyColumn as Col
 
-
-@dataclass(frozen=True)
-class Ctx:
-    """The column's context: profiles.ColumnContext plus the MySQL-only options."""
-    profile: str = "ecto"
-    exact_decimals: bool = False
-    utc_timestamps: bool = False
-    override: str | None = None
-    binary_uuids: bool = False  # binary(16) columns hold UUIDs: 36-char lowercase text
-    geometry_wkt: bool = False  # geometry as WKT text instead of WKB blobs
-
-
-# Per-column overrides understood here (column_types): PostgreSQL's vocabulary where it
-# applies, plus "uuid_text", "blob" and "wkt"/"wkb".
-OVERRIDES = {"text", "utc_datetime", "naive_datetime", "decimal_text", "decimal",
-             "uuid_text", "blob", "wkt", "wkb"}
-
-
-def context(options: Mapping[str, Any] | None, table: str, column: str) -> Ctx:
-    base = context_for(options, table, column)
-    options = options or {}
-    return Ctx(profile=base.profile, exact_decimals=base.exact_decimals,
-               utc_timestamps=base.utc_timestamps, override=base.override,
-               binary_uuids=bool(options.get("binary_uuids")),
-               geometry_wkt=bool(options.get("geometry_wkt")))
-
+# Per-column overrides understood here (column_types), and the rule each selects:
+# PostgreSQL's vocabulary where it applies, plus "uuid_text", "blob" and "wkt"/"wkb".
+OVERRIDE_RULES = {"text": "override_text", "utc_datetime": "utc_datetime",
+                  "naive_datetime": "naive_datetime", "decimal_text": "decimal_text",
+                  "decimal": "decimal", "uuid_text": "uuid", "blob": "blob",
+                  "wkt": "geometry_wkt", "wkb": "geometry"}
 
 Sql = Callable[[str, Col, Ctx], str]  # (quoted column, column, context) -> SQL
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    matches: Callable[[Col, Ctx], bool]
-    sqlite_type: Callable[[Col, Ctx], str]
-    select: Sql
-    converter: str | Callable[[Col, Ctx], str | None] | None = None
-    flag: Sql | None = None
-    check: Sql | None = None
-    lossy: bool = False
-    note: str = ""
-
-
-def _is(*types: str) -> Callable[[Col, Ctx], bool]:
-    return lambda col, ctx: ctx.override is None and col.data_type in types
-
-
-def _override(name: str, *types: str) -> Callable[[Col, Ctx], bool]:
-    return lambda col, ctx: ctx.override == name and (not types or col.data_type in types)
-
-
-def _typed(ecto: str, rails: str | None = None, django: str | None = None,
-           plain: str | None = None) -> Callable[[Col, Ctx], str]:
-    """Declared type per profile: what each framework's own migrations would write."""
-    names = {"ecto": ecto, "rails": rails or ecto, "django": django or ecto,
-             "plain": plain or ecto}
-    return lambda col, ctx: names[ctx.profile]
 
 
 def _nocase(declared: Callable[[Col, Ctx], str]) -> Callable[[Col, Ctx], str]:
@@ -109,10 +59,8 @@ def _as_text(c: str, col: Col, ctx: Ctx) -> str:
 
 
 def _decimal_type(col: Col, ctx: Ctx) -> str:
-    size = f"({col.precision},{col.scale})" if col.precision is not None else ""
-    if ctx.profile == "django":
-        return "decimal"  # Django declares the type without its size on SQLite
-    return {"rails": "decimal", "plain": "NUMERIC"}.get(ctx.profile, "DECIMAL") + size
+    return rules.decimal_type(f"({col.precision},{col.scale})" if col.precision is not None else "",
+                        ctx)
 
 
 def _varchar(col: Col, ctx: Ctx) -> str:
@@ -143,12 +91,7 @@ def _is_wkt(col: Col, ctx: Ctx) -> bool:
 
 
 def _enum_check(c: str, col: Col, ctx: Ctx) -> str:
-    labels = ", ".join("'" + label.replace("'", "''") + "'" for label in col.labels)
-    return f"{c} IN ({labels})"
-
-
-def _django_json_check(c: str, col: Col, ctx: Ctx) -> str:
-    return f"JSON_VALID({c}) OR {c} IS NULL" if ctx.profile == "django" else ""
+    return rules.labels_check(c, col.labels)
 
 
 def _json_select(c: str, col: Col, ctx: Ctx) -> str:
@@ -161,19 +104,19 @@ _TEXTUAL = TEXT_TYPES + ("enum", "set", "json", "date", "datetime", "timestamp",
                          "year", "decimal", "float", "double") + INTEGER_TYPES
 _ZERO_NOTE = ("zero dates (0000-00-00), zero parts and invalid dates become NULL, counted")
 
-RULES: tuple[Rule, ...] = (
+RULES: tuple[Rule[Col], ...] = (
     # Per-column overrides and options first: a person's explicit choice wins.
     Rule("override_text", lambda col, ctx: ctx.override == "text" and col.data_type in
-         _TEXTUAL, _typed("TEXT"), _as_text, note="override: MySQL's own text form"),
-    Rule("utc_datetime", _override("utc_datetime", "datetime", "timestamp"),
-         _typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(True),
+         _TEXTUAL, typed("TEXT"), _as_text, note="override: MySQL's own text form"),
+    Rule("utc_datetime", override("utc_datetime", "datetime", "timestamp"),
+         typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(True),
          flag=render.bad_date_flag, lossy=True, note="override: UTC; " + _ZERO_NOTE),
-    Rule("naive_datetime", _override("naive_datetime", "datetime", "timestamp"),
-         _typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(False),
+    Rule("naive_datetime", override("naive_datetime", "datetime", "timestamp"),
+         typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(False),
          flag=render.bad_date_flag, lossy=True, note="override: without Z; " + _ZERO_NOTE),
     Rule("decimal_text", lambda col, ctx: col.data_type == "decimal" and (
             ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
-         _typed("TEXT"), _as_text, note="exact decimal text (exact_decimals)"),
+         typed("TEXT"), _as_text, note="exact decimal text (exact_decimals)"),
     Rule("decimal", lambda col, ctx: col.data_type == "decimal" and ctx.override in (
             None, "decimal"), _decimal_type, _as_text,
          # django's flag counts a superset of what numeric_affinity counts: one or the other
@@ -184,81 +127,70 @@ RULES: tuple[Rule, ...] = (
          note="stored as SQLite's NUMERIC affinity would (INTEGER or REAL); values REAL "
               "cannot hold exactly (past 15 significant digits) counted; django: every "
               "value past 15 significant digits, which its reader rounds"),
-    Rule("uuid", _is_uuid, _typed("TEXT", "varchar", "char(32)"), render.uuid_sql,
+    Rule("uuid", _is_uuid, typed("TEXT", "varchar", "char(32)"), render.uuid_sql,
          note="binary(16) as a UUID: lowercase 36-char text (django: 32 hex digits)"),
     # MariaDB's own uuid type (10.7+; Django's UUIDField there): its text is hyphenated.
-    Rule("uuid_native", _is("uuid"), _typed("TEXT", "varchar", "char(32)"),
+    Rule("uuid_native", is_type("uuid"), typed("TEXT", "varchar", "char(32)"),
          lambda c, col, ctx: (f"REPLACE(CAST({c} AS CHAR), '-', '')" if ctx.profile == "django"
                               else f"CAST({c} AS CHAR)"),
          note="lowercase 36-char text (django: 32 hex digits, as its UUIDField stores it)"),
     Rule("blob", lambda col, ctx: ctx.override == "blob" and col.data_type in BINARY_TYPES,
-         _typed("BLOB", "blob"), _as_is, note="override: the bytes"),
-    Rule("geometry_wkt", _is_wkt, _typed("TEXT"), lambda c, col, ctx: f"ST_AsText({c})",
+         typed("BLOB", "blob"), _as_is, note="override: the bytes"),
+    Rule("geometry_wkt", _is_wkt, typed("TEXT"), lambda c, col, ctx: f"ST_AsText({c})",
          note="WKT text; the SRID is not kept"),
     Rule("geometry", lambda col, ctx: col.data_type in GEOMETRY_TYPES and ctx.override in (
-            None, "wkb"), _typed("BLOB", "blob"), lambda c, col, ctx: f"ST_AsBinary({c})",
+            None, "wkb"), typed("BLOB", "blob"), lambda c, col, ctx: f"ST_AsBinary({c})",
          note="WKB (OGC well-known binary); the SRID is not kept"),
     # tinyint(1) before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.
-    Rule("boolean", _is_bool, _typed("INTEGER", "boolean", "bool"), _as_is,
+    Rule("boolean", _is_bool, typed("INTEGER", "boolean", "bool"), _as_is,
          flag=lambda c, col, ctx: f"{c} NOT IN (0, 1)", lossy=True,
          note="tinyint(1) as a boolean, 0/1; other values kept as they are, counted"),
-    Rule("unsigned", _is_big_unsigned, _typed(""),
+    Rule("unsigned", _is_big_unsigned, typed(""),
          lambda c, col, ctx: f"CAST({c} AS UNSIGNED)" if col.data_type == "bit" else c,
          converter="unsigned_text", lossy=True,
          note="declared without a type (BLOB affinity): integers up to 2^63-1, larger "
               "values as exact text, counted"),
-    Rule("integer", _is(*INTEGER_TYPES), _typed("INTEGER"), _as_is),
-    Rule("year", _is("year"), _typed("INTEGER"),
+    Rule("integer", is_type(*INTEGER_TYPES), typed("INTEGER"), _as_is),
+    Rule("year", is_type("year"), typed("INTEGER"),
          lambda c, col, ctx: f"NULLIF({c} + 0, 0)", flag=lambda c, col, ctx: f"{c} = 0",
          lossy=True, note="the year as an integer; MySQL's zero year 0000 becomes NULL, "
                           "counted"),
-    Rule("bit", _is("bit"), _typed("INTEGER"), lambda c, col, ctx: f"CAST({c} AS UNSIGNED)",
+    Rule("bit", is_type("bit"), typed("INTEGER"), lambda c, col, ctx: f"CAST({c} AS UNSIGNED)",
          note="the bits as an unsigned integer"),
-    Rule("float", _is("float", "double", "real"), _typed("REAL", "float", "real"), _as_is,
+    Rule("float", is_type("float", "double", "real"), typed("REAL", "float", "real"), _as_is,
          converter="negative_zero", lossy=True,
          note="float as MySQL prints it (shortest form), double exact; -0 becomes 0 (as "
               "SQLite's REAL would store it), counted"),
-    Rule("timestamp", _is("timestamp"), _typed("TEXT", "datetime(6)", "datetime"),
+    Rule("timestamp", is_type("timestamp"), typed("TEXT", "datetime(6)", "datetime"),
          render.datetime_sql(None), flag=render.bad_date_flag, lossy=True,
          note="ISO 8601 in UTC, with Z where the profile marks UTC; " + _ZERO_NOTE),
-    Rule("datetime", _is("datetime"), _typed("TEXT", "datetime(6)", "datetime"),
+    Rule("datetime", is_type("datetime"), typed("TEXT", "datetime(6)", "datetime"),
          render.datetime_sql(None), flag=render.bad_date_flag, lossy=True,
          note="ISO 8601 without zone (Z with utc_timestamps); " + _ZERO_NOTE),
-    Rule("date", _is("date"), _typed("TEXT", "date", "date"), render.date_sql,
+    Rule("date", is_type("date"), typed("TEXT", "date", "date"), render.date_sql,
          flag=render.bad_date_flag, lossy=True, note="YYYY-MM-DD; " + _ZERO_NOTE),
-    Rule("time", _is("time"), _typed("TEXT", "time", "time"), render.time_sql,
+    Rule("time", is_type("time"), typed("TEXT", "time", "time"), render.time_sql,
          flag=render.time_flag, lossy=True,
          note="HH:MM:SS[.ffffff] as the profile writes it; values outside 0–24h keep "
               "MySQL's text (-01:02:03, 100:00:00), counted"),
     Rule("json", lambda col, ctx: ctx.override is None and col.json,
-         _typed("TEXT", "json", "text"), _json_select,
+         typed("TEXT", "json", "text"), _json_select,
          converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
-         check=_django_json_check, note="JSON text as the server prints it"),
-    Rule("enum", _is("enum"), _nocase(_typed("TEXT")), _as_is, check=_enum_check,
+         check=rules.django_json_check, note="JSON text as the server prints it"),
+    Rule("enum", is_type("enum"), _nocase(typed("TEXT")), _as_is, check=_enum_check,
          note="label text, with a CHECK of the labels"),
     # CAST: the driver would hand over a Python set, which has no order.
-    Rule("set", _is("set"), _typed("TEXT"), _as_text, converter="set_json",
+    Rule("set", is_type("set"), typed("TEXT"), _as_text, converter="set_json",
          note="JSON array of the members, in the column's order"),
-    Rule("binary", _is(*BINARY_TYPES), _typed("BLOB", "blob"), _as_is,
+    Rule("binary", is_type(*BINARY_TYPES), typed("BLOB", "blob"), _as_is,
          note="the bytes (binary(n) with its zero padding, as stored)"),
-    Rule("text", _is(*TEXT_TYPES), _nocase(_varchar), _as_is,
+    Rule("text", is_type(*TEXT_TYPES), _nocase(_varchar), _as_is,
          note="decoded by the server from the column's character set"),
     # Last: anything else keeps MySQL's canonical text, and the report says so.
-    Rule("text_form", lambda col, ctx: True, _typed("TEXT"), _as_text,
+    Rule("text_form", lambda col, ctx: True, typed("TEXT"), _as_text,
          note="no specific rule: MySQL's text form, reported"),
 )
 
 
-def rule_for(column: Col, ctx: Ctx | None = None) -> Rule:
-    ctx = ctx or Ctx()
-    return next(rule for rule in RULES if rule.matches(column, ctx))
-
-
-def converter_for(rule: Rule, column: Col, ctx: Ctx) -> str | None:
-    if callable(rule.converter):
-        return rule.converter(column, ctx)
-    return rule.converter
-
-
-def rule_names() -> list[str]:
-    return [rule.name for rule in RULES]
+def rule_for(column: Col, ctx: Ctx | None = None) -> Rule[Col]:
+    return rules.rule_for(RULES, column, ctx)

@@ -9,11 +9,9 @@ DATE_FORMAT, TIME_FORMAT, MICROSECOND, LAST_DAY, HEX, INSERT, LOWER.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-# Profiles that write ISO 8601 with `T` and mark UTC with `Z`; rails and django write
-# `YYYY-MM-DD HH:MM:SS` and never a zone.
-ISO_PROFILES = ("ecto", "plain")
+from worker.core.profiles import ISO_PROFILES, ColumnContext
+from worker.sources.mysql.catalog import MyColumn
 
 
 def bad_date(c: str) -> str:
@@ -23,7 +21,7 @@ def bad_date(c: str) -> str:
             f"OR DAYOFMONTH({c}) > DAYOFMONTH(LAST_DAY({c})))")
 
 
-def bad_date_flag(c: str, col: Any, ctx: Any) -> str:
+def bad_date_flag(c: str, col: MyColumn, ctx: ColumnContext) -> str:
     return bad_date(c)
 
 
@@ -32,7 +30,7 @@ def _fraction_when_nonzero(c: str, value: str, base: str, zone: str, fn: str) ->
             f"{fn}({value}, '{base}.%f{zone}'))")
 
 
-def datetime_sql(utc_default: bool | None) -> Callable[[str, Any, Any], str]:
+def datetime_sql(utc_default: bool | None) -> Callable[[str, MyColumn, ColumnContext], str]:
     """A datetime or timestamp in the profile's format.
 
     ecto: `YYYY-MM-DDTHH:MM:SS`, plus exactly six fraction digits unless the column has no
@@ -42,7 +40,7 @@ def datetime_sql(utc_default: bool | None) -> Callable[[str, Any, Any], str]:
     UTC: TIMESTAMP columns (the session renders them in UTC), DATETIME ones with the
     utc_timestamps option; `utc_default` True/False forces it (per-column overrides).
     """
-    def select(c: str, col: Any, ctx: Any) -> str:
+    def select(c: str, col: MyColumn, ctx: ColumnContext) -> str:
         utc = utc_default
         if utc is None:
             utc = col.data_type == "timestamp" or ctx.utc_timestamps
@@ -58,7 +56,7 @@ def datetime_sql(utc_default: bool | None) -> Callable[[str, Any, Any], str]:
     return select
 
 
-def date_sql(c: str, col: Any, ctx: Any) -> str:
+def date_sql(c: str, col: MyColumn, ctx: ColumnContext) -> str:
     return f"CASE WHEN {bad_date(c)} THEN NULL ELSE DATE_FORMAT({c}, '%Y-%m-%d') END"
 
 
@@ -66,11 +64,11 @@ def time_out_of_day(c: str) -> str:
     return f"({c} < '00:00:00' OR {c} >= '24:00:00')"
 
 
-def time_flag(c: str, col: Any, ctx: Any) -> str:
+def time_flag(c: str, col: MyColumn, ctx: ColumnContext) -> str:
     return time_out_of_day(c)
 
 
-def time_sql(c: str, col: Any, ctx: Any) -> str:
+def time_sql(c: str, col: MyColumn, ctx: ColumnContext) -> str:
     """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero.
     Outside one day (MySQL's time is a duration up to ±838 h): MySQL's own text."""
     if ctx.profile == "ecto":
@@ -80,7 +78,7 @@ def time_sql(c: str, col: Any, ctx: Any) -> str:
     return f"CASE WHEN {time_out_of_day(c)} THEN CAST({c} AS CHAR) ELSE {rendered} END"
 
 
-def uuid_sql(c: str, col: Any, ctx: Any) -> str:
+def uuid_sql(c: str, col: MyColumn, ctx: ColumnContext) -> str:
     """binary(16) → 8-4-4-4-12 lowercase hex (MySQL 8's BIN_TO_UUID is not in MariaDB);
     django's UUIDField stores 32 hex digits without hyphens."""
     hexed = f"LOWER(HEX({c}))"

@@ -8,62 +8,39 @@ sqlite_sequence at finalize, so new rows get ids after every id PostgreSQL hande
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from worker.core import ddl as core_ddl
+from worker.core.ddl import Objects, TableDDL, generated_clause
+from worker.core.identifiers import quote
+from worker.core.model import ColumnPlan
 from worker.core.profiles import ColumnContext
+from worker.core.scratch import Scratch
 from worker.sources.postgres import objects as schema_sql
-from worker.sources.postgres.objects import Scratch, quote
 from worker.sources.postgres.source import PgColumn, PgTable
 from worker.sources.postgres.typemap import rule_for
 
-Objects = list[dict[str, Any]]
 
-
-@dataclass
-class TableDDL:
-    sql: str
-    generated: set[str] = field(default_factory=set)  # columns SQLite computes
-    checks: list[dict[str, Any]] = field(default_factory=list)  # {"name", "sql"}
-    sequence: dict[str, Any] | None = None
-
-
-def create_table(table: PgTable, columns: list[Any], contexts: dict[str, ColumnContext], *,
-                 names: set[str], schema: str, scratch: Scratch, objects: Objects) -> TableDDL:
+def create_table(table: PgTable, columns: list[ColumnPlan],
+                 contexts: dict[str, ColumnContext], *, names: set[str], schema: str,
+                 scratch: Scratch, objects: Objects) -> TableDDL:
     """`columns` are the table's ColumnPlans, in source order."""
     source = {c.name: c for c in table.columns}
     rules = {c.name: c.rule for c in columns}
-    rowid = _rowid_key(table, rules)
+    rowid = core_ddl.rowid_key(table.primary_key, rules, ("integer",))
     ddl = TableDDL(sql="")
-    lines = []
-    for plan in columns:
-        col = source[plan.name]
-        lines.append(_column_sql(table, col, plan, contexts[col.name], rowid, rules, scratch,
-                                 ddl, objects))
-    if table.primary_key and not rowid:
-        lines.append(f"PRIMARY KEY ({', '.join(map(quote, table.primary_key))})")
-    for check in table.checks:
-        line = _table_check(table.name, check, scratch, ddl, objects)
-        if line:
-            lines.append(line)
-    for fk in table.foreign_keys:
-        line = _foreign_key_sql(table.name, fk, names, schema, objects)
-        if line:
-            lines.append(line)
-    ddl.sql = f"CREATE TABLE {quote(table.name)} (\n  " + ",\n  ".join(lines) + "\n)"
+    lines = [_column_sql(table, source[plan.name], plan, contexts[plan.name], rowid, rules,
+                         scratch, ddl, objects) for plan in columns]
+    ddl.sql = core_ddl.create_table(table, lines, rowid=rowid, check_sql=schema_sql.check_sql,
+                                    names=names, schema=schema, scratch=scratch, ddl=ddl,
+                                    objects=objects)
     if rowid and (source[rowid].sequence or source[rowid].identity):
         ddl.sequence = _sequence(table.name, source[rowid], objects)
     _other_sequences(table, rowid, objects)
     return ddl
 
 
-def _rowid_key(table: PgTable, rules: dict[str, str]) -> str | None:
-    if len(table.primary_key) == 1 and rules.get(table.primary_key[0]) == "integer":
-        return table.primary_key[0]
-    return None
-
-
-def _column_sql(table: PgTable, col: PgColumn, plan: Any, ctx: ColumnContext,
+def _column_sql(table: PgTable, col: PgColumn, plan: ColumnPlan, ctx: ColumnContext,
                 rowid: str | None, rules: dict[str, str], scratch: Scratch, ddl: TableDDL,
                 objects: Objects) -> str:
     name = f"{table.name}.{col.name}"
@@ -106,63 +83,6 @@ def _generated(table: str, col: PgColumn, rules: dict[str, str], scratch: Scratc
                ddl: TableDDL, objects: Objects) -> str:
     sql, reason = schema_sql.generated_sql(table, col, rules, scratch)
     return generated_clause(table, col.name, col.default, sql, reason, "STORED", ddl, objects)
-
-
-def generated_clause(table: str, column: str, source_sql: str | None, sql: str | None,
-                     reason: str, storage: str, ddl: TableDDL, objects: Objects) -> str:
-    """The column's GENERATED clause, or none (its values are copied), recorded either way."""
-    entry = {"kind": "generated_column", "name": f"{table}.{column}", "source_sql": source_sql}
-    if sql is None:
-        objects.append({**entry, "fate": "translated", "sql": None,
-                        "note": f"copied as plain values: {reason}"})
-        return ""
-    ddl.generated.add(column)
-    clause = f" GENERATED ALWAYS AS ({sql}) {storage}"
-    objects.append({**entry, "fate": "translated", "sql": clause.strip()})
-    return clause
-
-
-def _table_check(table: str, check: dict[str, Any], scratch: Scratch, ddl: TableDDL,
-                 objects: Objects) -> str | None:
-    sql, reason = schema_sql.check_sql(table, check["expr"], scratch)
-    return check_line(table, check, sql, reason, ddl, objects)
-
-
-def check_line(table: str, check: dict[str, Any], sql: str | None, reason: str,
-               ddl: TableDDL, objects: Objects) -> str | None:
-    """A table CHECK as written in CREATE TABLE, or None (skipped), recorded either way."""
-    entry = {"kind": "check_constraint", "name": check["name"], "table": table,
-             "source_sql": check["expr"]}
-    if sql is None:
-        objects.append({**entry, "fate": "skipped", "reason": reason})
-        return None
-    line = f"CONSTRAINT {quote(check['name'])} CHECK ({sql})"
-    ddl.checks.append({"name": check["name"], "sql": sql})
-    objects.append({**entry, "fate": "translated", "sql": line})
-    return line
-
-
-def _foreign_key_sql(table: str, fk: dict[str, Any], names: set[str], schema: str,
-                     objects: Objects) -> str | None:
-    name = fk.get("name") or f"{table}_fkey"
-    referred = fk["referred_table"]
-    if fk.get("referred_schema") not in (None, schema) or referred not in names:
-        where = f"{fk.get('referred_schema')}.{referred}" if fk.get("referred_schema") else referred
-        objects.append({"kind": "foreign_key", "name": name, "table": table, "fate": "skipped",
-                        "reason": f"references {where!r}, which is not copied"})
-        return None
-    columns = ", ".join(map(quote, fk["constrained_columns"]))
-    sql = (f"CONSTRAINT {quote(name)} FOREIGN KEY ({columns})"
-           f" REFERENCES {quote(referred)} ({', '.join(map(quote, fk['referred_columns']))})")
-    options = fk.get("options") or {}
-    for clause in ("ondelete", "onupdate"):
-        if options.get(clause):
-            sql += f" ON {clause[2:].upper()} {options[clause].upper()}"
-    if options.get("deferrable"):
-        sql += " DEFERRABLE INITIALLY " + (options.get("initially") or "IMMEDIATE").upper()
-    objects.append({"kind": "foreign_key", "name": name, "table": table, "fate": "translated",
-                    "sql": sql})
-    return sql
 
 
 def _sequence(table: str, col: PgColumn, objects: Objects) -> dict[str, Any] | None:

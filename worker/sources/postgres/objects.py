@@ -1,46 +1,23 @@
 """SQL for the schema objects around the data: defaults, CHECKs, generated columns, indexes,
-views. Each translation is tried on a scratch in-memory SQLite database holding the tables'
-bare columns, so what we write is known to compile in SQLite; what does not is skipped with
-the SQL that failed and SQLite's or sqlglot's reason.
+views. Each translation is tried on the scratch SQLite database (worker/core/scratch.py), so
+what we write is known to compile in SQLite; what does not is skipped with the SQL that
+failed and SQLite's or sqlglot's reason.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Callable
 from typing import Any
 
+from worker.core.ddl import now_sql
 from worker.core.identifiers import quote
 from worker.core.profiles import ColumnContext
+from worker.core.scratch import Scratch
+from worker.core.scratch import view_objects as scratch_views
 from worker.core.transpile import ExpressionError
 from worker.sources.postgres import expr as pg_expr
 from worker.sources.postgres.source import PgColumn
-from worker.sources.postgres.values import ISO_PROFILES, precision
-
-
-class Scratch:
-    """An in-memory SQLite database with every table's columns (declared types only)."""
-
-    def __init__(self) -> None:
-        self.db = sqlite3.connect(":memory:", isolation_level=None)
-
-    def add_table(self, name: str, columns: list[tuple[str, str]]) -> None:
-        body = ", ".join(f"{quote(c)} {t}" for c, t in columns)
-        self.db.execute(f"CREATE TABLE {quote(name)} ({body})")
-
-    def error(self, statement: str) -> str | None:
-        """SQLite's complaint about a statement, or None when it runs (effects are kept:
-        later views may depend on earlier ones)."""
-        try:
-            self.db.execute(statement)
-            return None
-        except sqlite3.Error as exc:
-            return str(exc)
-
-    def expression_error(self, table: str, expression: str) -> str | None:
-        return self.error(f"SELECT {expression} FROM {quote(table)} LIMIT 0")
-
+from worker.sources.postgres.values import precision
 
 # -- defaults ---------------------------------------------------------------------------
 
@@ -102,27 +79,17 @@ def _now_default(col: PgColumn, rule: str, ctx: ColumnContext) -> str:
     """The current time as the column's rule writes times, so new rows compare with old."""
     if rule == "date":
         return "CURRENT_DATE"
-    timestamp = rule in ("timestamp", "timestamptz", "utc_datetime", "naive_datetime")
-    if not timestamp or ctx.profile not in ISO_PROFILES:
-        return "CURRENT_TIMESTAMP"  # YYYY-MM-DD HH:MM:SS, as rails and django write
+    if rule not in ("timestamp", "timestamptz", "utc_datetime", "naive_datetime"):
+        return "CURRENT_TIMESTAMP"
     utc = rule in ("timestamptz", "utc_datetime") or (rule == "timestamp" and ctx.utc_timestamps)
-    zone = " || 'Z'" if utc else ""
-    if ctx.profile == "ecto" and precision(col) != 0:
-        # SQLite's clock has milliseconds: %f is SS.SSS, padded to Ecto's six digits.
-        return f"(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000'{zone})"
-    return f"(strftime('%Y-%m-%dT%H:%M:%S', 'now'){zone})"
+    return now_sql(ctx.profile, utc=utc, fraction=precision(col) != 0)
 
 
 # -- CHECKs and generated columns -------------------------------------------------------
 
 def check_sql(table: str, expr: str, scratch: Scratch, *,
               value_as: str | None = None) -> tuple[str | None, str]:
-    try:
-        sql = pg_expr.to_sqlite(expr, value_as=value_as)
-    except ExpressionError as exc:
-        return None, str(exc)
-    problem = scratch.expression_error(table, sql)
-    return (None, f"SQLite rejects {sql}: {problem}") if problem else (sql, "")
+    return scratch.expression(table, expr, lambda e: pg_expr.to_sqlite(e, value_as=value_as))
 
 
 # Rules whose SQLite values compute like PostgreSQL's under the operators SQLite shares.
@@ -174,35 +141,5 @@ def index_sql(table: str, ix: dict[str, Any], scratch: Scratch) -> tuple[str | N
 
 # -- views ------------------------------------------------------------------------------
 
-def view_objects(views: list[dict[str, str]], scratch: Scratch, *,
-                 to_sqlite: Callable[[str], str] = pg_expr.view_to_sqlite
-                 ) -> list[dict[str, Any]]:
-    """Transpile every view and create it in the scratch database; a view that depends on
-    another is retried until no more succeed, so definition order does not matter."""
-    pending: dict[str, dict[str, Any]] = {}
-    objects: dict[str, dict[str, Any]] = {}
-    for view in views:
-        base = {"kind": "view", "name": view["name"], "source_sql": view["sql"].strip()}
-        try:
-            body = to_sqlite(view["sql"])
-        except ExpressionError as exc:
-            objects[view["name"]] = {**base, "fate": "skipped", "reason": str(exc)}
-            continue
-        pending[view["name"]] = {**base, "sql": f"CREATE VIEW {quote(view['name'])} AS {body}"}
-    order: list[str] = []
-    while pending:
-        problems = {}
-        for name, obj in list(pending.items()):
-            problem = scratch.error(obj["sql"]) or scratch.error(
-                f"SELECT * FROM {quote(name)} LIMIT 0")
-            if problem:
-                scratch.error(f"DROP VIEW IF EXISTS {quote(name)}")
-                problems[name] = problem
-            else:
-                objects[name] = {**pending.pop(name), "fate": "translated"}
-                order.append(name)
-        if len(problems) == len(pending):
-            for name, problem in problems.items():
-                objects[name] = {**pending.pop(name), "fate": "skipped",
-                                 "reason": f"SQLite rejects the transpiled view: {problem}"}
-    return [objects[n] for n in order] + [o for n, o in objects.items() if n not in order]
+def view_objects(views: list[dict[str, str]], scratch: Scratch) -> list[dict[str, Any]]:
+    return scratch_views(views, scratch, pg_expr.view_to_sqlite)

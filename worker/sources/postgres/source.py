@@ -8,7 +8,6 @@ this module catches a driver exception.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,13 +16,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
+from worker.core import driver_errors
+from worker.core.errors import SourceError
 from worker.core.model import Plan, TablePlan
-from worker.core.redact import redact
 from worker.native import pgcopy
 from worker.sources.base import Rows
 from worker.sources.postgres import catalog as pg_catalog
-from worker.sources.postgres.keys import select_list
+from worker.sources.postgres.keys import after_clause, select_list
 from worker.sources.url import SourceURL
 
 KIND = "postgres"
@@ -67,6 +66,11 @@ class PgColumn:
     sequence: str | None = None  # the sequence a serial or identity column owns
     sequence_value: int | None = None  # its last value (None: never used, or not readable)
 
+    @property
+    def type_name(self) -> str:
+        """The name the type rules match (worker/core/rules.py)."""
+        return self.typname
+
 
 @dataclass
 class PgTable:
@@ -92,38 +96,35 @@ class PgSchema:
 
 def translate_error(exc: BaseException, *, what: str) -> SourceError:
     """One place that turns a driver error into ours, with advice a person can act on."""
-    orig = getattr(exc, "orig", None) or exc
+    return driver_errors.translate_error(exc, what=what, permanent=_permanent,
+                                         transient=_transient,
+                                         refused=lambda e: isinstance(e, psycopg.Error))
+
+
+def _permanent(orig: BaseException, text: str) -> str | None:
     sqlstate = getattr(orig, "sqlstate", None)
-    text = redact(str(orig).strip().splitlines()[0] if str(orig).strip() else repr(orig))
     if sqlstate in PERMANENT_SQLSTATES:
-        return SourceRejected(f"{what}: {PERMANENT_SQLSTATES[sqlstate]} ({text})")
+        return f"{PERMANENT_SQLSTATES[sqlstate]} ({text})"
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return SourceRejected(f"{what}: wrong user name or password ({text})")
+        return f"wrong user name or password ({text})"
     if "does not exist" in lowered and "role" in lowered:
-        return SourceRejected(f"{what}: the user does not exist ({text}); check the URL")
+        return f"the user does not exist ({text}); check the URL"
     if "no pg_hba.conf entry" in lowered:
-        return SourceRejected(f"{what}: the server does not accept this user from here "
-                              f"({text}); ask its administrator to allow it in pg_hba.conf")
+        return (f"the server does not accept this user from here ({text}); ask its "
+                "administrator to allow it in pg_hba.conf")
     if "does not exist" in lowered and "database" in lowered:
-        return SourceRejected(f"{what}: the database does not exist ({text}); check the URL")
+        return f"the database does not exist ({text}); check the URL"
     if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return SourceRejected(f"{what}: unknown host ({text}); check the URL")
+        return f"unknown host ({text}); check the URL"
     if isinstance(orig, psycopg.errors.InvalidCatalogName):
-        return SourceRejected(f"{what}: the database does not exist ({text})")
-    if isinstance(orig, (psycopg.OperationalError, OSError, *_sqlalchemy_operational())):
-        return SourceUnavailable(f"{what}: connection failed or was cut ({text}); "
-                                 "will retry from the last committed chunk")
-    if isinstance(orig, psycopg.Error):
-        return SourceRejected(f"{what}: the source refused the query ({text})")
-    return SourceUnavailable(f"{what}: {text}")
+        return f"the database does not exist ({text})"
+    return None
 
 
-def _sqlalchemy_operational() -> tuple[type, ...]:
-    # SQLAlchemy is imported only to reflect a schema (it takes half a second, which a
-    # reader process should not pay): no error can be one of its own before that.
-    exceptions = sys.modules.get("sqlalchemy.exc")
-    return (exceptions.OperationalError,) if exceptions else ()
+def _transient(orig: BaseException) -> bool:
+    operational, _ = driver_errors.sqlalchemy_errors()
+    return isinstance(orig, (psycopg.OperationalError, *operational))
 
 
 @contextmanager
@@ -292,10 +293,11 @@ def binary_copy(conn: psycopg.Connection, *, schema: str, table: str,
     query = sql.SQL("SELECT {cols} FROM {schema}.{table}{where}{order}").format(
         cols=sql.SQL(", ").join(sql.SQL(s) for s in select_sql),
         schema=sql.Identifier(schema), table=sql.Identifier(table),
-        where=_after_clause(key, key_types, after),
+        where=(sql.SQL(" WHERE " + after_clause(key, key_types, after))
+               if key and after is not None else sql.SQL("")),
         # The table's own columns, not the SELECT's outputs of the same name: a key read
         # raw and again as text (a timestamp) would be ambiguous, and a cast output (citext
-        # as text) would sort otherwise than _after_clause compares.
+        # as text) would sort otherwise than after_clause compares.
         order=(sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(
             sql.Identifier(schema, table, k) for k in key)) if key else sql.SQL("")),
     )
@@ -305,19 +307,6 @@ def binary_copy(conn: psycopg.Connection, *, schema: str, table: str,
             yield copy
     except psycopg.Error as exc:
         raise translate_error(exc, what=f"reading table {table!r}") from None
-
-
-def _after_clause(key: Sequence[str], key_types: Sequence[str],
-                  after: Sequence[Any] | None) -> sql.Composable:
-    if not key or after is None:
-        return sql.SQL("")
-    # Row-value comparison (a, b) > (x, y) follows the same order as ORDER BY a, b.
-    columns = sql.SQL(", ").join(map(sql.Identifier, key))
-    values = sql.SQL(", ").join(
-        sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(t)) for v, t in zip(after, key_types)
-    )
-    return sql.SQL(" WHERE ({}) > ({})").format(columns, values)
-
 
 
 def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Plan:

@@ -2,7 +2,8 @@
 
 Every source object gets a fate for the report: copied, translated (with the SQL we wrote) or
 skipped (with the reason). Nothing is dropped without a line saying so. The DDL itself is
-written by worker/sources/postgres/ddl.py; expressions go through sqlglot (worker/sources/postgres/expr.py, worker/sources/postgres/objects.py).
+written by ddl.py; expressions go through sqlglot (expr.py, objects.py), all in
+worker/sources/postgres/.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from worker.core.errors import InputError
+from worker.core import keys
 from worker.core.identifiers import quote
 from worker.core.model import ColumnPlan, Plan, TablePlan
 from worker.core.profiles import context_for
+from worker.core.rules import checked_rule, column_plan
 from worker.sources.postgres.source import PgColumn, PgSchema, PgTable
-from worker.sources.postgres.typemap import OVERRIDE_RULES, converter_for, rule_for, wire_for
+from worker.sources.postgres.typemap import OVERRIDE_RULES, RULES
 
 if TYPE_CHECKING:
-    from worker.sources.postgres import objects as schema_sql
+    from worker.core.scratch import Scratch
 
 # Key columns whose converted value, as text, casts back to the same source value; other key
 # columns are also fetched raw (as text) so the resume point is exact.
@@ -27,11 +29,12 @@ _KEY_SAFE_RULES = {"integer", "text", "uuid", "enum", "bpchar", "citext"}
 
 def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Plan:
     """The plan for copying `schema` with the job's options (worker/core/profiles.py)."""
+    from worker.core.scratch import Scratch
     from worker.sources.postgres import (
         objects as schema_sql,  # sqlglot: planning only, not in a reader process
     )
 
-    scratch = schema_sql.Scratch()
+    scratch = Scratch()
     columns = {t.name: [_column_plan(t.name, c, options) for c in t.columns]
                for t in schema.tables}
     for table in schema.tables:
@@ -50,21 +53,13 @@ def translate(schema: PgSchema, options: Mapping[str, Any] | None = None) -> Pla
 
 def _column_plan(table: str, col: PgColumn, options: Mapping[str, Any] | None) -> ColumnPlan:
     ctx = context_for(options, table, col.name)
-    rule = rule_for(col, ctx)
-    if ctx.override and OVERRIDE_RULES.get(ctx.override) != rule.name:
-        raise InputError(f"column_types: {table}.{col.name} is {col.type_sql}, which the "
-                         f"override {ctx.override!r} does not apply to")
-    flag = rule.flag(quote(col.name), col, ctx) if rule.flag else None
-    return ColumnPlan(
-        name=col.name, source_type=col.type_sql, sqlite_type=rule.sqlite_type(col, ctx),
-        select_sql=rule.select(quote(col.name), col, ctx), wire=wire_for(rule, col, ctx),
-        converter=converter_for(rule, col, ctx), rule=rule.name, lossy=rule.lossy,
-        note=rule.note, nullable=col.nullable, flag_sql=flag,
-    )
+    rule = checked_rule(RULES, col, ctx, table=table, override_rules=OVERRIDE_RULES)
+    return column_plan(rule, col, ctx, quoted=quote(col.name),
+                       wire=rule.wire_for(col, ctx) or "text")
 
 
 def _table_plan(table: PgTable, index: int, columns: list[ColumnPlan], names: set[str],
-                schema: str, options: Mapping[str, Any] | None, scratch: schema_sql.Scratch,
+                schema: str, options: Mapping[str, Any] | None, scratch: Scratch,
                 objects: list[dict[str, Any]]) -> TablePlan:
     from worker.sources.postgres import ddl as table_ddl
 
@@ -73,7 +68,12 @@ def _table_plan(table: PgTable, index: int, columns: list[ColumnPlan], names: se
                                  scratch=scratch, objects=objects)
     copied = [c for c in columns if c.name not in ddl.generated]
     key, key_kind = _chunk_key(table)
-    positions, key_types = _key_positions(key, copied)
+    # A value converted after reading (a raw uuid) is no resume key: keys are taken from
+    # rows before conversion, so such a key is read again as text.
+    positions = keys.key_positions(key, copied, lambda c: c.rule in _KEY_SAFE_RULES
+                                   and not c.converter)
+    by_name = {c.name: c for c in copied}
+    key_types = [by_name[k].source_type for k in key]
     insert_sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in copied)})"
                   f" VALUES ({', '.join('?' for _ in copied)})")
     objects.append({"kind": _KINDS.get(table.kind, "table"), "name": table.name,
@@ -95,31 +95,13 @@ _NOTES = {"m": "copied as a table with its rows; SQLite cannot refresh it",
           "p": "one table holding every partition's rows"}
 
 
-def _key_positions(key: list[str], columns: list[ColumnPlan]) -> tuple[list[int], list[str]]:
-    by_name = {c.name: (i, c) for i, c in enumerate(columns)}
-    positions, key_types, extra = [], [], 0
-    for name in key:
-        i, plan = by_name[name]
-        key_types.append(plan.source_type)
-        # A value converted after reading (a raw uuid) is no resume key: keys are taken
-        # from rows before conversion, so such a key is read again as text.
-        if plan.rule in _KEY_SAFE_RULES and not plan.converter:
-            positions.append(i)
-        else:
-            positions.append(len(columns) + extra)
-            extra += 1
-    return positions, key_types
-
-
 def _chunk_key(table: PgTable) -> tuple[list[str], str]:
-    if table.primary_key:
-        return list(table.primary_key), "primary_key"
-    not_null = {c.name for c in table.columns if not c.nullable and not c.generated}
+    """The primary key, else the shortest unique constraint or index (without expressions
+    or a predicate) over NOT NULL columns that SQLite copies (not generated)."""
     candidates = [u["columns"] for u in table.unique]
     candidates += [ix["column_names"] for ix in table.indexes
                    if ix.get("unique") and None not in ix["column_names"]
                    and not ix.get("where")]
-    for columns in sorted(candidates, key=len):
-        if columns and all(c in not_null for c in columns):
-            return list(columns), "unique"
-    return [], "none"
+    not_null = {c.name for c in table.columns if not c.nullable and not c.generated}
+    return keys.chunk_key(table.primary_key, candidates, not_null=not_null,
+                          orders_exactly=lambda c: True)

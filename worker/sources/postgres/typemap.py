@@ -1,11 +1,8 @@
 """PostgreSQL → SQLite type mapping, as data: an ordered rule table, first match wins.
 
-Each rule names, given the column and its context (profile, job options, per-column
-override; see worker/core/profiles.py): the SQLite declared type, the SELECT expression that makes the
-server render the value (so no per-value Python runs for most types), the binary COPY wire
-type of that expression, an optional column converter (worker/core/converters.py), an optional flag
-expression (true where the value was written by a lossy fallback: counted per column at the
-cost of one boolean per row), an optional column CHECK, and whether it can lose information.
+What a rule names (declared type, the SELECT that makes the server render the value, its
+binary COPY wire type, converter, lossy flag, CHECK) and how a table is matched are
+worker/core/rules.py's; here are PostgreSQL's rules. A lossy flag costs one boolean per row.
 
 Every value a rule produces must be stored unchanged by SQLite under the declared type's
 affinity (text in TEXT columns, integers in INTEGER, floats in REAL, and for NUMERIC-affinity
@@ -17,48 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from worker import native
+from worker.core import rules
 from worker.core.datetime_text import DatetimeFormat
-from worker.core.profiles import ColumnContext
+from worker.core.profiles import ISO_PROFILES
+from worker.core.profiles import ColumnContext as Ctx
+from worker.core.rules import Rule, is_type, override, typed
 from worker.sources.postgres import values as render
 from worker.sources.postgres.source import PgColumn
 
-Ctx = ColumnContext
 Sql = Callable[[str, PgColumn, Ctx], str]  # (quoted column, column, context) -> SQL
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    matches: Callable[[PgColumn, Ctx], bool]
-    sqlite_type: Callable[[PgColumn, Ctx], str]
-    select: Sql
-    wire: str | Callable[[PgColumn, Ctx], str]  # psycopg binary COPY type of the expression
-    # name in converters.CONVERTERS, or a function of (column, context) giving one or None
-    converter: str | Callable[[PgColumn, Ctx], str | None] | None = None
-    # SQL boolean, never NULL: this value took a lossy fallback (None: counted elsewhere)
-    flag: Callable[[str, PgColumn, Ctx], str | None] | None = None
-    check: Sql | None = None  # a column CHECK the rule adds (enum labels, JSON validity)
-    lossy: bool = False
-    note: str = ""
-
-
-def _is(*typnames: str) -> Callable[[PgColumn, Ctx], bool]:
-    return lambda col, ctx: ctx.override is None and col.typname in typnames
-
-
-def _override(name: str, *typnames: str) -> Callable[[PgColumn, Ctx], bool]:
-    return lambda col, ctx: ctx.override == name and (not typnames or col.typname in typnames)
-
-
-def _typed(ecto: str, rails: str | None = None, django: str | None = None,
-           plain: str | None = None) -> Callable[[PgColumn, Ctx], str]:
-    """Declared type per profile: what each framework's own migrations would write."""
-    names = {"ecto": ecto, "rails": rails or ecto, "django": django or ecto,
-             "plain": plain or ecto}
-    return lambda col, ctx: names[ctx.profile]
 
 
 def _in_c() -> bool:
@@ -82,9 +48,7 @@ def _decimal_type(col: PgColumn, ctx: Ctx) -> str:
     # money has two fraction digits and fits in 19 digits (its int8 of cents).
     size = "(19,2)" if col.typname == "money" else (
         f"({found.group(1)},{found.group(2)})" if found else "")
-    if ctx.profile == "django":
-        return "decimal"  # Django declares the type without its size on SQLite
-    return {"rails": "decimal", "plain": "NUMERIC"}.get(ctx.profile, "DECIMAL") + size
+    return rules.decimal_type(size, ctx)
 
 
 def _numeric_text(c: str, col: PgColumn, ctx: Ctx) -> str:
@@ -128,7 +92,7 @@ def _datetime_converter(utc_default: bool | None) -> Callable[[PgColumn, Ctx], s
     def converter(col: PgColumn, ctx: Ctx) -> str | None:
         if not _in_c():
             return None
-        iso = ctx.profile in render.ISO_PROFILES
+        iso = ctx.profile in ISO_PROFILES
         fraction = ("nonzero" if ctx.profile != "ecto"
                     else "never" if render.precision(col) == 0 else "always")
         return DatetimeFormat(iso=iso, fraction=fraction,
@@ -179,35 +143,30 @@ def _array(c: str, col: PgColumn, ctx: Ctx) -> str:
 
 
 def _enum_check(c: str, col: PgColumn, ctx: Ctx) -> str:
-    labels = ", ".join("'" + label.replace("'", "''") + "'" for label in col.enum_labels)
-    return f"{c} IN ({labels})"
-
-
-def _django_json_check(c: str, col: PgColumn, ctx: Ctx) -> str:
-    return f"JSON_VALID({c}) OR {c} IS NULL" if ctx.profile == "django" else ""
+    return rules.labels_check(c, col.enum_labels)
 
 
 _TEMPORAL_NOTE = ("infinity, -infinity, BC and year-10000+ values keep PostgreSQL's text "
                   "('infinity', '… BC') and are counted")
 _GEOMETRIC = ("point", "line", "lseg", "box", "path", "polygon", "circle")
 
-RULES: tuple[Rule, ...] = (
+RULES: tuple[Rule[PgColumn], ...] = (
     # Per-column overrides first: a person's explicit choice wins over every type rule.
-    Rule("override_text", _override("text"), _typed("TEXT"), _cast_text, "text",
+    Rule("override_text", override("text"), typed("TEXT"), _cast_text, "text",
          note="override: PostgreSQL's text form"),
-    Rule("override_json", _override("json"), _typed("TEXT"), _to_json, "text",
+    Rule("override_json", override("json"), typed("TEXT"), _to_json, "text",
          note="override: to_json() of the value"),
-    Rule("utc_datetime", _override("utc_datetime", "timestamp", "timestamptz"),
-         _typed("TEXT", "datetime(6)", "datetime"), _datetime(True), _datetime_wire,
+    Rule("utc_datetime", override("utc_datetime", "timestamp", "timestamptz"),
+         typed("TEXT", "datetime(6)", "datetime"), _datetime(True), _datetime_wire,
          converter=_datetime_converter(True), flag=_datetime_flag("timestamp"), lossy=True,
          note="override: UTC, with Z where the profile marks UTC; " + _TEMPORAL_NOTE),
-    Rule("naive_datetime", _override("naive_datetime", "timestamp", "timestamptz"),
-         _typed("TEXT", "datetime(6)", "datetime"), _datetime(False), _datetime_wire,
+    Rule("naive_datetime", override("naive_datetime", "timestamp", "timestamptz"),
+         typed("TEXT", "datetime(6)", "datetime"), _datetime(False), _datetime_wire,
          converter=_datetime_converter(False), flag=_datetime_flag("timestamp"), lossy=True,
          note="override: UTC wall time without Z; " + _TEMPORAL_NOTE),
     Rule("decimal_text", lambda col, ctx: col.typname in ("numeric", "money") and (
             ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
-         _typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
+         typed("TEXT"), _numeric_text, "text", note="exact decimal text (exact_decimals)"),
     Rule("decimal", lambda col, ctx: col.typname in ("numeric", "money") and (
             ctx.override in (None, "decimal")), _decimal_type, _numeric_text, "text",
          converter=_decimal_converter, flag=_decimal_flag, lossy=True,
@@ -215,88 +174,89 @@ RULES: tuple[Rule, ...] = (
               "cannot hold exactly (past 15 significant digits) and NaN (→ NULL) counted; "
               "django: every value past 15 significant digits, which its reader rounds"),
     # bool before the integers: 0/1 is what ecto_sqlite3, Rails and Django read back.
-    Rule("boolean", _is("bool"), _typed("INTEGER", "boolean", "bool"),
+    Rule("boolean", is_type("bool"), typed("INTEGER", "boolean", "bool"),
          lambda c, col, ctx: f"{c}::int4::int8", "int8"),
-    Rule("integer", _is("int2", "int4", "int8", "oid", "xid", "cid"), _typed("INTEGER"),
+    Rule("integer", is_type("int2", "int4", "int8", "oid", "xid", "cid"), typed("INTEGER"),
          lambda c, col, ctx: f"{c}::int8", "int8"),
-    Rule("float", _is("float4", "float8"), _typed("REAL", "float", "real"),
+    Rule("float", is_type("float4", "float8"), typed("REAL", "float", "real"),
          lambda c, col, ctx: render.float_sql(c, col), "float8", flag=render.float_flag,
          lossy=True, note="NaN becomes NULL (SQLite has no NaN) and -0 becomes 0, counted; "
                           "±Infinity kept"),
-    Rule("timestamptz", _is("timestamptz"), _typed("TEXT", "datetime(6)", "datetime"),
+    Rule("timestamptz", is_type("timestamptz"), typed("TEXT", "datetime(6)", "datetime"),
          _datetime(None), _datetime_wire, converter=_datetime_converter(None),
          flag=_datetime_flag("timestamptz"), lossy=True,
          note="ISO 8601 in UTC in the profile's format; " + _TEMPORAL_NOTE),
-    Rule("timestamp", _is("timestamp"), _typed("TEXT", "datetime(6)", "datetime"),
+    Rule("timestamp", is_type("timestamp"), typed("TEXT", "datetime(6)", "datetime"),
          _datetime(None), _datetime_wire, converter=_datetime_converter(None),
          flag=_datetime_flag("timestamp"), lossy=True,
          note="ISO 8601 without zone (Z with utc_timestamps); " + _TEMPORAL_NOTE),
-    Rule("date", _is("date"), _typed("TEXT", "date", "date"), _cast_text, "text",
+    Rule("date", is_type("date"), typed("TEXT", "date", "date"), _cast_text, "text",
          flag=render.out_of_range_flag("date"), lossy=True,
          note="YYYY-MM-DD; " + _TEMPORAL_NOTE),
-    Rule("time", _is("time"), _typed("TEXT", "time", "time"),
+    Rule("time", is_type("time"), typed("TEXT", "time", "time"),
          lambda c, col, ctx: render.time_sql(c, col, ctx), "text",
          note="HH:MM:SS[.ffffff] as the profile writes it"),
-    Rule("timetz", _is("timetz"), _typed("TEXT"), _cast_text, "text",
+    Rule("timetz", is_type("timetz"), typed("TEXT"), _cast_text, "text",
          note="PostgreSQL's text: HH:MM:SS[.ffffff]+HH[:MM] (no framework has a type for it)"),
     # Django's DurationField is a bigint of microseconds; before the general interval rule.
-    Rule("interval_micros", lambda col, ctx: _is("interval")(col, ctx) and ctx.profile == "django",
-         _typed("bigint"), lambda c, col, ctx: render.interval_micros_sql(c), "int8",
+    Rule("interval_micros",
+         lambda col, ctx: is_type("interval")(col, ctx) and ctx.profile == "django",
+         typed("bigint"), lambda c, col, ctx: render.interval_micros_sql(c), "int8",
          flag=lambda c, col, ctx: f"COALESCE(extract(month FROM {c}) <> 0 "
                                   f"OR extract(year FROM {c}) <> 0, false)", lossy=True,
          note="microseconds (Django's DurationField); months (30 days) and years (365.25 "
               "days) have no exact length: such values counted"),
-    Rule("interval", _is("interval"), _typed("TEXT"), _cast_text, "text",
+    Rule("interval", is_type("interval"), typed("TEXT"), _cast_text, "text",
          note="ISO 8601 duration (P1Y2M3DT4H5M6S)"),
-    Rule("uuid", _is("uuid"), _typed("TEXT", "varchar", "char(32)"),
+    Rule("uuid", is_type("uuid"), typed("TEXT", "varchar", "char(32)"),
          lambda c, col, ctx: (c if _uuid_in_c(ctx) else f"replace({c}::text, '-', '')"
                               if ctx.profile == "django" else f"{c}::text"),
          lambda col, ctx: "uuid" if _uuid_in_c(ctx) else "text",
          converter=lambda col, ctx: "uuid_text" if _uuid_in_c(ctx) else None,
          note="lowercase text; django: 32 hex digits without hyphens"),
-    Rule("json", _is("json", "jsonb"), _typed("TEXT", "json", "text"), _cast_text, "text",
+    Rule("json", is_type("json", "jsonb"), typed("TEXT", "json", "text"), _cast_text, "text",
          converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
-         check=_django_json_check,
+         check=rules.django_json_check,
          note="JSON text; rails' json column has NUMERIC affinity, so a bare number "
               "is stored as a number (counted)"),
-    Rule("bytea", _is("bytea"), _typed("BLOB", "blob"), lambda c, col, ctx: c, "bytea"),
+    Rule("bytea", is_type("bytea"), typed("BLOB", "blob"), lambda c, col, ctx: c, "bytea"),
     # Arrays as JSON arrays (never PostgreSQL's {a,b}); to_json nests multi-dimensional ones.
     Rule("array", lambda col, ctx: ctx.override is None and col.category == "A",
-         _typed("TEXT"), _array, _array_wire,
+         typed("TEXT"), _array, _array_wire,
          converter=lambda col, ctx: "json_text_array" if _text_array_in_c(col) else None,
          note="JSON array, NULL elements as null; 1-D timestamp/time arrays in the profile's "
               "format, other elements as to_json writes them"),
-    Rule("hstore", _is("hstore"), _typed("TEXT"), _to_json, "text", note="JSON object"),
+    Rule("hstore", is_type("hstore"), typed("TEXT"), _to_json, "text", note="JSON object"),
     # char(n) read raw: a text cast would strip the padding the value holds.
-    Rule("bpchar", _is("bpchar"), _varchar, lambda c, col, ctx: c, "bpchar",
+    Rule("bpchar", is_type("bpchar"), _varchar, lambda c, col, ctx: c, "bpchar",
          note="blank-padded as stored"),
-    Rule("citext", _is("citext"), _typed("TEXT COLLATE NOCASE"), _cast_text, "text",
+    Rule("citext", is_type("citext"), typed("TEXT COLLATE NOCASE"), _cast_text, "text",
          note="COLLATE NOCASE keeps comparisons case-insensitive (ASCII letters only)"),
     Rule("text", lambda col, ctx: ctx.override is None and col.category == "S", _varchar,
          _cast_text, "text"),
     Rule("enum", lambda col, ctx: ctx.override is None and col.typtype == "e",
-         _typed("TEXT"), _cast_text, "text", check=_enum_check,
+         typed("TEXT"), _cast_text, "text", check=_enum_check,
          note="label text, with a CHECK of the labels"),
     Rule("composite", lambda col, ctx: ctx.override is None and col.typtype == "c",
-         _typed("TEXT"), _to_json, "text", note="JSON object of the fields"),
+         typed("TEXT"), _to_json, "text", note="JSON object of the fields"),
     Rule("range", lambda col, ctx: ctx.override is None and col.typtype in ("r", "m"),
-         _typed("TEXT"), _cast_text, "text",
+         typed("TEXT"), _cast_text, "text",
          note="PostgreSQL's range text: [lower,upper) (multirange: {[a,b),[c,d)})"),
     # inet::text always adds the netmask (10.0.0.1/32), which no app writes: abbrev() is
     # inet's output function, the address alone when its mask is the full length.
-    Rule("inet", _is("inet"), _typed("TEXT"), lambda c, col, ctx: f"abbrev({c})", "text",
+    Rule("inet", is_type("inet"), typed("TEXT"), lambda c, col, ctx: f"abbrev({c})", "text",
          note="address text; /32 and /128 dropped, a network keeps its mask"),
-    Rule("network", _is("cidr", "macaddr", "macaddr8"), _typed("TEXT"), _cast_text,
+    Rule("network", is_type("cidr", "macaddr", "macaddr8"), typed("TEXT"), _cast_text,
          "text", note="address text"),
-    Rule("bit", _is("bit", "varbit"), _typed("TEXT"), _cast_text, "text",
+    Rule("bit", is_type("bit", "varbit"), typed("TEXT"), _cast_text, "text",
          note="text of 0 and 1"),
-    Rule("xml", _is("xml"), _typed("TEXT"), _cast_text, "text", note="XML text"),
-    Rule("tsvector", _is("tsvector", "tsquery"), _typed("TEXT"), _cast_text, "text",
+    Rule("xml", is_type("xml"), typed("TEXT"), _cast_text, "text", note="XML text"),
+    Rule("tsvector", is_type("tsvector", "tsquery"), typed("TEXT"), _cast_text, "text",
          note="PostgreSQL's text form; SQLite has no full-text type (FTS5 is a table)"),
-    Rule("geometric", _is(*_GEOMETRIC), _typed("TEXT"), _cast_text, "text",
+    Rule("geometric", is_type(*_GEOMETRIC), typed("TEXT"), _cast_text, "text",
          note="PostgreSQL's geometric text, e.g. (1,2)"),
     # Last: anything else keeps PostgreSQL's canonical text form, and the report says so.
-    Rule("text_form", lambda col, ctx: True, _typed("TEXT"), _cast_text, "text",
+    Rule("text_form", lambda col, ctx: True, typed("TEXT"), _cast_text, "text",
          note="no specific rule: PostgreSQL's text form, reported"),
 )
 
@@ -307,20 +267,5 @@ OVERRIDE_RULES = {"text": "override_text", "json": "override_json",
                   "decimal_text": "decimal_text", "decimal": "decimal"}
 
 
-def wire_for(rule: Rule, column: PgColumn, ctx: Ctx) -> str:
-    return rule.wire(column, ctx) if callable(rule.wire) else rule.wire
-
-
-def converter_for(rule: Rule, column: PgColumn, ctx: Ctx) -> str | None:
-    if callable(rule.converter):
-        return rule.converter(column, ctx)
-    return rule.converter
-
-
-def rule_for(column: PgColumn, ctx: Ctx | None = None) -> Rule:
-    ctx = ctx or Ctx()
-    return next(rule for rule in RULES if rule.matches(column, ctx))
-
-
-def rule_names() -> list[str]:
-    return [rule.name for rule in RULES]
+def rule_for(column: PgColumn, ctx: Ctx | None = None) -> Rule[PgColumn]:
+    return rules.rule_for(RULES, column, ctx)

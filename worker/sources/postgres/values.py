@@ -8,13 +8,10 @@ returns one SQL expression. The session pins TimeZone=UTC and DateStyle=ISO (pg_
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from worker.core.profiles import ColumnContext
+from worker.core.profiles import ISO_PROFILES, ColumnContext
 from worker.sources.postgres.source import PgColumn
-
-# Profiles that write ISO 8601 with `T` and mark UTC with `Z`; the others (rails, django)
-# write `YYYY-MM-DD HH:MM:SS` and never a zone.
-ISO_PROFILES = ("ecto", "plain")
 
 
 def precision(col: PgColumn) -> int | None:
@@ -28,7 +25,7 @@ def in_range(c: str, kind: str) -> str:
             f"AND {c} < '10000-01-01'::{kind})")
 
 
-def out_of_range_flag(kind: str):  # noqa: ANN201 - a rule's flag callable
+def out_of_range_flag(kind: str) -> Callable[[str, PgColumn, ColumnContext], str]:
     """Flag for rules that write an out-of-range value as PostgreSQL's own text."""
     return lambda c, col, ctx: f"COALESCE(NOT {in_range(c, kind)}, false)"
 

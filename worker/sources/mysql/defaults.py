@@ -33,7 +33,8 @@ def on_update(col: MyColumn) -> str | None:
     return found.group(1) if found else None
 
 
-def default_sql(col: MyColumn, rule: str, ctx: ColumnContext, scratch: Scratch) -> tuple[str | None, str]:
+def default_sql(col: MyColumn, rule: str, ctx: ColumnContext,
+                scratch: Scratch) -> tuple[str | None, str]:
     """(SQLite DEFAULT expression or None, the reason when None)."""
     expr = (col.default or "").strip()
     if _NOW.match(expr):
@@ -60,7 +61,8 @@ def _expression_default(expr: str, scratch: Scratch) -> tuple[str | None, str]:
     return f"({sql})", ""
 
 
-def _literal_default(value: str | int | float, col: MyColumn, rule: str, ctx: ColumnContext) -> tuple[str | None, str]:
+def _literal_default(value: str | int | float, col: MyColumn, rule: str,
+                     ctx: ColumnContext) -> tuple[str | None, str]:
     if rule in _NUMBER_RULES:
         try:
             number = float(value) if rule in ("decimal", "float") else int(value)

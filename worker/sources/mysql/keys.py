@@ -18,7 +18,7 @@ from worker.core.model import TablePlan
 from worker.sources.mysql.catalog import BINARY_TYPES, GEOMETRY_TYPES, INTEGER_TYPES
 
 # Key columns whose converted value casts back to the source value as it is (plain ints
-# and text): no raw copy needed. The rule names are typemap_mysql's.
+# and text): no raw copy needed. The rule names are worker/sources/mysql/typemap.py's.
 KEY_SAFE_RULES = {"integer", "unsigned", "text", "year"}
 # Types that cannot order a keyset exactly (FLOAT's text form is not its stored value).
 UNKEYABLE = ("float", "double", "real", "json", "geometry") + GEOMETRY_TYPES

@@ -16,7 +16,7 @@ form, whether a table is read from its start or resumed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from operator import itemgetter
@@ -265,7 +265,7 @@ def stream_table(conn: Connection, *, schema: str, plan: TablePlan,
         _close(conn)
 
 
-def _fetcher(raw: Any) -> Any:
+def _fetcher(raw: Any) -> Callable[[int], list[tuple[Any, ...]]]:
     """(n) -> up to n rows of the result being read. The C extension's own fetch_row in a
     C-level loop: the driver's get_rows adds a Python loop over every row's columns (for
     VECTOR values), 1 us a row, half of reading our 1M-row table."""

@@ -30,6 +30,10 @@ class Options(BaseModel):
                                   "36-char lowercase text (Ecto's binary_id_type: :string)")
     geometry_wkt: bool | None = Field(
         default=None, description="MySQL sources: geometry columns as WKT text, not WKB bytes")
+    snapshot: bool | None = Field(
+        default=None, description="false: read each table at its own moment instead of one "
+        "snapshot of the whole source for the job (the default); the report says "
+        "consistent: false")
     column_types: dict[Name, str] | None = Field(
         default=None, description='per-column overrides, {"table.column": "utc_datetime" | '
         '"naive_datetime" | "text" | "json" | "decimal_text" | "decimal"}, and for MySQL '

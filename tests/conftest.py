@@ -90,7 +90,25 @@ def pg_db(services: None) -> Iterator[PgDatabase]:
     try:
         yield PgDatabase(name, f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}")
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(name)
+
+
+def _drop_database(name: str) -> None:
+    """DROP … WITH (FORCE) ends sessions but refuses a database that an active replication
+    slot uses: a job's snapshot holder (worker/jobs/snapshot_holder.py) may not have seen
+    its test end yet. Ending its session drops its temporary slot, a moment later."""
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
 
 
 # -- Redis and settings -----------------------------------------------------------------

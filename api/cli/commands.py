@@ -212,6 +212,9 @@ def _add_submit(sub: Any) -> None:
                      help="keep numeric columns exact, declared TEXT")
     cmd.add_argument("--utc-timestamps", action="store_true",
                      help="timestamp without time zone columns hold UTC (Z for ecto/plain)")
+    cmd.add_argument("--no-snapshot", action="store_true",
+                     help="read each table at its own moment, not all at one snapshot of "
+                          "the source (the report then says consistent: false)")
     cmd.add_argument("--column-type", action="append", metavar="TABLE.COLUMN=TYPE",
                      help="override one column: utc_datetime, naive_datetime, text, json, "
                           "decimal_text, decimal (repeat for more)")
@@ -225,6 +228,8 @@ def _value_options(args: argparse.Namespace) -> dict[str, Any]:
         options["exact_decimals"] = True
     if args.utc_timestamps:
         options["utc_timestamps"] = True
+    if args.no_snapshot:
+        options["snapshot"] = False
     if args.column_type:
         options["column_types"] = dict(item.split("=", 1) for item in args.column_type
                                        if "=" in item)

@@ -17,6 +17,8 @@ def status(job: dict[str, Any]) -> str:
             f"from {job.get('source')} (schema {job.get('schema', 'public')})")
     times = f"created {when(job.get('created_at'))}  updated {when(job.get('updated_at'))}"
     lines = [head, times]
+    if job.get("snapshot"):
+        lines.append(moment(job["snapshot"]))
     if job.get("error"):
         lines.append(f"error: {job['error']}")
     tables = job.get("tables") or []
@@ -27,6 +29,22 @@ def status(job: dict[str, Any]) -> str:
     else:
         lines += ["", "(no tables)"]
     return "\n".join(lines)
+
+
+def moment(record: dict[str, Any]) -> str:
+    """The one moment of the source the tables are read at: its identity and time."""
+    if not record.get("consistent"):
+        return f"snapshot: none, consistent: false ({record.get('reason') or 'no reason'})"
+    if record.get("kind") == "postgres":
+        where = f"LSN {record.get('lsn')}"
+    elif record.get("gtid"):
+        where = f"GTID {record['gtid']}"
+    elif record.get("binlog_file"):
+        where = f"binlog {record['binlog_file']}:{record.get('binlog_pos')}"
+    else:
+        where = "no binlog position"
+    return (f"snapshot: {where} at {record.get('at') or '?'} ({record.get('method')}), "
+            "consistent: true")
 
 
 def verification(result: dict[str, Any]) -> str:

@@ -432,6 +432,10 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
          lambda: _version([str(_sling_bin()), "--version"])),
     Tool("psql-copy", ("pg",), _psql_copy, _which("psql", "apt-get install postgresql-client"),
          lambda: _version(["psql", "--version"]), floor=True, count_from_output=_count_copy),
+    # liteshift itself with each table read at its own moment (--no-snapshot): what the
+    # job's one snapshot costs, in the same run (Liteshift.run, not run_peer)
+    Tool("liteshift-no-snapshot", ("pg", "mysql"), lambda *_: ([], {}), lambda: None,
+         lambda: "this commit"),
     Tool("mysql-read", ("mysql",), _mysql_read, _which("mysql", "apt-get install "
                                                       "mariadb-client"),
          lambda: _version(["mysql", "--version"], r"(?:Distrib |from )(\d+\.\d+\.\d+)"),
@@ -587,7 +591,7 @@ class Liteshift:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session, started above
                 proc.wait()
 
-    def run(self, ds: Dataset) -> Run:
+    def run(self, ds: Dataset, options: dict[str, Any] | None = None) -> Run:
         import httpx
 
         from worker.state.store import JobState
@@ -604,7 +608,8 @@ class Liteshift:
             cpu_started = busy_cpu_s()
             started = time.perf_counter()
             answer = httpx.post(f"{self.api_url}/jobs", timeout=120,
-                                json={"source": ds.liteshift_url, "target": ds.target})
+                                json={"source": ds.liteshift_url, "target": ds.target,
+                                      "options": options or {}})
             if answer.status_code != 202:
                 return Run(error=f"POST /jobs: {answer.status_code} {answer.text[:300]}")
             job_id = answer.json()["job_id"]
@@ -922,7 +927,9 @@ def main(argv: list[str] | None = None) -> int:
                     # The previous tool's output (300 MB, not yet written back) would be
                     # flushed by the next fsync, whoever's it is: start each run clean.
                     os.sync()
-                    run = (lite.run(ds) if name == "liteshift"
+                    run = (lite.run(ds) if name == "liteshift" else
+                           lite.run(ds, options={"snapshot": False})
+                           if name == "liteshift-no-snapshot"
                            else run_peer(TOOLS[name], ds, scratch, args.timeout))
                     runs[name].append(run)
                     status = (f"FAILED: {run.error}" if run.error else

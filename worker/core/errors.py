@@ -6,7 +6,8 @@
     │   └── TargetConflict      <target>.db exists, or another job is writing it
     ├── SourceError          reading the source failed
     │   ├── SourceUnavailable   (Transient) connection refused or cut; retried with backoff
-    │   └── SourceRejected      (Permanent) wrong password, missing database or table
+    │   ├── SourceRejected      (Permanent) wrong password, missing database or table
+    │   └── SnapshotLost        (Permanent) the job's one moment of the source is gone
     ├── SchemaError          (Permanent) a schema object or type we cannot translate
     ├── TargetError          writing SQLite failed
     │   ├── TargetExists        (Permanent) <target>.db exists and replace was not asked
@@ -72,6 +73,11 @@ class SourceUnavailable(SourceError, Transient):
 
 class SourceRejected(SourceError):
     """Raised when the source refuses us for good: credentials, database, table."""
+
+
+class SnapshotLost(SourceError):
+    """Raised when a table must be read in the job's snapshot and that snapshot is gone (its
+    holder stopped, the source restarted): reading on would mix two moments."""
 
 
 class SchemaError(LiteshiftError):

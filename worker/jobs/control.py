@@ -13,6 +13,7 @@ from typing import Any
 from worker.core import profiles
 from worker.core.config import Settings
 from worker.core.errors import InputError, TargetConflict
+from worker.sources import snapshot
 from worker.sources.sealing import seal
 from worker.sources.url import describe_source, parse_source_url, resolve_source
 from worker.state.jobfiles import remove_work_files, write_job_record, write_outcome
@@ -91,6 +92,8 @@ def job_view(store: StateStore, job_id: str) -> dict[str, Any]:
     if job is None:
         raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
     job.pop("source_sealed", None)
+    if job.get("snapshot") is not None:
+        job["snapshot"] = snapshot.public(job["snapshot"])
     job["tables"] = store.tables(job_id, job.get("tables") or [])
     return job
 
@@ -128,6 +131,14 @@ def retry_job(store: StateStore, send: Send, job_id: str,
         return []
     states = {t["name"]: t for t in store.tables(job_id, names)}
     failed = [n for n in names if states.get(n, {}).get("state") == TableState.FAILED.value]
+    # A failed job's snapshot was released with its copy phase (a copying job's still
+    # lives: its failed tables resume in it).
+    if failed and state == JobState.FAILED and snapshot.consistent(job.get("snapshot")):
+        if not tables:
+            return _retry_at_a_new_moment(store, send, job_id, names)
+        store.update_job(job_id, snapshot=snapshot.not_taken(
+            f"table(s) {', '.join(tables)} were retried alone after the job's snapshot "
+            "ended: they were read at a later moment than the others"))
     if tables:
         unknown = [t for t in tables if t not in states]
         if unknown:
@@ -149,6 +160,18 @@ def retry_job(store: StateStore, send: Send, job_id: str,
     for name in failed:
         send(COPY_TASK, job_id, name)
     return failed
+
+
+def _retry_at_a_new_moment(store: StateStore, send: Send, job_id: str,
+                           names: list[str]) -> list[str]:
+    """A failed job read at one moment: its snapshot ended with the copy phase, and tables
+    read at another moment need not agree with the ones already copied. So the job is
+    planned again under a new snapshot and every table is copied again. (Retrying named
+    tables instead copies only those, and the job is no longer one moment: its snapshot
+    record says so.)"""
+    store.set_job_state(job_id, JobState.QUEUED, error=None)
+    send(PLAN_TASK, job_id)
+    return names
 
 
 def request_verify(store: StateStore, send: Send, job_id: str, *, against_source: bool) -> None:

@@ -25,6 +25,7 @@ from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.jobs.control import FINALIZE_TASK, Send
 from worker.jobs.plan import space_needed
+from worker.sources import snapshot
 from worker.sources.reader_process import chunks_from_child
 from worker.sources.sealing import unseal
 from worker.sources.url import SourceURL, parse_source_url
@@ -112,7 +113,8 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
             plan=plan, work=work, token=lease.token, chunk_rows=chunk_rows,
             chunk_bytes=chunk_bytes, before_commit=before_commit,
             after_commit=lambda p: _mirror(store, job_id, plan, p, log),
-            **_reader(settings, stack, source, job["schema"], plan, chunk_rows, chunk_bytes),
+            **_reader(settings, stack, source, job["schema"], plan, chunk_rows, chunk_bytes,
+                      job.get("snapshot")),
         )
     verify_work_file(work, final)
     store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
@@ -123,20 +125,25 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
 
 
 def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
-            plan: TablePlan, chunk_rows: int, chunk_bytes: int) -> dict[str, Any]:
+            plan: TablePlan, chunk_rows: int, chunk_bytes: int,
+            moment: dict[str, Any] | None) -> dict[str, Any]:
     """copy_rows' reader: a child process for a big table (two cores), else the rows of a
-    connection that `stack` closes."""
+    connection that `stack` closes. Each read, first or resumed, enters the job's moment
+    (worker/sources/snapshot.py)."""
     if 0 <= settings.reader_process_bytes <= plan.size_bytes:
         def chunk_source(after: Any) -> Iterator[Chunk]:
             return chunks_from_child(
                 source_url=source.url, schema=schema, plan=plan, after=after,
                 chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
-                connect_timeout_s=settings.connect_timeout_s)
+                connect_timeout_s=settings.connect_timeout_s, snapshot=moment)
         return {"chunk_source": chunk_source}
     reader = sources.for_kind(source.kind)
     conn = stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s))
-    return {"source": lambda after: reader.stream_table(conn, schema=schema, plan=plan,
-                                                        after=after)}
+
+    def rows(after: Any) -> Any:
+        snapshot.enter(source.kind, conn, moment)
+        return reader.stream_table(conn, schema=schema, plan=plan, after=after)
+    return {"source": rows}
 
 
 def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: Any) -> None:

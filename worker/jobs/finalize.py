@@ -12,6 +12,7 @@ from worker.core.config import Settings
 from worker.core.errors import TargetError, TargetExists
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
+from worker.sources import snapshot
 from worker.sqlite.build import build_database, fsync_dir, remove_build
 from worker.state.jobfiles import read_json, remove_work_files, write_json_atomic, write_outcome
 from worker.state.lease import Lease
@@ -176,6 +177,9 @@ def build_report(job: dict[str, Any], plans: list[TablePlan], objects: list[dict
         "job_id": job["id"], "target": job["target"], "source": job["source"],
         "schema": job["schema"], "profile": (job.get("options") or {}).get("profile", "ecto"),
         "created_at": job.get("created_at"), "finished_at": time.time(),
+        # The one moment every table was read at, or consistent: false and why not.
+        "snapshot": snapshot.public(job.get("snapshot")) or snapshot.not_taken(
+            "the job was planned before snapshots existed"),
         "checks": {k: v for k, v in checks.items() if k != "rows"},
         "tables": [_table_report(plan, tables.get(plan.name, {}), checks["rows"][plan.name])
                    for plan in plans],

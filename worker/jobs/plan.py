@@ -9,10 +9,13 @@ from worker import sources
 from worker.core.config import Settings
 from worker.core.errors import InputError, SourceRejected, VolumeFull
 from worker.core.logs import get_logger
+from worker.jobs import snapshot_holder
 from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send
+from worker.sources import snapshot
 from worker.sources.probe import no_schema
 from worker.sources.sealing import unseal
-from worker.sources.url import parse_source_url
+from worker.sources.url import SourceURL, parse_source_url
+from worker.state.jobfiles import remove_work_files
 from worker.state.lease import Lease
 from worker.state.manifest import write_manifest
 from worker.state.store import JobState, StateStore, TableState
@@ -56,16 +59,33 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         check_space(settings, sum(t.size_bytes for t in schema.tables))
         plan = reader.translate(schema, job.get("options"))
         job_dir = settings.job_dir(job_id)
-        write_manifest(job_dir, _manifest_job(job), plan.tables, plan.objects)
+        # Planned again (a retry under a new snapshot): no table may resume from rows read
+        # at another moment.
+        remove_work_files(job_dir)
+        moment = _take_snapshot(settings, job, source, plan.tables)
+        write_manifest(job_dir, _manifest_job({**job, "snapshot": moment}), plan.tables,
+                       plan.objects)
         _record_tables(store, job_id, plan.tables)
         store.set_job_state(job_id, JobState.COPYING, tables=[t.name for t in plan.tables],
-                            ended_set=True)
+                            ended_set=True, snapshot=moment)
         log.info("job_planned", tables=len(plan.tables),
-                 rows_estimated=sum(t.rows_estimated for t in plan.tables))
+                 rows_estimated=sum(t.rows_estimated for t in plan.tables),
+                 snapshot=snapshot.public(moment))
     for table in plan.tables:
         send(COPY_TASK, job_id, table.name)
     if not plan.tables:
         send(FINALIZE_TASK, job_id)
+
+
+def _take_snapshot(settings: Settings, job: dict[str, Any], source: SourceURL,
+                   tables: list) -> dict[str, Any]:
+    """The job's one moment (worker/jobs/snapshot_holder.py holds it open until the copy
+    phase ends), or why the job has none: each table is then read at its own moment."""
+    if (job.get("options") or {}).get("snapshot") is False:
+        return snapshot.not_taken("turned off for this job (--no-snapshot)")
+    if not tables:
+        return snapshot.not_taken("no tables to copy")
+    return snapshot_holder.start(settings, job_id=job["id"], source=source)
 
 
 def space_needed(source_bytes: int) -> int:
@@ -91,7 +111,7 @@ def _mb(n: int) -> str:
 
 def _manifest_job(job: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "target", "source", "source_sealed", "source_kind", "schema", "include",
-            "exclude", "replace", "options", "created_at")
+            "exclude", "replace", "options", "created_at", "snapshot")
     return {k: job.get(k) for k in keep}
 
 

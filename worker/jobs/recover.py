@@ -84,9 +84,11 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         store.claim_target(record["target"], job_id)
         send(PLAN_TASK, job_id)
         return "planning again"
-    _, plans, _ = read_manifest(job_dir)
+    planned, plans, _ = read_manifest(job_dir)
     built = _built_checkpoints(job_dir, record["target"])
-    store.restore_job(job_id, {**record, "state": JobState.COPYING.value,
+    # The moment the tables were read at: resumed tables enter it again, if it still lives.
+    store.restore_job(job_id, {**record, "snapshot": planned.get("snapshot"),
+                               "state": JobState.COPYING.value,
                                "tables": [p.name for p in plans], "ended_set": True})
     store.claim_target(record["target"], job_id)
     _restore_tables(store, job_id, job_dir, plans, built)

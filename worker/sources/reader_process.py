@@ -47,14 +47,16 @@ PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                       after: Sequence[Any] | None, chunk_rows: int, chunk_bytes: int,
-                      connect_timeout_s: int) -> Iterator[Chunk]:
+                      connect_timeout_s: int,
+                      snapshot: dict[str, Any] | None = None) -> Iterator[Chunk]:
     """The worker's side: start the child, yield its chunks, re-raise its errors as ours.
     Closing the iterator early (cancel, lease lost) kills the child. A chunk's payload is
     a view of a buffer the next chunk reuses: it is released once the caller asks for the
     next chunk, so a chunk kept longer fails loudly instead of changing under its keeper."""
     request = {"source": source_url, "schema": schema, "plan": plan.to_dict(),
                "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
-               "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s}
+               "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s,
+               "snapshot": snapshot}
     child = _standby.take() or _spawn()
     assert child.stdin is not None and child.stdout is not None
     buffer, size = bytearray(), -1  # size: the payload read for the next C frame
@@ -172,6 +174,7 @@ def main() -> int:
 
 def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
     from worker import sources
+    from worker.sources import snapshot
     from worker.sources.sealing import remember_url_password
     from worker.sources.url import parse_source_url
     from worker.sqlite.chunks import make_chunks
@@ -181,6 +184,7 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
     plan = TablePlan.from_dict(request["plan"])
     reader = sources.for_kind(source.kind)
     with reader.connect(source, timeout_s=request["timeout_s"]) as conn:
+        snapshot.enter(source.kind, conn, request.get("snapshot"))
         rows = reader.stream_table(conn, schema=request["schema"], plan=plan,
                                    after=request["after"])
         for chunk in make_chunks(rows, plan, chunk_rows=request["chunk_rows"],

@@ -1,0 +1,192 @@
+"""A job's snapshot holder: the small process that keeps the source's moment open for the
+whole copy phase, then closes it (`python -m worker.jobs.snapshot_holder`).
+
+plan_job starts one per job (start()) on the planning worker. It runs in a session of its
+own, detached from the worker (a double fork: init reaps it), so that a worker killed with
+its whole process group takes nothing of the job's moment with it: the copies resumed by
+other workers still enter the same snapshot. It takes the snapshot, answers the plan with
+its record on a pipe, and then only watches, twice a second:
+
+- the job's state in Redis: once the job is no longer planning or copying (finalizing, done,
+  failed, cancelled, forgotten), the copy phase is over and the holder closes the snapshot
+  and exits. So does a holder the job does not name (a plan that died and was run again
+  started another one), and one whose plan never recorded it.
+- its own connection: when the source ends it (restart, terminated backend), the moment is
+  gone; readers that start after that get SnapshotLost and the tables fail, saying why.
+
+Redis away, or without the job (lost, to be rebuilt from the volume), is the one case where
+it cannot learn that the job ended: it holds on while the volume says the job is not over,
+and gives up after REDIS_GRACE_S rather than hold the source's old rows (and, for
+PostgreSQL, its vacuum horizon) indefinitely.
+
+The request comes as JSON on stdin (it holds the source URL: never argv, which `ps` shows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from worker.core import errors
+from worker.core.config import Settings
+from worker.core.errors import LiteshiftError, SourceUnavailable
+from worker.core.logs import get_logger
+from worker.core.redact import redact
+from worker.sources import snapshot
+from worker.sources.url import SourceURL
+
+POLL_S = 0.5  # how soon a holder notices that its job's copy phase ended
+PLAN_GRACE_S = 120.0  # a holder its job never named (the plan died) stops after this
+REDIS_GRACE_S = 300.0  # Redis unreachable this long: stop holding rather than hold forever
+KEEP_STATES = ("planning", "copying")
+
+
+def start(settings: Settings, *, job_id: str, source: SourceURL) -> dict[str, Any]:
+    """Start the job's holder and return its snapshot record. A source that refuses a
+    snapshot (a privilege missing, a server that cannot export one) gives a record saying
+    `consistent: false` and why; a source that cannot be reached raises (the plan retries)."""
+    request = {"source": source.url, "job_id": job_id, "kind": source.kind,
+               "timeout_s": settings.connect_timeout_s}
+    proc = subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True, env=dict(os.environ))
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+        answer = _read_answer(proc.stdout, timeout_s=4 * settings.connect_timeout_s + 10)
+    finally:
+        proc.stdout.close()
+        proc.wait()  # the intermediate process exits at once; the holder lives on
+    if "snapshot" in answer:
+        return dict(answer["snapshot"])
+    cls = getattr(errors, answer.get("kind", ""), None)
+    if isinstance(cls, type) and issubclass(cls, SourceUnavailable):
+        raise SourceUnavailable(answer["message"], job_id=job_id)
+    return snapshot.not_taken(answer.get("message") or "the snapshot holder did not answer")
+
+
+def _read_answer(stream: Any, *, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            return {"kind": "SourceUnavailable",
+                    "message": f"the snapshot holder did not answer within {timeout_s:.0f} s"}
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return dict(json.loads(data or b"{}"))
+    except ValueError:
+        return {}
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.buffer.read() or b"{}")
+    if not request:
+        return 0
+    if os.fork():
+        os._exit(0)  # the worker reaps this one at once; init adopts the holder
+    from worker.core.config import get_settings
+    from worker.core.logs import configure_logging
+    from worker.sources.sealing import remember_url_password
+    from worker.sources.url import parse_source_url
+
+    settings = get_settings()
+    configure_logging(settings.log_format)
+    remember_url_password(request["source"])
+    job_id, holder_id = request["job_id"], uuid.uuid4().hex[:12]
+    log = get_logger(job_id=job_id, step="snapshot_holder", holder=holder_id)
+    out = sys.stdout.buffer
+    try:
+        held = snapshot.take(request["kind"], parse_source_url(request["source"]),
+                             job_id=job_id, timeout_s=request["timeout_s"])
+    except LiteshiftError as exc:
+        _answer(out, {"kind": type(exc).__name__, "message": redact(str(exc))})
+        return 0
+    except Exception as exc:  # never a traceback with a URL in it
+        _answer(out, {"kind": "LiteshiftError", "message": redact(
+            f"taking a snapshot failed: {type(exc).__name__}: {exc}")})
+        return 0
+    held.record.update(holder=holder_id, holder_pid=os.getpid(),
+                       holder_host=socket.gethostname())
+    _answer(out, {"snapshot": held.record})
+    log.info("snapshot_held", **snapshot.public(held.record) or {})
+    try:
+        reason = _hold(settings, held, job_id, holder_id)
+    finally:
+        held.close()
+    log.info("snapshot_released", reason=reason)
+    return 0
+
+
+def _answer(out: Any, answer: dict[str, Any]) -> None:
+    try:
+        out.write(json.dumps(answer).encode() + b"\n")
+        out.flush()
+        out.close()
+    except OSError:
+        pass  # the plan gave up waiting: the job's state tells the holder what to do
+
+
+def _hold(settings: Settings, held: Any, job_id: str, holder_id: str) -> str:
+    """Wait until the copy phase is over (or the moment is lost); returns why it ended."""
+    from worker.state.store import StateStore
+
+    store = StateStore.from_settings(settings)
+    started = last_seen = time.monotonic()
+    while True:
+        time.sleep(POLL_S)
+        if not held.alive():
+            return "the source ended the snapshot's session"
+        try:
+            job = store.job(job_id)
+        except Exception:  # redis.RedisError and socket errors alike: Redis is away
+            if time.monotonic() - last_seen > REDIS_GRACE_S:
+                return f"Redis unreachable for {REDIS_GRACE_S:.0f} s"
+            continue
+        if job is None and _unfinished_on_volume(settings, job_id):
+            # Redis lost the job: the volume says it is not over, and a rebuild (reaper,
+            # `liteshift resume`) brings it back with this snapshot, so hold on a while.
+            if time.monotonic() - last_seen > REDIS_GRACE_S:
+                return f"the job was missing from Redis for {REDIS_GRACE_S:.0f} s"
+            continue
+        last_seen = time.monotonic()
+        reason = _why_stop(job, holder_id, time.monotonic() - started)
+        if reason:
+            return reason
+
+
+def _unfinished_on_volume(settings: Settings, job_id: str) -> bool:
+    from worker.state.jobfiles import read_job_record, read_outcome
+
+    job_dir = settings.job_dir(job_id)
+    return read_job_record(job_dir) is not None and read_outcome(job_dir) is None
+
+
+def _why_stop(job: dict[str, Any] | None, holder_id: str, age_s: float) -> str | None:
+    if job is None:
+        return "the job is gone"
+    state = job.get("state")
+    if state not in KEEP_STATES:
+        return f"the job is {state}"
+    named = (job.get("snapshot") or {}).get("holder")
+    if named is not None and named != holder_id:
+        return "the job holds another snapshot"
+    if named is None and (state == "copying" or age_s > PLAN_GRACE_S):
+        return "the job's plan never recorded this snapshot"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ from worker.core import transpile as sql_transpile
 from worker.core.scratch import Scratch
 from worker.core.scratch import view_objects as scratch_views
 from worker.core.transpile import ExpressionError, generate
+from worker.sources.mysql import group_concat
 
 _INTRODUCER = re.compile(r"(?<![\w`'])_[a-z][a-z0-9]*\s*(?=')", re.IGNORECASE)
 
@@ -34,7 +35,16 @@ def parse(sql: str) -> exp.Expression:
 
 
 def to_sqlite(sql: str) -> str:
-    return generate(_unqualify(parse(sql)))
+    return generate(group_concat.rewrite(_octet_length(_unqualify(parse(sql)))))
+
+
+def _octet_length(tree: exp.Expression) -> exp.Expression:
+    """MariaDB writes LENGTH as octet_length in view bodies, which SQLite has only from 3.43
+    on: the length of the value's UTF-8 bytes is the same count."""
+    for node in list(tree.find_all(exp.Anonymous)):
+        if str(node.this).lower() == "octet_length" and len(node.expressions) == 1:
+            node.replace(exp.Length(this=exp.cast(node.expressions[0].copy(), "BLOB")))
+    return tree
 
 
 def literal_value(sql: str) -> str | int | float:

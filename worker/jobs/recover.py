@@ -1,8 +1,9 @@
 """Rebuild a job's Redis state from the volume, and resume it.
 
-Redis only mirrors progress (DESIGN 2.2): after Redis lost its data, job.json, the manifest
-and each work file's checkpoint say everything needed to carry on. Each table is queued
-again; a table whose work file is complete is re-verified and not copied again.
+Redis only mirrors progress (docs/architecture.md, "Losing Redis"): after Redis lost its
+data, job.json, the manifest and each work file's checkpoint say everything needed to carry
+on. Each table is queued again; a table whose work file is complete is re-verified and not
+copied again.
 """
 
 from __future__ import annotations

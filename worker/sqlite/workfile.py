@@ -1,7 +1,7 @@
 """A table's work file: its rows and its checkpoint, committed together.
 
-One SQLite file per table (DESIGN section 3: staging files merged at finalize), so tables copy
-in parallel without sharing SQLite's single writer, and retrying a table touches only its
+One SQLite file per table, merged at finalize (docs/architecture.md, "Work files"), so tables
+copy in parallel without sharing SQLite's single writer, and retrying a table touches only its
 file. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
 the fencing token of the lease holder allowed to write: a chunk commits only while its
 writer's token is the newest, checked inside the same transaction.

@@ -1,5 +1,6 @@
 """Server-side renderings: the SQL that makes MySQL/MariaDB write a value in the profile's
-format, so no per-value Python runs for dates and times (DESIGN section 6).
+format, so no per-value Python runs for dates and times (docs/architecture.md, "Reading
+the source").
 
 The session pins time_zone '+00:00' (TIMESTAMP renders in UTC) and an empty sql_mode (zero
 dates read back as stored). Every expression here is plain MySQL 8 and MariaDB 10.4+ SQL:

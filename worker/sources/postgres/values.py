@@ -1,8 +1,8 @@
 """Server-side renderings: the SQL that makes PostgreSQL write a value in the profile's format.
 
-Rendering on the server keeps per-value Python off the hot path (DESIGN section 6). Each
-function takes the quoted column (or any SQL expression), the column, and its context, and
-returns one SQL expression. The session pins TimeZone=UTC and DateStyle=ISO (pg_source).
+Rendering on the server keeps per-value Python off the hot path (docs/architecture.md,
+"Reading the source"). Each function takes the quoted column (or any SQL expression), the
+column, and its context, and returns one SQL expression. The session pins TimeZone=UTC and DateStyle=ISO (pg_source).
 """
 
 from __future__ import annotations

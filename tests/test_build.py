@@ -206,8 +206,8 @@ def test_a_check_that_fails_leaves_the_largest_work_file_a_work_file(tmp_path):
     assert_published(out, plans)
 
 
-# A build that dies at a chosen instant: the process SIGKILLs itself when worker/sqlite/build.py calls the
-# named function, the only way to hit that instant every time.
+# A build that dies at a chosen instant: the process SIGKILLs itself when
+# worker/sqlite/build.py calls the named function, the only way to hit that instant every time.
 DIE_IN_BUILD = """
 import json, os, signal, sys
 from pathlib import Path

@@ -1,5 +1,5 @@
-"""The C paths (worker/native/_fastsqlite.c, worker/native/_pgcopy.c) against their Python twins: the same
-bytes, the same checksums, the same rows in SQLite, the same errors.
+"""The C paths (worker/native/_fastsqlite.c, worker/native/_pgcopy.c) against their Python
+twins: the same bytes, the same checksums, the same rows in SQLite, the same errors.
 
 These also fail when the extensions were not built, so CI always runs the C paths.
 """

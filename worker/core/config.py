@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     # A worker holds about three chunks (one read ahead, one being inserted, one arriving)
     chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     # Tables at least this big (the source's own size) are read in a child process, so
-    # reading and writing use two cores (worker/sources/reader_process.py); 0 for every table, -1 for none.
+    # reading and writing use two cores (worker/sources/reader_process.py); 0 for every table,
+    # -1 for none.
     reader_process_bytes: int = Field(default=32 * 1024 * 1024, ge=-1)
     lease_ttl_s: float = Field(default=30.0, gt=0.5, le=3600)
     source_retry_limit: int = Field(default=5, ge=0, le=100)

@@ -1,4 +1,5 @@
-"""finalize_job: build the file from the work files (worker/sqlite/build.py), report, publish atomically."""
+"""finalize_job: build the file from the work files (worker/sqlite/build.py), report, publish
+atomically."""
 
 from __future__ import annotations
 

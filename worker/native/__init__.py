@@ -1,4 +1,5 @@
-"""Which compiled parts this process can use: worker/native/_fastsqlite.c and worker/native/_pgcopy.c.
+"""Which compiled parts this process can use: worker/native/_fastsqlite.c and
+worker/native/_pgcopy.c.
 
 Both are optional (setup.py builds them when it can) and both have plain Python twins with
 the same results. LITESHIFT_NATIVE=0 switches them off, to compare or to rule them out.

@@ -1,7 +1,7 @@
 """Insert and read back a chunk's rows as marshal bytes, in C when we can.
 
-worker/native/_fastsqlite.c binds straight from the marshal bytes the rows travel and are checksummed
-in, and checksums SQLite's values over the bytes `marshal.dumps(row, 2)` would give: no
+worker/native/_fastsqlite.c binds straight from the marshal bytes the rows travel and are
+checksummed in, and checksums SQLite's values over the bytes `marshal.dumps(row, 2)` would give: no
 Python object per value (measured in ops/bench/RESULTS.md). Everything here has a plain
 Python twin with the same results, used when the extension was not built, is switched off
 (LITESHIFT_NATIVE=0), or cannot vouch for a connection.

@@ -1,10 +1,11 @@
 """PostgreSQL's binary COPY rows to marshal bytes without Python values (worker/native/_pgcopy.c).
 
-The server renders most columns into a handful of wire types (worker/sources/postgres/values.py); the C
-code converts the rest as their Python converters do: decimals (numeric_float,
-numeric_affinity) and timestamps from their binary microseconds (datetime_text). A table
-whose plan needs any other converter is read as Python rows (`codec_for` returns None), and
-so is every table when the extension is missing or switched off with LITESHIFT_NATIVE=0.
+The server renders most columns into a handful of wire types
+(worker/sources/postgres/values.py); the C code converts the rest as their Python converters
+do: decimals (numeric_float, numeric_affinity) and timestamps from their binary microseconds
+(datetime_text). A table whose plan needs any other converter is read as Python rows
+(`codec_for` returns None), and so is every table when the extension is missing or switched
+off with LITESHIFT_NATIVE=0.
 LibpqCopy reads the COPY in C straight from libpq. ValuesCodec encodes rows a driver made
 into Python tuples (MySQL) the same way. tests/test_native.py and
 tests/mysqlsrc/test_mysql_native.py hold each path to the Python one, byte for byte.

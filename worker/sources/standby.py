@@ -1,8 +1,8 @@
 """One child process started ahead of need, handed to the next request.
 
-Reader processes (worker/sources/reader_process.py) and source probes (api/source_check.py) spend most of their
-start-up importing drivers (0.3 s, psycopg most of it). Started ahead, they do that while
-nothing waits for them. Such a child imports first, then reads its request from stdin; a
+Reader processes (worker/sources/reader_process.py) and source probes (api/source_check.py)
+spend most of their start-up importing drivers, psycopg most of all. Started ahead, they do
+that while nothing waits for them. Such a child imports first, then reads its request from stdin; a
 child whose owner goes away reads an empty request and exits quietly.
 
 A kept child is handed out only in the process that started it (a fork's copy of this object

@@ -17,7 +17,7 @@ DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 
 @dataclass(frozen=True)
 class SourceURL:
-    kind: str  # "postgres" or "mysql" (worker/sources/__init__.py maps it to the modules that read it)
+    kind: str  # "postgres" or "mysql" (worker/sources/__init__.py: the modules that read it)
     url: str  # as given, with the password: never log or store this
     host: str | None
     port: int

@@ -33,8 +33,8 @@ def set_sequence(db: sqlite3.Connection, table: str, value: int) -> None:
 
 
 def audit_checks(db: sqlite3.Connection, plan: Any, objects: Objects) -> None:
-    """Rows are copied with CHECKs off (worker/sqlite/workfile.py): count, per CHECK, the rows SQLite's
-    translation would reject although PostgreSQL accepted them, and report them."""
+    """Rows are copied with CHECKs off (worker/sqlite/workfile.py): count, per CHECK, the rows
+    SQLite's translation would reject although the source accepted them, and report them."""
     by_name = {(o.get("table"), o["name"]): o for o in objects
                if o.get("kind") == "check_constraint"}
     for check in plan.checks:

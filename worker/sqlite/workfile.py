@@ -122,9 +122,9 @@ class WorkFile:
         self.db.close()
 
     def _discard_if_built(self) -> None:
-        """A finalize that built the job's file on this work file (worker/sqlite/build.py) and was killed
-        before moving it away left the table without its checkpoint. Copying into it again
-        would double its rows: start a new work file instead."""
+        """A finalize that built the job's file on this work file (worker/sqlite/build.py) and
+        was killed before moving it away left the table without its checkpoint. Copying into
+        it again would double its rows: start a new work file instead."""
         if not self.path.exists():
             return
         if tables_present(self.path, (CHECKPOINT_TABLE, self.plan.name)) == {self.plan.name}:

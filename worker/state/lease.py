@@ -1,8 +1,8 @@
 """One writer per table: a Redis lease with a heartbeat and a fencing token.
 
 The lease keeps a second worker from starting the same table; the token, checked inside
-each chunk's SQLite transaction (worker/sqlite/workfile.py), stops a writer that lost its lease without
-knowing it (a long pause, a Redis restart) from committing anything more.
+each chunk's SQLite transaction (worker/sqlite/workfile.py), stops a writer that lost its
+lease without knowing it (a long pause, a Redis restart) from committing anything more.
 """
 
 from __future__ import annotations

@@ -38,12 +38,12 @@ from worker.sources.url import SourceURL
 
 KIND = "mysql"
 
-# Values are rendered by the server (worker/sources/mysql/typemap.py), so the session pins what renderings
-# depend on: UTC for TIMESTAMP, utf8mb4 results whatever the column's charset (the server
-# converts latin1 & co. correctly, cp1252 quirks included), an empty sql_mode so zero dates
-# read back as they are stored (the rules turn them into NULL, counted) and expressions in
-# the catalog come back with backticks (no ANSI_QUOTES), and long timeouts so a slow writer
-# never has the server drop a streaming result.
+# Values are rendered by the server (worker/sources/mysql/typemap.py), so the session pins
+# what renderings depend on: UTC for TIMESTAMP, utf8mb4 results whatever the column's
+# charset (the server converts latin1 & co. correctly, cp1252 quirks included), an empty
+# sql_mode so zero dates read back as they are stored (the rules turn them into NULL,
+# counted) and expressions in the catalog come back with backticks (no ANSI_QUOTES), and long
+# timeouts so a slow writer never has the server drop a streaming result.
 SESSION_SETTINGS = (
     "SET NAMES utf8mb4",
     "SET SESSION time_zone = '+00:00'",
@@ -181,7 +181,8 @@ def list_tables(conn: Connection, schema: str) -> list[str]:
 def reflect(source: SourceURL, conn: Connection, schema: str,
             names: Sequence[str]) -> MySchema:
     """Read the named tables' structure: information_schema for columns, indexes, CHECKs and
-    the rest (worker/sources/mysql/catalog.py), SQLAlchemy's inspector for primary and foreign keys."""
+    the rest (worker/sources/mysql/catalog.py), SQLAlchemy's inspector for primary and foreign
+    keys."""
     db, flavor = conn.database, conn.flavor
     try:
         columns = catalog.columns(conn.query, db, flavor)

@@ -168,8 +168,9 @@ WHERE n.nspname = %s AND c.relname = ANY(%s)
 def reflect(source: SourceURL, conn: psycopg.Connection, schema: str,
             names: Sequence[str]) -> PgSchema:
     """Read the named tables' structure: SQLAlchemy's inspector for keys and foreign keys,
-    the catalog (worker/sources/postgres/catalog.py) for exact column types (the inspector folds domains and
-    arrays), CHECKs, indexes with their expressions and predicates, views and the rest."""
+    the catalog (worker/sources/postgres/catalog.py) for exact column types (the inspector
+    folds domains and arrays), CHECKs, indexes with their expressions and predicates, views
+    and the rest."""
     columns: dict[str, list[PgColumn]] = {name: [] for name in names}
     listed = list(names)
     try:

@@ -2,7 +2,8 @@
 
 Rendering on the server keeps per-value Python off the hot path (docs/architecture.md,
 "Reading the source"). Each function takes the quoted column (or any SQL expression), the
-column, and its context, and returns one SQL expression. The session pins TimeZone=UTC and DateStyle=ISO (pg_source).
+column, and its context, and returns one SQL expression. The session pins TimeZone=UTC and
+DateStyle=ISO (worker/sources/postgres/source.py).
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ def test_a_build_killed_inside_its_transaction_is_rolled_back_and_built_again(tm
     # dropped, the checks) is open on the largest work file
     tables_dir, out, plans = closed_work_files(tmp_path)
     big = tables_dir / plans[1].file
-    kill_build_at("_run_checks", out, plans, tables_dir)
+    kill_build_at("run_checks", out, plans, tables_dir)
     assert big.with_name(big.name + "-journal").exists()  # hot: SQLite rolls it back
 
     # When finalize runs again

@@ -31,6 +31,7 @@ from worker.core.identifiers import quote
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.sqlite import post_data
+from worker.sqlite.checks import run_checks
 from worker.sqlite.workfile import (
     CHECKPOINT_TABLE,
     remove_database_files,
@@ -38,8 +39,6 @@ from worker.sqlite.workfile import (
     tables_present,
 )
 from worker.state.jobfiles import read_json, write_json_atomic
-
-FK_VIOLATIONS_SHOWN = 5
 
 
 def build_database(path: Path, plans: list[TablePlan], tables_dir: Path,
@@ -188,7 +187,7 @@ def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, plan: TablePl
             rows, checksum, lossy = db.execute(
                 f"SELECT rows, checksum, lossy FROM {CHECKPOINT_TABLE}").fetchone()
             db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
-            checks = {**_run_checks(db), "rows": counts}
+            checks = {**run_checks(db), "rows": counts}
             write_json_atomic(_record(path), {
                 "file": plan.file, "checks": checks, "objects": objects,
                 "checkpoint": {"table": plan.name, "rows": rows, "checksum": checksum,
@@ -221,7 +220,7 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
         _merge_pragmas(db)
         counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
         _indexes_and_objects(db, plans, objects)
-        checks = {**_run_checks(db), "rows": counts}
+        checks = {**run_checks(db), "rows": counts}
         db.execute("PRAGMA journal_mode=DELETE")
     except BaseException:
         db.close()
@@ -287,19 +286,6 @@ def _create_index(db: sqlite3.Connection, plan: TablePlan, index: dict[str, Any]
             f"index {index['name']!r} on {plan.name!r} cannot be built in SQLite ({exc}): the "
             "data holds duplicates under SQLite's rules (collation or type differences)",
             table=plan.name) from None
-
-
-def _run_checks(db: sqlite3.Connection) -> dict[str, Any]:
-    integrity = [r[0] for r in db.execute("PRAGMA integrity_check")]
-    if integrity != ["ok"]:
-        raise VerificationFailed(f"PRAGMA integrity_check failed: {integrity[:5]}")
-    violations = db.execute("PRAGMA foreign_key_check").fetchmany(FK_VIOLATIONS_SHOWN)
-    if violations:
-        shown = "; ".join(f"{t} rowid {rowid} → {parent}" for t, rowid, parent, _ in violations)
-        raise VerificationFailed(
-            f"PRAGMA foreign_key_check found rows whose parent is missing ({shown}): the source "
-            "changed while tables were copied, or its constraints were not enforced")
-    return {"integrity_check": "ok", "foreign_key_check": "ok"}
 
 
 def fsync_dir(path: Path) -> None:

@@ -1,0 +1,93 @@
+"""What finalize's checks cost: `PRAGMA integrity_check` against worker/sqlite/checks.py
+(quick_check plus one scan of each index and its table), on one SQLite file, same run.
+
+    .venv/bin/python ops/bench/bench_checks.py [--rows 1000000] [--indexes 1] [--rounds 3]
+
+The file is an events-like table (integer key, 9 mixed columns) with `--indexes` secondary
+indexes, (user_id, happened_at) first, made once under /tmp and kept. Each round times, each
+on a fresh connection: integrity_check, quick_check alone, and run_checks (what finalize
+runs). Prints medians and ratios, and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from worker.sqlite.checks import run_checks  # noqa: E402
+
+INDEXES = [
+    "CREATE INDEX events_user_time ON events (user_id, happened_at)",
+    "CREATE INDEX events_kind ON events (kind, amount)",
+    "CREATE UNIQUE INDEX events_ref ON events (ref)",
+    "CREATE INDEX events_open ON events (user_id) WHERE ok = 0",
+    "CREATE INDEX events_lower_note ON events ((lower(note)))",
+]
+
+
+def make(path: Path, rows: int, indexes: int) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER, happened_at TEXT, "
+               "kind TEXT, payload TEXT, amount REAL, ok INTEGER, ref TEXT, data BLOB, note TEXT)")
+    r = random.Random(1)
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+        (i, r.randrange(50_000), f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+         ("click", "view", "buy")[i % 3], f'{{"a": {i}, "b": "{"x" * (i % 20)}"}}', i * 0.25,
+         i % 2, f"{r.getrandbits(128):032x}", r.randbytes(16), f"Note {i}")
+        for i in range(1, rows + 1)))
+    db.execute("COMMIT")
+    for sql in INDEXES[:indexes]:
+        db.execute(sql)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.close()
+
+
+def timed(path: Path, check: str) -> float:
+    db = sqlite3.connect(path, isolation_level=None)
+    started = time.perf_counter()
+    if check == "run_checks":
+        run_checks(db)
+    else:
+        assert db.execute(f"PRAGMA {check}").fetchall() == [("ok",)]
+        db.execute("PRAGMA foreign_key_check").fetchall()
+    elapsed = time.perf_counter() - started
+    db.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--indexes", type=int, default=1, choices=range(len(INDEXES) + 1))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    path = Path(tempfile.gettempdir()) / f"liteshift-checks-{args.rows}-{args.indexes}.db"
+    if not path.exists():
+        make(path, args.rows, args.indexes)
+    times: dict[str, list[float]] = {"integrity_check": [], "quick_check": [], "run_checks": []}
+    for _ in range(args.rounds):
+        for check, found in times.items():
+            found.append(timed(path, check))
+    base = statistics.median(times["integrity_check"])
+    print(f"{args.rows:,} rows, {args.indexes} secondary index(es), {path.stat().st_size:,} "
+          f"bytes, {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}")
+    for check, found in times.items():
+        median = statistics.median(found)
+        print(f"  {check:16s} median {median:.3f} s  ({median / base:.2f} of integrity_check)"
+              f"  {' '.join(f'{t:.3f}' for t in found)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The built file's checks: structurally sound, every index complete and consistent with its
+table, no orphaned foreign key.
+
+Rows themselves are verified earlier, chunk by chunk (each chunk read back and checksummed
+against the source's). What is left to prove here is the file: its b-trees, and that each
+index holds exactly one entry per row of its table (per row matching its WHERE, for a
+partial index), with that row's values.
+
+`PRAGMA integrity_check` proves both, but it finds every row's entry in every index by a
+b-tree search, so its cost grows with rows × indexes: on a 1M-row table with one index it
+cost ten times `quick_check` (ops/bench/RESULTS.md). So the check is split:
+- `PRAGMA quick_check`: everything integrity_check does but the index-against-table
+  comparison and UNIQUE (every page of every b-tree, tables and indexes, well-formed and
+  used once; rowids in order; NOT NULL).
+- per index, one scan of the index and one of its table: the count and the checksum
+  (xxh3-64 per entry, summed, as the chunk read-back does) of (rowid, key columns) read
+  through the index, covering it, must equal those computed from the table. Equal multisets
+  mean every row has its entry with its values and there is no other entry (a false match is
+  a 64-bit checksum collision). UNIQUE holds because CREATE UNIQUE INDEX, or the work
+  file's inserts, enforced it on exactly these entries.
+An index whose values SQLite would not read from the index alone (checked on the query's
+program; a partial index's WHERE on columns it does not hold, say), a table without the C
+checksum, and any disagreement fall back
+to `PRAGMA integrity_check(table)`, which has the last word: the fast path never passes what
+integrity_check would fail, and never fails what it would pass.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from worker.core.errors import VerificationFailed
+from worker.core.identifiers import quote
+from worker.core.logs import get_logger
+from worker.native import fastsqlite
+
+FK_VIOLATIONS_SHOWN = 5
+
+
+def run_checks(db: sqlite3.Connection) -> dict[str, Any]:
+    """Check the file `db` has open as main; raise VerificationFailed naming what fails."""
+    _expect_ok(db, "PRAGMA quick_check", "PRAGMA quick_check")
+    main = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
+    fast = bool(main) and fastsqlite.usable(db, Path(main))
+    tables = [name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    for table in tables:
+        if not (fast and _indexes_match_or_false(db, table)):
+            _expect_ok(db, f"PRAGMA integrity_check({quote(table)})",
+                       f"PRAGMA integrity_check of table {table!r}")
+    _check_foreign_keys(db)
+    return {"integrity_check": "ok", "foreign_key_check": "ok"}
+
+
+def _expect_ok(db: sqlite3.Connection, pragma: str, what: str) -> None:
+    result = [r[0] for r in db.execute(pragma)]
+    if result != ["ok"]:
+        raise VerificationFailed(f"{what} failed: {result[:5]}")
+
+
+def _indexes_match_or_false(db: sqlite3.Connection, table: str) -> bool:
+    try:
+        return _indexes_match(db, table)
+    except sqlite3.OperationalError:  # a table this cannot read so (WITHOUT ROWID, virtual)
+        return False
+
+
+def _indexes_match(db: sqlite3.Connection, table: str) -> bool:
+    """True when every index of the table holds exactly the table's entries; False when one
+    differs or this cannot tell (the caller then runs integrity_check on the table). Each
+    index is scanned once; the table once for all of them (an aggregate per index, FILTERed
+    by a partial index's WHERE)."""
+    indexes = [row[1] for row in db.execute(f"PRAGMA index_list({quote(table)})")]
+    entries = [_entries(db, table, index) for index in indexes]
+    if not entries:
+        return True
+    if any(e is None for e in entries):
+        return False
+    known = [e for e in entries if e is not None]
+    sums = []
+    for keys, where in known:
+        keep = f" FILTER (WHERE {where})" if where else ""
+        sums.append(f"count(*){keep}, liteshift_checksum({', '.join(keys)}){keep}")
+    from_table = db.execute(f"SELECT {', '.join(sums)} FROM {quote(table)} NOT INDEXED"
+                            ).fetchone()
+    for at, (index, (keys, where)) in enumerate(zip(indexes, known, strict=True)):
+        through_index = _through_index(table, index, keys, where)
+        expected = (from_table[2 * at], (from_table[2 * at + 1] or 0) % 2**64)
+        if fastsqlite.readback(db, through_index, None, fast=True) != expected:
+            get_logger(step="finalize", table=table).warning("index_checksum_differs",
+                                                             index=index)
+            return False
+    return True
+
+
+def _through_index(table: str, index: str, keys: list[str], where: str) -> str:
+    # Aliased: readback names the columns in its outer query, and an expression's own name
+    # there would be read as a string literal.
+    selected = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
+    return (f"SELECT {selected} FROM {quote(table)} INDEXED BY {quote(index)}"
+            f"{f' WHERE {where}' if where else ''}")
+
+
+def _entries(db: sqlite3.Connection, table: str, index: str) -> tuple[list[str], str] | None:
+    """What makes an index's entry, as SQL: rowid and its keys, and the WHERE of a partial
+    index (or ""); None when SQLite would read any of it from the table, not the index."""
+    names = [name for _, _, name, _, _, is_key in
+             db.execute(f"PRAGMA index_xinfo({quote(index)})") if is_key]
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                     (index,)).fetchone()
+    if row is None or row[0] is None:  # UNIQUE / PRIMARY KEY of CREATE TABLE: columns only
+        parsed = None if None in names else ([quote(n) for n in names], "")
+    else:
+        parsed = _keys_and_where(row[0])
+    if parsed is None or len(parsed[0]) != len(names):
+        return None
+    keys, where = parsed
+    columns = {r[1].lower() for r in db.execute(f"PRAGMA table_info({quote(table)})")}
+    rowid = next((n for n in ("rowid", "_rowid_", "oid") if n not in columns), None)
+    if rowid is None:
+        return None
+    entry = [rowid, *keys]
+    if not _reads_only_the_index(db, table, _through_index(table, index, entry, where)):
+        return None
+    return entry, where
+
+
+def _reads_only_the_index(db: sqlite3.Connection, table: str, query: str) -> bool:
+    """True when the query's program reads no column and no rowid from the table's b-tree:
+    every value it returns is the index's (SQLite reads key columns and key expressions from
+    the index even when it keeps a deferred seek on the table, and does not evaluate a
+    partial index's WHERE, which the index implies)."""
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (table,)).fetchone()[0]
+    program = db.execute(f"EXPLAIN {query}").fetchall()
+    cursors = {p1 for _, opcode, p1, p2, *_ in program if opcode == "OpenRead" and p2 == root}
+    return not any(opcode in ("Column", "Rowid") and p1 in cursors
+                   for _, opcode, p1, *_ in program)
+
+
+def _keys_and_where(sql: str) -> tuple[list[str], str] | None:
+    """The key expressions (without ASC/DESC) and the WHERE predicate (or "") of a CREATE
+    INDEX as SQLite keeps it: as written. None when it cannot be read so."""
+    spans = _key_list(sql)
+    if spans is None:
+        return None
+    bounds, end = spans
+    keys = [_ORDER.sub("", sql[a + 1:b].strip()) for a, b in zip(bounds, bounds[1:])]
+    rest = sql[end + 1:].strip()
+    if not rest:
+        return keys, ""
+    return (keys, rest[5:].strip()) if rest[:5].upper() == "WHERE" else None
+
+
+_ORDER = re.compile(r"\s+(ASC|DESC)$", re.IGNORECASE)
+
+
+def _key_list(sql: str) -> tuple[list[int], int] | None:
+    """The first parenthesis outside quotes: where it opens, the commas directly inside it
+    and where it closes (as one list of bounds), and where it closes."""
+    depth, quote_char, bounds = 0, "", list[int]()
+    for at, char in enumerate(sql):
+        if quote_char:
+            if char == quote_char:
+                quote_char = ""  # a doubled quote reopens at once: same result
+        elif char in "'\"`[":
+            quote_char = "]" if char == "[" else char
+        elif char == "(":
+            depth += 1
+            if not bounds:
+                bounds.append(at)
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return [*bounds, at], at
+        elif char == "," and depth == 1:
+            bounds.append(at)
+    return None
+
+
+def _check_foreign_keys(db: sqlite3.Connection) -> None:
+    violations = db.execute("PRAGMA foreign_key_check").fetchmany(FK_VIOLATIONS_SHOWN)
+    if violations:
+        shown = "; ".join(f"{t} rowid {rowid} → {parent}" for t, rowid, parent, _ in violations)
+        raise VerificationFailed(
+            f"PRAGMA foreign_key_check found rows whose parent is missing ({shown}): the source "
+            "changed while tables were copied, or its constraints were not enforced")

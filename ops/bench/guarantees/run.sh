@@ -4,7 +4,7 @@
 # scratch worktree of HEAD only (never to the tree you work in), and bench.py runs there
 # once with every guarantee kept, then with each switched off, then with all of them off:
 #   LITESHIFT_EXPERIMENT_NO_READBACK         commit chunks without reading them back
-#   LITESHIFT_EXPERIMENT_NO_INTEGRITY_CHECK  publish without PRAGMA integrity_check
+#   LITESHIFT_EXPERIMENT_NO_INTEGRITY_CHECK  publish without the file checks (quick_check and the index scans, worker/sqlite/checks.py)
 #   LITESHIFT_EXPERIMENT_ROLLBACK_JOURNAL    work files in rollback-journal mode
 #                                            (synchronous=FULL) instead of WAL
 # Needs the bench's data and peers (bench.py --prepare). About 7 minutes.

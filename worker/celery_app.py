@@ -1,18 +1,32 @@
 """The Celery application: broker settings chosen for at-least-once delivery.
 
 Late acks + reject-on-worker-lost + prefetch 1: a task whose worker dies is delivered again;
-leases and fencing tokens make the repeat harmless.
+leases and fencing tokens make the repeat harmless. Task events are on, so Flower (and
+`celery events`) see every task.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.apps import worker as celery_worker
+from celery.signals import (
+    celeryd_after_setup,
+    setup_logging,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from worker.core.config import get_settings
-from worker.core.logs import configure_logging
+from worker.core.logs import configure_logging, get_logger, json_lines
 from worker.core.memory import fixed_mmap_threshold
 
 settings = get_settings()
@@ -32,8 +46,42 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 3600},
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
+    # For Flower and `celery events`: a worker that sends none shows no tasks there.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
     imports=["worker.tasks"],
 )
+
+
+@setup_logging.connect
+def _one_log_format(loglevel: int | None = None, **_: Any) -> None:
+    """Connected, this signal keeps Celery from installing handlers of its own: its lines go
+    through liteshift's (worker/core/logs.py) in the same format as liteshift's events."""
+    configure_logging(settings.log_format, level=loglevel or logging.INFO)
+
+
+@celeryd_after_setup.connect
+def _banner_as_a_log_line(sender: str, instance: Any, **_: Any) -> None:
+    """Celery prints a multi-line banner on stdout; in JSON mode it becomes one event."""
+    if not json_lines(settings.log_format):
+        return
+    instance.quiet = True
+    celery_worker.safe_say = _say_as_json
+    pool = instance.pool_cls if isinstance(instance.pool_cls, str) else \
+        instance.pool_cls.__module__.rsplit(".", 1)[-1]
+    get_logger().info("worker_starting", hostname=str(sender), pool=pool,
+                      concurrency=instance.concurrency, broker=app.connection().as_uri(),
+                      queues=sorted(app.amqp.queues), task_events=bool(instance.task_events))
+
+
+def _say_as_json(msg: str, f: Any = None) -> None:
+    """Celery's shutdown notices, written from its signal handlers with a bare os.write
+    (logging's locks are not safe there): the same, as one JSON line on stderr."""
+    line = {"event": msg.strip(), "level": "warning", "logger": "celery.apps.worker",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    with contextlib.suppress(OSError):
+        os.write(sys.__stderr__.fileno() if sys.__stderr__ else 2,
+                 (json.dumps(line) + "\n").encode())
 
 
 def send(name: str, *args: Any) -> None:

@@ -434,7 +434,8 @@ def test_cli_api_refuses_public_host_without_token(settings, monkeypatch, capsys
     assert run_cli(["api", "--host", "0.0.0.0"], settings) == 2
     assert "refusing to listen on 0.0.0.0 without LITESHIFT_API_TOKEN" in capsys.readouterr().err
     assert run_cli(["api", "--port", "8123"], settings) == 0
-    assert started == [{"factory": True, "host": "127.0.0.1", "port": 8123}]
+    assert started == [{"factory": True, "host": "127.0.0.1", "port": 8123,
+                        "log_config": None}]
 
 
 def test_cli_worker_execs_celery_with_extra_args(settings, monkeypatch):

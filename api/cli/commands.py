@@ -149,11 +149,9 @@ def cmd_api(args: argparse.Namespace, ctx: Context) -> int:
             "or listen on 127.0.0.1")
     import uvicorn  # only this command needs it
 
-    from worker.core.logs import configure_logging
-
     port = args.port or urlsplit(ctx.settings.api_url).port or 8000
-    # log_config=None: uvicorn's lines go through liteshift's handler, in its format
-    configure_logging(ctx.settings.log_format)
+    # log_config=None: uvicorn's lines go through the handler app_factory sets up
+    # (worker/core/logs.py), in liteshift's format
     uvicorn.run("api.app:app_factory", factory=True, host=args.host, port=port,
                 log_config=None)
     return 0

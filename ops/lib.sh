@@ -56,6 +56,19 @@ ensure_venv() {
   fi
 }
 
+# Ruby and Debian's ActiveRecord with its SQLite, PostgreSQL and MySQL adapters, for the
+# real-client tier (tests/clients/rails_app/scenario.rb).
+ensure_ruby_clients() {
+  local missing=()
+  command -v ruby >/dev/null || missing+=(ruby)
+  local lib pkg pair
+  for pair in active_record:ruby-activerecord sqlite3:ruby-sqlite3 pg:ruby-pg mysql2:ruby-mysql2; do
+    lib=${pair%%:*} pkg=${pair#*:}
+    command -v ruby >/dev/null && ruby -e "require '$lib'" 2>/dev/null || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+}
+
 pg_version() {  # the newest installed major version, if any
   find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1
 }

@@ -10,4 +10,5 @@ cd "$LITESHIFT_ROOT"
 ensure_venv
 ensure_services
 ensure_mariadb
+ensure_ruby_clients
 exec .venv/bin/python -m pytest "$@"

@@ -94,6 +94,14 @@ def _enum_check(c: str, col: Col, ctx: Ctx) -> str:
     return rules.labels_check(c, col.labels)
 
 
+def _json_type(col: Col, ctx: Ctx) -> str:
+    # ActiveRecord's mysql2 adapter sees MariaDB's JSON alias as the longtext it is, and
+    # reads a String; a `json` column on SQLite would parse it into a Hash instead.
+    if ctx.profile == "rails":
+        return "json" if col.data_type == "json" else "text"
+    return typed("TEXT", "json", "text")(col, ctx)
+
+
 def _json_select(c: str, col: Col, ctx: Ctx) -> str:
     # MySQL 8's native JSON arrives with the binary charset in some drivers: cast to text.
     # MariaDB's JSON is longtext already.
@@ -173,10 +181,11 @@ RULES: tuple[Rule[Col], ...] = (
          flag=render.time_flag, lossy=True,
          note="HH:MM:SS[.ffffff] as the profile writes it; values outside 0–24h keep "
               "MySQL's text (-01:02:03, 100:00:00), counted"),
-    Rule("json", lambda col, ctx: ctx.override is None and col.json,
-         typed("TEXT", "json", "text"), _json_select,
-         converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
-         check=rules.django_json_check, note="JSON text as the server prints it"),
+    Rule("json", lambda col, ctx: ctx.override is None and col.json, _json_type, _json_select,
+         converter=lambda col, ctx: "numeric_text" if _json_type(col, ctx) == "json" else None,
+         check=rules.django_json_check,
+         note="JSON text as the server prints it; rails: MariaDB's JSON (longtext) as text, "
+              "the String ActiveRecord reads there"),
     Rule("enum", is_type("enum"), _nocase(typed("TEXT")), _as_is, check=_enum_check,
          note="label text, with a CHECK of the labels"),
     # CAST: the driver would hand over a Python set, which has no order.

@@ -70,12 +70,16 @@ def time_flag(c: str, col: MyColumn, ctx: ColumnContext) -> str:
 
 
 def time_sql(c: str, col: MyColumn, ctx: ColumnContext) -> str:
-    """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero.
-    Outside one day (MySQL's time is a duration up to ±838 h): MySQL's own text."""
+    """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero;
+    rails: on the date 2000-01-01, as ActiveRecord's SQLite adapter writes a time (so its
+    `where(clock: t)` finds the row). Outside one day (MySQL's time is a duration up to
+    ±838 h): MySQL's own text."""
     if ctx.profile == "ecto":
         rendered = f"TIME_FORMAT({c}, '%H:%i:%s{'.%f' if col.fsp else ''}')"
     else:
         rendered = _fraction_when_nonzero(c, c, "%H:%i:%s", "", "TIME_FORMAT")
+        if ctx.profile == "rails":
+            rendered = f"CONCAT('2000-01-01 ', {rendered})"
     return f"CASE WHEN {time_out_of_day(c)} THEN CAST({c} AS CHAR) ELSE {rendered} END"
 
 

@@ -56,12 +56,15 @@ def datetime_sql(c: str, col: PgColumn, ctx: ColumnContext, *, utc: bool) -> str
 
 
 def time_sql(c: str, col: PgColumn, ctx: ColumnContext) -> str:
-    """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero."""
+    """ecto: `HH:MM:SS` for time(0), else `HH:MM:SS.ffffff`; others: fraction when non-zero;
+    rails: on the date 2000-01-01, as ActiveRecord's SQLite adapter writes a time (so its
+    `where(clock: t)` finds the row)."""
     if ctx.profile == "ecto":
         fraction = "" if precision(col) == 0 else ".US"
         return f"to_char({c}, 'HH24:MI:SS{fraction}')"
+    day = '"2000-01-01 "' if ctx.profile == "rails" else ""
     return (f"CASE WHEN extract(microseconds FROM {c})::int8 % 1000000 = 0 "
-            f"THEN to_char({c}, 'HH24:MI:SS') ELSE to_char({c}, 'HH24:MI:SS.US') END")
+            f"THEN to_char({c}, '{day}HH24:MI:SS') ELSE to_char({c}, '{day}HH24:MI:SS.US') END")
 
 
 def json_array_sql(c: str, element_sql: str | None) -> str:

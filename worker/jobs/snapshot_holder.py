@@ -48,12 +48,13 @@ REDIS_GRACE_S = 300.0  # Redis unreachable this long: stop holding rather than h
 KEEP_STATES = ("planning", "copying")
 
 
-def start(settings: Settings, *, job_id: str, source: SourceURL) -> dict[str, Any]:
+def start(settings: Settings, *, job_id: str, source: SourceURL,
+          permanent: bool = False) -> dict[str, Any]:
     """Start the job's holder and return its snapshot record. A source that refuses a
     snapshot (a privilege missing, a server that cannot export one) gives a record saying
     `consistent: false` and why; a source that cannot be reached raises (the plan retries)."""
     request = {"source": source.url, "job_id": job_id, "kind": source.kind,
-               "timeout_s": settings.connect_timeout_s}
+               "timeout_s": settings.connect_timeout_s, "permanent": permanent}
     proc = subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             start_new_session=True, env=dict(os.environ))
@@ -110,7 +111,8 @@ def main() -> int:
     out = sys.stdout.buffer
     try:
         held = snapshot.take(request["kind"], parse_source_url(request["source"]),
-                             job_id=job_id, timeout_s=request["timeout_s"])
+                             job_id=job_id, timeout_s=request["timeout_s"],
+                             permanent=bool(request.get("permanent")))
     except LiteshiftError as exc:
         _answer(out, {"kind": type(exc).__name__, "message": redact(str(exc))})
         return 0

@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from api import error_handlers
 from api.error_handlers import ApiError
 from api.guards import BearerAuth, BodyLimit
-from api.models import JobRequest, RetryRequest, VerifyRequest
+from api.models import CutoverRequest, JobRequest, RetryRequest, VerifyRequest
 from api.queue import TaskQueue
 from api.snapshot import snapshot
 from api.source_check import Probe, keep_one_ready, run_probe, scrub
@@ -104,10 +104,22 @@ def retry(job_id: JobId, svc: Deps, body: RetryRequest | None = None) -> dict[st
 def cancel(job_id: JobId, svc: Deps) -> dict[str, str]:
     _require_job(svc, job_id)
     try:
-        control.cancel_job(svc.settings, svc.store, job_id)
+        control.cancel_job(svc.settings, svc.store, job_id, svc.send)
     except InputError as exc:
         raise ApiError(409, str(exc)) from None
     return {"job_id": job_id, "state": JobState.CANCELLED.value}
+
+
+@router.post("/jobs/{job_id}/cutover", status_code=202,
+             summary="Publish a following job's file once it has caught up with the source")
+def cutover(job_id: JobId, svc: Deps, body: CutoverRequest | None = None) -> dict[str, Any]:
+    _require_job(svc, job_id)
+    try:
+        asked = control.request_cutover(svc.store, svc.send, job_id,
+                                        timeout_s=(body or CutoverRequest()).timeout_s)
+    except InputError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"job_id": job_id, "cutover": asked}
 
 
 @router.post("/jobs/{job_id}/resume", status_code=202,

@@ -34,6 +34,9 @@ class Options(BaseModel):
         default=None, description="false: read each table at its own moment instead of one "
         "snapshot of the whole source for the job (the default); the report says "
         "consistent: false")
+    follow: bool | None = Field(
+        default=None, description="after the copy, keep applying the source's changes to the "
+        "built file until `cutover` publishes it (PostgreSQL sources)")
     column_types: dict[Name, str] | None = Field(
         default=None, description='per-column overrides, {"table.column": "utc_datetime" | '
         '"naive_datetime" | "text" | "json" | "decimal_text" | "decimal"}, and for MySQL '
@@ -54,6 +57,14 @@ class JobRequest(BaseModel):
     replace: bool = Field(default=False, description="replace an existing <target>.db "
                           "(the old file is kept beside it)")
     options: Options = Field(default_factory=Options)
+
+
+class CutoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, description="how long the follow "
+                             "may take to catch up with the source before cutover gives up "
+                             "(the follow then goes on)")
 
 
 class VerifyRequest(BaseModel):

@@ -16,8 +16,16 @@ from worker.celery_app import app, send, settings
 from worker.core.errors import JobCancelled, LeaseLost, LiteshiftError
 from worker.core.logs import get_logger
 from worker.core.redact import redact
+from worker.follow import cutover, follower
 from worker.jobs import copying, finalize, plan, recover, verify
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, RESUME_TASK, VERIFY_TASK
+from worker.jobs.control import (
+    COPY_TASK,
+    FINALIZE_TASK,
+    FOLLOW_TASK,
+    PLAN_TASK,
+    RESUME_TASK,
+    VERIFY_TASK,
+)
 from worker.state.jobfiles import write_json_atomic
 from worker.state.store import JobState, StateStore, TableState
 
@@ -100,10 +108,35 @@ def finalize_job(self: Any, job_id: str) -> None:
     structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
     try:
         finalize.finalize_job(settings, store(), job_id)
+        if store().job_state(job_id) == JobState.FOLLOWING:
+            send(FOLLOW_TASK, job_id)
     except LiteshiftError as exc:
         _fail_job(job_id, exc)
     except Exception as exc:
         get_logger().exception("finalize_crashed")
+        _fail_job(job_id, exc)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=FOLLOW_TASK)
+def follow_job(self: Any, job_id: str) -> None:
+    """One run of a job's follower; it queues the next run itself, so the follow is a chain
+    of short tasks (the reaper queues one again when a worker died holding it)."""
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        outcome = follower.follow_job(settings, store(), job_id)
+        if outcome == "again":
+            send(FOLLOW_TASK, job_id)
+    except LeaseLost as exc:
+        get_logger().info("follow_stopped", reason=str(exc))
+    except LiteshiftError as exc:
+        if exc.transient and self.request.retries < settings.source_retry_limit:
+            get_logger().warning("follow_retrying", error=str(exc))
+            raise self.retry(countdown=_backoff(self.request.retries)) from None
+        _fail_job(job_id, exc)
+    except Exception as exc:
+        get_logger().exception("follow_crashed")
         _fail_job(job_id, exc)
     finally:
         structlog.contextvars.clear_contextvars()
@@ -144,3 +177,9 @@ def _fail_job(job_id: str, exc: BaseException) -> None:
     get_logger().error("job_failed", error=message)
     if store().job_state(job_id) != JobState.CANCELLED:
         store().set_job_state(job_id, JobState.FAILED, error=message)
+    job = store().job(job_id)
+    if job and cutover.follows(job):  # a failed follow job's slot must not fill the source
+        try:
+            cutover.end_on_source(settings, store(), job)
+        except LiteshiftError as exc:  # the reaper tries again
+            get_logger().warning("follow_end_failed", error=str(exc))

@@ -109,6 +109,25 @@ def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_cutover(args: argparse.Namespace, ctx: Context) -> int:
+    """Ask for the cutover, then wait until the file is published (or cutover gave up)."""
+    ctx.client.post(f"/jobs/{args.job}/cutover", {"timeout_s": args.timeout})
+    while True:
+        time.sleep(0.1)
+        job = ctx.client.get(f"/jobs/{args.job}")
+        asked = job.get("cutover") or {}
+        if job["state"] == "done":
+            print(f"job {args.job}: published {job.get('published')}; downtime "
+                  f"{asked.get('downtime_s')} s (from the cutover request to the published "
+                  "file)")
+            return 0
+        if job["state"] in ("failed", "cancelled"):
+            raise CliError(f"job {args.job} {job['state']}: {job.get('error')}", code=1)
+        if asked.get("state") == "timed_out":
+            raise CliError(f"job {args.job}: cutover gave up after {args.timeout} s: "
+                           f"{asked.get('error')}", code=1)
+
+
 def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     ctx.client.post(f"/jobs/{args.job}/resume")
     _note(f"job {args.job}: resuming; follow it with `liteshift watch {args.job}`")
@@ -218,6 +237,9 @@ def _add_submit(sub: Any) -> None:
     cmd.add_argument("--no-snapshot", action="store_true",
                      help="read each table at its own moment, not all at one snapshot of "
                           "the source (the report then says consistent: false)")
+    cmd.add_argument("--follow", action="store_true",
+                     help="after the copy, keep applying the source's changes until "
+                          "`liteshift cutover JOB` publishes the file (PostgreSQL sources)")
     cmd.add_argument("--column-type", action="append", metavar="TABLE.COLUMN=TYPE",
                      help="override one column: utc_datetime, naive_datetime, text, json, "
                           "decimal_text, decimal (repeat for more)")
@@ -233,6 +255,8 @@ def _value_options(args: argparse.Namespace) -> dict[str, Any]:
         options["utc_timestamps"] = True
     if args.no_snapshot:
         options["snapshot"] = False
+    if args.follow:
+        options["follow"] = True
     if args.column_type:
         options["column_types"] = dict(item.split("=", 1) for item in args.column_type
                                        if "=" in item)
@@ -256,6 +280,12 @@ def _add_job_commands(sub: Any) -> None:
     _command(sub, "doctor", cmd_doctor, "show the running workers and whether each has its "
              "compiled parts (exit 1 when none runs or one lacks them)")
     _command(sub, "cancel", cmd_cancel, "cancel a job", job=True)
+    cutover = _command(sub, "cutover", cmd_cutover, "publish a following job's file: stop "
+                       "the app's writes first; waits until the follow has every change, "
+                       "checks, publishes, and prints the downtime", job=True)
+    cutover.add_argument("--timeout", type=_positive(float), default=60.0, metavar="S",
+                         help="give up (and go on following) if not caught up in S seconds "
+                              "(default 60)")
     _command(sub, "report", cmd_report, "print a finished job's report (JSON)", job=True)
     _command(sub, "resume", cmd_resume, "resume a job after a crash or a Redis restart "
              "(rebuilds its state from the volume)", job=True)

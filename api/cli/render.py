@@ -19,6 +19,10 @@ def status(job: dict[str, Any]) -> str:
     lines = [head, times]
     if job.get("snapshot"):
         lines.append(moment(job["snapshot"]))
+    if job.get("follow") is not None and job.get("state") == "following":
+        lines.append(follow(job["follow"], job.get("cutover")))
+    for warning in job.get("warnings") or []:
+        lines.append(f"warning: {warning}")
     if job.get("error"):
         lines.append(f"error: {job['error']}")
     tables = job.get("tables") or []
@@ -45,6 +49,20 @@ def moment(record: dict[str, Any]) -> str:
         where = "no binlog position"
     return (f"snapshot: {where} at {record.get('at') or '?'} ({record.get('method')}), "
             "consistent: true")
+
+
+def follow(progress: dict[str, Any], cutover: dict[str, Any] | None) -> str:
+    """A following job: how far behind the source its file is, and its pace."""
+    lag = progress.get("lag_bytes")
+    line = ("following: " + ("starting" if lag is None else
+                             f"lag {lag:,} bytes, {progress.get('lag_s', 0):.1f} s behind; "
+                             f"{progress.get('changes_per_s', 0):,.0f} changes/s; "
+                             f"{progress.get('changes_applied', 0):,} applied"))
+    if cutover and cutover.get("state") == "waiting":
+        line += "; cutover in progress"
+    elif cutover and cutover.get("state") == "timed_out":
+        line += f"; last cutover gave up ({cutover.get('error')})"
+    return line
 
 
 def verification(result: dict[str, Any]) -> str:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     source_retry_limit: int = Field(default=5, ge=0, le=100)
     source_retry_backoff_s: float = Field(default=2.0, ge=0, le=600)
     connect_timeout_s: int = Field(default=10, ge=1, le=300)
+    # A follow job applies the source's changes in SQLite transactions of at most this many
+    # changes, and looks for new ones this often when it has caught up.
+    follow_batch_changes: int = Field(default=5_000, ge=1, le=1_000_000)
+    follow_idle_s: float = Field(default=0.2, gt=0, le=60)
     probe_timeout_s: float = Field(default=30.0, gt=0, le=600)
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of

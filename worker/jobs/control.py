@@ -6,6 +6,7 @@ sends tasks by name without importing worker code that loads drivers.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ COPY_TASK = "liteshift.copy_table"
 FINALIZE_TASK = "liteshift.finalize_job"
 RESUME_TASK = "liteshift.resume_job"
 VERIFY_TASK = "liteshift.verify_job"
+FOLLOW_TASK = "liteshift.follow_job"
 
 PROFILES = profiles.PROFILES  # output profiles: ecto (default), rails, django, plain
 
@@ -47,6 +49,12 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     parsed = parse_source_url(url)
     options = dict(options or {})
     options.setdefault("profile", "ecto")
+    if options.get("follow") and options.get("snapshot") is False:
+        raise InputError("--follow needs the copy's snapshot (the change stream starts at "
+                         "it): drop --no-snapshot")
+    if options.get("follow") and parsed.kind != "postgres":
+        raise InputError("--follow is not available for MySQL/MariaDB sources yet; only "
+                         "PostgreSQL sources can be followed")
     profiles.check_options(options)
     if source_tables is not None:
         _check_table_names(tables or [], exclude or [], source_tables, schema)
@@ -192,7 +200,27 @@ def request_resume(settings: Settings, store: StateStore, send: Send, job_id: st
     send(RESUME_TASK, job_id)
 
 
-def cancel_job(settings: Settings, store: StateStore, job_id: str) -> None:
+def request_cutover(store: StateStore, send: Send, job_id: str, *,
+                    timeout_s: float) -> dict[str, Any]:
+    """Ask the job's follower to catch up with the source and publish (the app's writes
+    stopped first). The follower does it: it is the file's one writer."""
+    job = store.job(job_id)
+    if job is None:
+        raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    if not (job.get("options") or {}).get("follow"):
+        raise InputError(f"job {job_id} does not follow its source (submit with --follow): "
+                         "there is nothing to cut over")
+    if job["state"] != JobState.FOLLOWING.value:
+        raise InputError(f"job {job_id} is {job['state']}: cutover needs a job that is "
+                         "following (wait until `liteshift status` says following)")
+    asked = {"state": "waiting", "requested_at": time.time(), "timeout_s": timeout_s}
+    store.update_job(job_id, cutover=asked)
+    send(FOLLOW_TASK, job_id)  # in case no follower runs right now; a second one waits
+    return asked
+
+
+def cancel_job(settings: Settings, store: StateStore, job_id: str,
+               send: Send | None = None) -> None:
     """Mark the job cancelled (workers stop before their next chunk commits), record that on
     the volume so no recovery revives it, and delete its work files; nothing is published."""
     job = store.job(job_id)
@@ -206,3 +234,5 @@ def cancel_job(settings: Settings, store: StateStore, job_id: str) -> None:
     write_outcome(job_dir, JobState.CANCELLED.value)
     remove_work_files(job_dir)
     store.release_target(job["target"], job_id)
+    if send is not None and (job.get("options") or {}).get("follow"):
+        send(FOLLOW_TASK, job_id)  # ends the follow on the source: its slot is dropped

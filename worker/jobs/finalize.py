@@ -39,6 +39,11 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
             log.info("finalize_skipped", reason="another worker is finalizing this job")
             return
         store.set_job_state(job_id, JobState.FINALIZING)
+        if (job.get("options") or {}).get("follow"):
+            from worker.follow import cutover  # it publishes through this module
+
+            cutover.begin(settings, store, job, tables)  # published at cutover, not now
+            return
         started = time.monotonic()
         job_dir = settings.job_dir(job_id)
         done = published_earlier(job_dir, settings.data_dir, job["target"])

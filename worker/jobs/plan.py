@@ -9,6 +9,7 @@ from worker import sources
 from worker.core.config import Settings
 from worker.core.errors import InputError, SourceRejected, VolumeFull
 from worker.core.logs import get_logger
+from worker.follow import prepare as follow_prepare
 from worker.jobs import snapshot_holder
 from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send
 from worker.sources import snapshot
@@ -62,7 +63,13 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         # Planned again (a retry under a new snapshot): no table may resume from rows read
         # at another moment.
         remove_work_files(job_dir)
-        moment = _take_snapshot(settings, job, source, plan.tables)
+        follow = bool((job.get("options") or {}).get("follow"))
+        if follow:
+            store.update_job(job_id, warnings=follow_prepare.prepare(settings, job, source,
+                                                                     plan.tables))
+        moment = _take_snapshot(settings, job, source, plan.tables, permanent=follow)
+        if follow:
+            follow_prepare.check_moment(moment)
         write_manifest(job_dir, _manifest_job({**job, "snapshot": moment}), plan.tables,
                        plan.objects)
         _record_tables(store, job_id, plan.tables)
@@ -78,14 +85,15 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
 
 
 def _take_snapshot(settings: Settings, job: dict[str, Any], source: SourceURL,
-                   tables: list) -> dict[str, Any]:
+                   tables: list, *, permanent: bool = False) -> dict[str, Any]:
     """The job's one moment (worker/jobs/snapshot_holder.py holds it open until the copy
     phase ends), or why the job has none: each table is then read at its own moment."""
     if (job.get("options") or {}).get("snapshot") is False:
         return snapshot.not_taken("turned off for this job (--no-snapshot)")
     if not tables:
         return snapshot.not_taken("no tables to copy")
-    return snapshot_holder.start(settings, job_id=job["id"], source=source)
+    return snapshot_holder.start(settings, job_id=job["id"], source=source,
+                                 permanent=permanent)
 
 
 def space_needed(source_bytes: int) -> int:

@@ -22,8 +22,9 @@ import redis
 
 from worker.core.config import Settings, get_settings
 from worker.core.logs import get_logger
+from worker.follow import sweep as follow_sweep
 from worker.jobs import presence
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, FOLLOW_TASK, PLAN_TASK, Send
 from worker.jobs.recover import rebuild_forgotten
 from worker.state.store import JobState, StateStore, TableState
 
@@ -57,6 +58,11 @@ def reap_once(settings: Settings, store: StateStore, send: Send) -> list[str]:
                 requeued.append(f"{job_id}:finalize")
         elif state == JobState.COPYING:
             requeued += _reap_tables(settings, store, send, job, idle=idle)
+        elif state == JobState.FOLLOWING and not _leased(store, job_id, "follow"):
+            if time.time() - float(job.get("requeued_at") or 0) > quiet_s:
+                store.update_job(job_id, requeued_at=time.time())
+                send(FOLLOW_TASK, job_id)
+                requeued.append(f"{job_id}:follow")
     if requeued:
         get_logger().warning("stalled_work_requeued", work=requeued)
     return requeued
@@ -107,6 +113,7 @@ def _loop(settings: Settings, send: Send) -> None:
         try:
             presence.announce(settings, store)
             reap_once(settings, store, send)
+            follow_sweep.sweep(settings, store)
         except redis.RedisError as exc:
             get_logger().warning("reaper_redis_error", error=str(exc))
         _stop.wait(max(1.0, settings.lease_ttl_s / 2))

@@ -22,6 +22,7 @@ class JobState(str, Enum):
     PLANNING = "planning"
     COPYING = "copying"
     FINALIZING = "finalizing"
+    FOLLOWING = "following"  # built, applying the source's changes until cutover
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -22,6 +22,7 @@ from test_snapshot_pg import make_chain
 from worker.jobs import control
 
 WRITE_S = 10.0
+WRITERS = 3  # writer threads: a steady few hundred row changes per second together
 
 
 def write_mixed(conn: psycopg.Connection) -> None:
@@ -83,9 +84,10 @@ def _run(chain: Any, settings: Any, store: Any, send: Any, worker_proc: Any, wai
          wait_until: Any, *, kill_following: bool, kill_cutover: bool) -> dict[str, Any]:
     _start[:] = [worker_proc]
     workers = [worker_proc(), worker_proc()]
-    writer = Writer(chain.connect, write_mixed)
-    writer.start()
-    wait_commits(writer, 20)
+    writers = [Writer(chain.connect, write_mixed) for _ in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    wait_commits(writers[0], 20)
 
     # When a follow job copies the tables and follows while the writer writes
     job_id = control.submit_job(settings, store, send, source=chain.url, target="live",
@@ -104,7 +106,8 @@ def _run(chain: Any, settings: Any, store: Any, send: Any, worker_proc: Any, wai
         workers.append(worker_proc())
     time.sleep(max(0.0, WRITE_S - (time.monotonic() - started)))
     follow = store.job(job_id)["follow"]
-    commits = writer.stop()
+    seconds = time.monotonic() - started
+    commits = sum(writer.stop() for writer in writers)
     assert commits > 100, commits
 
     # Then cutover publishes, and the file is the source row for row
@@ -124,7 +127,9 @@ def _run(chain: Any, settings: Any, store: Any, send: Any, worker_proc: Any, wai
     # and the follow left nothing on the source
     wait_until(lambda: not follow_leftovers(chain, job_id), 30, "the follow's slot to go",
                workers=workers)
-    print(f"\nfollow: {follow}; cutover downtime {downtime} s; writer {commits} commits")
+    print(f"\nfollow: {follow}; cutover downtime {downtime} s; writers {commits} commits, "
+          f"{commits / (time.monotonic() - started):.0f} tx/s over the whole job, "
+          f"following for {seconds:.1f} s")
     return {"downtime": downtime, "follow": follow}
 
 

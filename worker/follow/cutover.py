@@ -79,6 +79,9 @@ def target(store: StateStore, job: dict[str, Any], stream: ChangeStream) -> int 
     if asked.get("target") is None:
         asked = {**asked, "target": stream.current_position()}
         store.update_job(job["id"], cutover=asked)
+        get_logger(job_id=job["id"], step="cutover").info(
+            "cutover_target", position=asked["target"],
+            since_request_s=round(time.time() - float(asked["requested_at"]), 3))
         job["cutover"] = asked
     return int(asked["target"])
 
@@ -99,7 +102,11 @@ def expired(store: StateStore, job: dict[str, Any]) -> bool:
 def finish(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlite3.Connection,
            stream: ChangeStream, plans: Iterable[TablePlan]) -> str:
     """The file has every change up to the cutover's position: check it, publish it."""
+    started = time.monotonic()
     _final_checks(db)
+    get_logger(job_id=job["id"], step="cutover").info(
+        "cutover_checked", seconds=round(time.monotonic() - started, 3),
+        since_request_s=round(time.time() - float(job["cutover"]["requested_at"]), 3))
     write_json_atomic(settings.job_dir(job["id"]) / "follow_counts.json",
                       {k: list(v) for k, v in position.counts(db).items()})
     position.finish(db)

@@ -182,3 +182,41 @@ def test_ddl_on_a_followed_table_stops_the_follow(chain, settings_env, store, se
     view = wait_for(store, job_id, ["failed"], timeout=60, workers=workers)
     assert "followed table 'ledger'" in view["error"], view
     wait_until(lambda: not follow_leftovers(chain, job_id), 30, "no slot", workers=workers)
+
+
+def test_big_transactions_truncate_and_unchanged_toast(chain, settings_env, store, send,
+                                                       worker_proc, wait_for, wait_until,
+                                                       monkeypatch):
+    # Given batches much smaller than one source transaction, and a TOASTed column
+    monkeypatch.setenv("LITESHIFT_FOLLOW_BATCH_CHANGES", "700")
+    chain.execute("ALTER TABLE accounts ADD COLUMN bio text")
+    chain.execute("UPDATE accounts SET bio = repeat(md5(id::text), 400) WHERE id <= 50")
+    workers = [worker_proc()]
+    job_id = control.submit_job(settings_env, store, send, source=chain.url, target="big",
+                                options={"chunk_rows": CHUNK_ROWS, "follow": True})
+    wait_for(store, job_id, ["following"], timeout=120, workers=workers)
+
+    # When one transaction changes thousands of rows, an update leaves the TOASTed bio as
+    # it was (pgoutput sends it as unchanged), and a table is truncated
+    with chain.connect() as conn, conn.transaction():
+        conn.execute("INSERT INTO accounts (name, w) SELECT 'big' || i, 2 "
+                     "FROM generate_series(1, 3000) i")
+        conn.execute("UPDATE ledger SET amount = -amount WHERE id <= 2500")
+        conn.execute("UPDATE accounts SET name = 'renamed' WHERE id <= 40")
+    chain.execute("TRUNCATE zz_audit")
+    chain.execute("INSERT INTO zz_audit (ledger_id, note) VALUES (1, 'after truncate')")
+    wait_until(lambda: (store.job(job_id).get("follow") or {}).get("changes_applied", 0)
+               >= 5542, 60, "the changes to be applied", workers=workers)
+
+    # Then cutover publishes the source as it is now
+    control.request_cutover(store, send, job_id, timeout_s=60)
+    view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=workers)
+    assert view["state"] == "done", view
+    control.request_verify(store, send, job_id, against_source=True)
+    result = wait_until(lambda: (store.job(job_id) or {}).get("verification", {}).get("state")
+                        not in (None, "running") and store.job(job_id)["verification"],
+                        120, "verification", workers=workers)
+    assert result["state"] == "ok", json.dumps(result, indent=1)
+    batches = [e["changes"] for e in workers[0].events("follow_batch")]
+    assert max(batches) <= 700, batches
+    wait_until(lambda: not follow_leftovers(chain, job_id), 30, "no slot", workers=workers)

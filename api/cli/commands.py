@@ -19,13 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from api.cli import render
+from api.cli import render, watch
 from api.cli.client import ApiClient, CliError
 from worker.core.config import Settings, get_settings
 from worker.core.errors import ConfigError
-
-FINISHED = {"done": 0, "failed": 1, "cancelled": 1}  # job state -> exit code of `watch`
-CLEAR = "\033[H\033[2J"
 
 
 @dataclass
@@ -68,16 +65,9 @@ def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
-    """rq info's loop: fetch, clear, draw, sleep; a log gets one block per tick instead."""
-    tty = sys.stdout.isatty()
-    while True:
-        job = ctx.client.get(f"/jobs/{args.job}")
-        view = render.status(job)
-        sys.stdout.write(f"{CLEAR}{view}\n" if tty else f"{view}\n\n")
-        sys.stdout.flush()
-        if job.get("state") in FINISHED:
-            return _finished(job)
-        time.sleep(args.interval)
+    job = watch.watch(lambda: ctx.client.get(f"/jobs/{args.job}"), interval_s=args.interval,
+                      every_s=args.every)
+    return _finished(job)
 
 
 def _finished(job: dict[str, Any]) -> int:
@@ -86,7 +76,7 @@ def _finished(job: dict[str, Any]) -> int:
         _note(f"job {job['id']} done: {job.get('target')}.db is published")
     else:
         _note(f"error: job {job['id']} {state}: {job.get('error') or 'no reason recorded'}")
-    return FINISHED[state]
+    return watch.FINISHED[state]
 
 
 def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
@@ -267,10 +257,15 @@ def _add_job_commands(sub: Any) -> None:
     status = _command(sub, "status", cmd_status, "show a job and each table's progress",
                       job=True)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
-    watch = _command(sub, "watch", cmd_watch, "redraw the status until the job ends "
-                     "(exit 0 when done, 1 when failed or cancelled)", job=True)
-    watch.add_argument("--interval", type=_positive(float), default=2.0, metavar="S",
-                       help="seconds between refreshes (default 2)")
+    follow = _command(sub, "watch", cmd_watch, "follow the job's progress until it ends "
+                      "(exit 0 when done, 1 when failed or cancelled)", job=True,
+                      epilog="On a terminal: a live view. Otherwise: a line per change of "
+                      "state, and the job's progress every --every seconds.")
+    follow.add_argument("--interval", type=_positive(float), default=2.0, metavar="S",
+                        help="seconds between refreshes (default 2)")
+    follow.add_argument("--every", type=_positive(float), default=30.0, metavar="S",
+                        help="off a terminal, a progress line at least this often while "
+                        "nothing changes (default 30)")
     jobs = _command(sub, "jobs", cmd_jobs, "list recent jobs")
     jobs.add_argument("--limit", type=_positive(int), default=50, help="how many (default 50)")
     jobs.add_argument("--json", action="store_true", help="print the raw JSON")

@@ -167,6 +167,8 @@ def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: A
         pipe = store.redis.pipeline(transaction=False)
         store.update_table(job_id, plan.name, pipeline=pipe, **fields)
         store.add_event(job_id, "chunk_committed", pipeline=pipe, table=plan.name, **fields)
+        store.add_bytes_done(job_id, plan.name, p.chunk_bytes, pipeline=pipe)
+        store.observe("chunk_commit_seconds", p.commit_s, pipeline=pipe)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("progress_mirror_failed", error=str(exc))

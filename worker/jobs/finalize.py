@@ -13,6 +13,9 @@ from worker.core.config import Settings
 from worker.core.errors import TargetError, TargetExists
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
+from worker.core.steps import reporting, step
+from worker.jobs.finalize_steps import PUBLISHING as PUBLISHING_STEP
+from worker.jobs.finalize_steps import StepRecorder
 from worker.sources import snapshot
 from worker.sqlite.build import build_database, fsync_dir, remove_build
 from worker.state.jobfiles import read_json, remove_work_files, write_json_atomic, write_outcome
@@ -47,12 +50,15 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         started = time.monotonic()
         job_dir = settings.job_dir(job_id)
         done = published_earlier(job_dir, settings.data_dir, job["target"])
+        recorder = StepRecorder(store, job_id, log)
         if done is None:
-            done = _build_and_publish(settings, store, job, tables)
+            with reporting(recorder):
+                done = _build_and_publish(settings, store, job, tables)
         if done is None:
             log.info("finalize_stopped", reason="job cancelled")
             return
         final, backup, report = done
+        recorder.finish()
         report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
                                "bytes": final.stat().st_size}
         write_json_atomic(report_path(settings.data_dir, job["target"]), report)
@@ -83,6 +89,7 @@ def _build_and_publish(settings: Settings, store: StateStore, job: dict[str, Any
     if store.job_state(job["id"]) == JobState.CANCELLED:
         remove_build(partial)
         return None
+    step(PUBLISHING_STEP)
     final, backup = publish(partial, settings.data_dir, job["target"],
                             replace=bool(job.get("replace")),
                             intent=lambda backup: _record_intent(job_dir, partial, report,

@@ -30,6 +30,7 @@ from worker.core.errors import VerificationFailed
 from worker.core.identifiers import quote
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
+from worker.core.steps import step
 from worker.sqlite import post_data
 from worker.sqlite.checks import run_checks
 from worker.sqlite.workfile import (
@@ -130,9 +131,11 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
         _merge_pragmas(db)
         counts = {plan.name: _check_count(db, plan, _expected_rows(db, plan, "main"),
                                           done="copied")}
-        for other in plans:
-            if other is not plan:
-                counts[other.name] = _merge_table(db, other, tables_dir / other.file)
+        others = [other for other in plans if other is not plan]
+        for merged, other in enumerate(others, 1):  # the largest counts as merged: it is there
+            step("merging", merged, len(plans), other.name)
+            counts[other.name] = _merge_table(db, other, tables_dir / other.file)
+        step("merging", len(plans), len(plans))
         checks = _finish_in_one_transaction(db, path, plan, plans, objects, counts)
         _move(work_file, path)  # with the lock still held
     finally:
@@ -218,7 +221,11 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
         db.execute("PRAGMA synchronous=OFF")  # the file's one fsync comes when it is built
         db.execute("PRAGMA journal_mode=OFF")
         _merge_pragmas(db)
-        counts = {plan.name: _merge_table(db, plan, tables_dir / plan.file) for plan in plans}
+        counts = {}
+        for merged, plan in enumerate(plans):
+            step("merging", merged, len(plans), plan.name)
+            counts[plan.name] = _merge_table(db, plan, tables_dir / plan.file)
+        step("merging", len(plans), len(plans))
         _indexes_and_objects(db, plans, objects)
         checks = {**run_checks(db), "rows": counts}
         db.execute("PRAGMA journal_mode=DELETE")
@@ -234,9 +241,11 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
 
 def _indexes_and_objects(db: sqlite3.Connection, plans: list[TablePlan],
                          objects: list[dict[str, Any]]) -> None:
-    for plan in plans:
-        for index in plan.indexes:
-            _create_index(db, plan, index)
+    indexes = [(plan, index) for plan in plans for index in plan.indexes]
+    for built, (plan, index) in enumerate(indexes):
+        step("indexing", built, len(indexes), index["name"])
+        _create_index(db, plan, index)
+    step("indexing", len(indexes), len(indexes))
     post_data.apply(db, plans, objects)
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from worker.core.errors import VerificationFailed
 from worker.core.identifiers import quote
 from worker.core.logs import get_logger
+from worker.core.steps import step
 from worker.native import fastsqlite
 
 FK_VIOLATIONS_SHOWN = 5
@@ -42,16 +43,20 @@ FK_VIOLATIONS_SHOWN = 5
 
 def run_checks(db: sqlite3.Connection) -> dict[str, Any]:
     """Check the file `db` has open as main; raise VerificationFailed naming what fails."""
+    step("checking", 0, 0, "quick_check")
     _expect_ok(db, "PRAGMA quick_check", "PRAGMA quick_check")
     main = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
     fast = bool(main) and fastsqlite.usable(db, Path(main))
     tables = [name for (name,) in db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-    for table in tables:
+    for done, table in enumerate(tables):
+        step("checking", done, len(tables) + 1, table)
         if not (fast and _indexes_match_or_false(db, table)):
             _expect_ok(db, f"PRAGMA integrity_check({quote(table)})",
                        f"PRAGMA integrity_check of table {table!r}")
+    step("checking", len(tables), len(tables) + 1, "foreign_key_check")
     _check_foreign_keys(db)
+    step("checking", len(tables) + 1, len(tables) + 1)
     return {"integrity_check": "ok", "foreign_key_check": "ok"}
 
 

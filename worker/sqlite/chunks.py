@@ -64,6 +64,7 @@ class Progress:
     elapsed_s: float
     rows_copied_now: int  # rows this attempt has committed (for rows/s)
     recent_rows_per_s: float | None = None  # over the last RATE_WINDOW_S (RecentRate)
+    commit_s: float = 0.0  # the chunk's SQLite transaction, read-back and fsync included
 
 
 class RecentRate:
@@ -277,6 +278,7 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
     for chunk in chunks:
         before_commit()
         state = _advance(state, chunk)
+        committing = time.monotonic()
         try:
             work.commit_chunk(token, chunk.payload, state, chunk.checksum)
         except sqlite3.IntegrityError as exc:
@@ -286,7 +288,8 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
                               chunk_bytes=chunk.size_bytes, last_key=state.last_key,
                               checksum=state.checksum, elapsed_s=elapsed,
                               rows_copied_now=copied_now,
-                              recent_rows_per_s=recent.add(elapsed, copied_now)))
+                              recent_rows_per_s=recent.add(elapsed, copied_now),
+                              commit_s=time.monotonic() - committing))
         del chunk  # not held while the next one is made: a worker holds about three chunks
     work.mark_done(token, state)
     return state

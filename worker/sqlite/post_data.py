@@ -11,16 +11,19 @@ import sqlite3
 from typing import Any
 
 from worker.core.identifiers import quote
+from worker.core.steps import step
 
 Objects = list[dict[str, Any]]
 
 
 def apply(db: sqlite3.Connection, plans: list[Any], objects: Objects) -> None:
-    for plan in plans:
+    for done, plan in enumerate(plans):
+        step("objects", done, len(plans), plan.name)  # sequences and CHECK audits
         if plan.sequence:
             set_sequence(db, plan.name, int(plan.sequence["value"]))
         audit_checks(db, plan, objects)
     create_views(db, objects)
+    step("objects", len(plans), len(plans))
 
 
 def set_sequence(db: sqlite3.Connection, table: str, value: int) -> None:

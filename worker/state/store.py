@@ -43,6 +43,14 @@ class TableState(str, Enum):
 ENDED = (TableState.VERIFIED, TableState.FAILED)  # a table's copy is over, for now
 EVENTS_MAX = 10_000  # per job; `watch` only needs the recent past
 
+#: Histograms the workers add to and the API's /metrics reads (api/metrics.py): each
+#: name's upper bounds, in seconds. Changing a name's bounds needs a new name, or the counts
+#: already in Redis would fall in the wrong buckets.
+HISTOGRAMS: dict[str, tuple[float, ...]] = {
+    "chunk_commit_seconds": (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    "finalize_step_seconds": (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0),
+}
+
 # Hashes as one JSON array: every value is already JSON text (_encode), so it is spliced in
 # as it is and only the field names are encoded.
 _TABLES_AS_JSON = """
@@ -92,6 +100,10 @@ class Keys:
 
     def target(self, target: str) -> str:
         return f"{self.prefix}:target:{target}"
+
+    def histogram(self, name: str) -> str:
+        """A hash of `<label>|<upper bound>` counts, `<label>|sum` and `<label>|count`."""
+        return f"{self.prefix}:metrics:{name}"
 
     def worker(self, name: str) -> str:
         """A running worker's self-description (StateStore.announce_worker), with a TTL."""
@@ -216,6 +228,46 @@ class StateStore:
         """How many of the job's tables are verified or failed: one SCARD, so that each
         table's end need not read every table of the job (n² reads for n tables)."""
         return int(self.redis.scard(self.keys.ended(job_id)))
+
+    def add_bytes_done(self, job_id: str, table: str, size: int, pipeline: Any = None) -> None:
+        """Bytes committed for the table, resumed chunks counted again: the work done."""
+        target = pipeline if pipeline is not None else self.redis
+        target.hincrby(self.keys.table(job_id, table), "bytes_done", size)
+
+    # -- finalize's steps ---------------------------------------------------------------
+    def set_finalize_progress(self, job_id: str, progress: dict[str, Any],
+                              pipeline: Any = None) -> None:
+        """The job's `finalize` field: the step under way with done/total, and the steps
+        finished with their seconds (worker/jobs/finalize_steps.py)."""
+        self.update_job(job_id, pipeline=pipeline, finalize=progress)
+
+    # -- metrics ------------------------------------------------------------------------
+    def observe(self, name: str, value: float, label: str = "", pipeline: Any = None) -> None:
+        """Count `value` in histogram `name` (one of HISTOGRAMS), under `label`."""
+        bounds = HISTOGRAMS[name]
+        upper = next((repr(float(b)) for b in bounds if value <= b), "+Inf")
+        target = pipeline if pipeline is not None else self.redis
+        key = self.keys.histogram(name)
+        target.hincrby(key, f"{label}|{upper}", 1)
+        target.hincrbyfloat(key, f"{label}|sum", value)
+        target.hincrby(key, f"{label}|count", 1)
+
+    def histogram(self, name: str) -> dict[str, dict[str, Any]]:
+        """{label: {"buckets": [(upper bound, cumulative count)…], "sum": s, "count": n}}"""
+        bounds = [repr(float(b)) for b in HISTOGRAMS[name]] + ["+Inf"]
+        found: dict[str, dict[str, float]] = {}
+        for field, value in self.redis.hgetall(self.keys.histogram(name)).items():
+            label, _, part = field.rpartition("|")
+            found.setdefault(label, {})[part] = float(value)
+        out = {}
+        for label, parts in found.items():
+            running, buckets = 0.0, []
+            for bound in bounds:
+                running += parts.get(bound, 0.0)
+                buckets.append((bound, running))
+            out[label] = {"buckets": buckets, "sum": parts.get("sum", 0.0),
+                          "count": parts.get("count", 0.0)}
+        return out
 
     # -- events -------------------------------------------------------------------------
     def add_event(self, job_id: str, event: str, pipeline: Any = None, **fields: Any) -> None:

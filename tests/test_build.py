@@ -285,3 +285,36 @@ def test_a_copy_into_a_work_file_a_killed_build_used_starts_the_table_again(tmp_
         assert work.checkpoint().rows == 0 and not work.checkpoint().done
     finally:
         work.close()
+
+
+def test_indexes_built_in_the_work_files_are_merged_with_their_rows(tmp_path):
+    # Given work files whose copies built their indexes (all but the tiny table's)
+    tables_dir, out = tmp_path / "tables", tmp_path / "out" / "app.db.partial"
+    out.parent.mkdir()
+    plans, works = write_work_files(tables_dir)
+    for name, work in works.items():
+        if name != "tiny":
+            assert work.build_indexes(1) == [f"{name}_body"]
+            assert work.build_indexes(1) == []  # once
+        work.close()
+
+    # When finalize builds the file
+    checks = build_database(out, plans, tables_dir)
+
+    # Then it holds every row and every index once, checked
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+
+
+def test_an_index_sqlite_refuses_while_copying_is_left_to_finalize(tmp_path):
+    tables_dir, out = tmp_path / "tables", tmp_path / "out" / "app.db.partial"
+    out.parent.mkdir()
+    plans, works = write_work_files(tables_dir)
+    plans[0].indexes = [{"name": "one_body", "sql": 'CREATE UNIQUE INDEX "one_body" ON '
+                                                    '"small" (substr("body", 1, 1))'}]
+    works["small"].plan = plans[0]
+    assert works["small"].build_indexes(1) == []
+    for work in works.values():
+        work.close()
+    with pytest.raises(VerificationFailed, match="index 'one_body' on 'small' cannot be built"):
+        build_database(out, plans, tables_dir)

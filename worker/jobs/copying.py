@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -117,6 +118,9 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
                       job.get("snapshot")),
         )
     verify_work_file(work, final)
+    started = time.monotonic()
+    if indexes := work.build_indexes(lease.token):
+        log.info("table_indexed", indexes=indexes, seconds=round(time.monotonic() - started, 3))
     store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
                           rows_estimated=final.rows,  # counted now, no longer estimated
                           checksum=as_hex(final.checksum), lossy=final.lossy, eta_s=0)

@@ -200,6 +200,28 @@ class WorkFile:
     def count(self) -> int:
         return int(self.db.execute(f"SELECT count(*) FROM {quote(self.plan.name)}").fetchone()[0])
 
+    def build_indexes(self, token: int) -> list[str]:
+        """Build the table's secondary indexes here, once its rows are verified: the job's
+        file gets them with the rows when finalize merges this file (SQLite's transfer
+        copies an index's entries, already in order, instead of sorting them again), so the
+        sorting happens while other tables still copy instead of in the serial finalize.
+        An index SQLite refuses (duplicates under its rules) is left to finalize, which
+        reports it. Returns the names built."""
+        built = []
+        present = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        for index in self.plan.indexes:
+            if index["name"] in present:
+                continue
+            try:
+                with self._transaction(f"indexing table {self.plan.name!r}"):
+                    self._check_token(token)
+                    self.db.execute(index["sql"])
+            except sqlite3.IntegrityError:
+                continue
+            built.append(index["name"])
+        return built
+
     def mark_done(self, token: int, state: Checkpoint) -> None:
         with self._transaction("finishing the work file"):
             self._check_token(token)

@@ -7,6 +7,7 @@ run column-wise (map over a list), never as a Python loop over rows.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
@@ -110,7 +111,28 @@ def json_text_array(values: list) -> tuple[list, int]:
     return list(map(_json_array, values)), 0
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _u_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # a UTF-16 surrogate pair, as JSON writes characters past the BMP
+        code -= 0x10000
+        return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+    return f"\\u{code:04x}"
+
+
+def json_ascii(values: list) -> tuple[list, int]:
+    """JSON text with every non-ASCII character escaped (\\u00e9), as Python's json.dumps
+    writes it and so Django's JSONField on SQLite: its key lookups (`$."\\u00e9"`) and exact
+    matches compare SQLite's JSON text, escapes included. Outside strings JSON has only ASCII,
+    so the escapes land inside strings, the same value."""
+    return [v if v is None or v.isascii() else _NON_ASCII.sub(_u_escape, v)
+            for v in values], 0
+
+
 CONVERTERS: dict[str, Converter] = {
+    "json_ascii": json_ascii,
     "uuid_text": uuid_text,
     "json_text_array": json_text_array,
     "numeric_affinity": numeric_affinity,

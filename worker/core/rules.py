@@ -105,6 +105,12 @@ def labels_check(c: str, labels: Sequence[str]) -> str:
     return f"{c} IN ({', '.join(map(string_literal, labels))})"
 
 
+def json_converter(profile: str) -> str | None:
+    """The converter of a JSON column: rails' json column has NUMERIC affinity (a bare number
+    is stored as a number, counted); Django compares its json.dumps text, non-ASCII escaped."""
+    return {"rails": "numeric_text", "django": "json_ascii"}.get(profile)
+
+
 def django_json_check(c: str, col: object, ctx: Ctx) -> str:
     """Django's JSONField on SQLite declares CHECK (JSON_VALID(...)); other profiles none."""
     return f"JSON_VALID({c}) OR {c} IS NULL" if ctx.profile == "django" else ""

@@ -181,6 +181,10 @@ def observe() -> dict[str, Any]:
         "by_took": Item.objects.filter(took__lt=timedelta(0)).count(),
         "by_json_key": canon(list(Item.objects.filter(data__a__0=1).values_list("slug"))),
         "json_isnull": Item.objects.filter(data__isnull=True).count(),
+        "json_exact": Item.objects.filter(data={"a": [1, 2.5, {"b": None}], "é": "ü"}).count(),
+        "json_exact_string": Item.objects.filter(data="just a string").count(),
+        "json_has_key": Item.objects.filter(data__has_key="é").count(),
+        "json_key": Item.objects.filter(data__é="ü").count(),
         "by_bool": Item.objects.filter(active=True).count(),
         "maybe_null": Item.objects.filter(maybe__isnull=True).count(),
         "icontains": canon(list(Item.objects.filter(title__icontains="HÉLLO")
@@ -218,6 +222,10 @@ def observe() -> dict[str, Any]:
             **{**values, "slug": "c", "small": -2000}))
         writes["dangling_fk"] = attempt(lambda: Note.objects.create(
             id=uuid.uuid4(), item_id=999, text="x").pk and None)
+        # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: a child may come first
+        writes["deferred_fk"] = attempt(lambda: [
+            Note.objects.create(id=uuid.UUID(int=5), item_id=1000, text="early").text,
+            Item.objects.create(id=1000, **{**values, "slug": "late", "title": "late"}).pk])
         writes["update_json"] = attempt(lambda: Item.objects.filter(slug="two").update(
             data={"z": 1}))
         writes["delete_cascade"] = attempt(lambda: Item.objects.filter(slug="one").delete())

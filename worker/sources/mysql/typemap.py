@@ -182,10 +182,12 @@ RULES: tuple[Rule[Col], ...] = (
          note="HH:MM:SS[.ffffff] as the profile writes it; values outside 0–24h keep "
               "MySQL's text (-01:02:03, 100:00:00), counted"),
     Rule("json", lambda col, ctx: ctx.override is None and col.json, _json_type, _json_select,
-         converter=lambda col, ctx: "numeric_text" if _json_type(col, ctx) == "json" else None,
+         converter=lambda col, ctx: (rules.json_converter(ctx.profile)
+                                     if _json_type(col, ctx) != "text" else None),
          check=rules.django_json_check,
          note="JSON text as the server prints it; rails: MariaDB's JSON (longtext) as text, "
-              "the String ActiveRecord reads there"),
+              "the String ActiveRecord reads there; django: non-ASCII escaped as json.dumps "
+              "writes it"),
     Rule("enum", is_type("enum"), _nocase(typed("TEXT")), _as_is, check=_enum_check,
          note="label text, with a CHECK of the labels"),
     # CAST: the driver would hand over a Python set, which has no order.

@@ -215,10 +215,11 @@ RULES: tuple[Rule[PgColumn], ...] = (
          converter=lambda col, ctx: "uuid_text" if _uuid_in_c(ctx) else None,
          note="lowercase text; django: 32 hex digits without hyphens"),
     Rule("json", is_type("json", "jsonb"), typed("TEXT", "json", "text"), _cast_text, "text",
-         converter=lambda col, ctx: "numeric_text" if ctx.profile == "rails" else None,
+         converter=lambda col, ctx: rules.json_converter(ctx.profile),
          check=rules.django_json_check,
          note="JSON text; rails' json column has NUMERIC affinity, so a bare number "
-              "is stored as a number (counted)"),
+              "is stored as a number (counted); django: non-ASCII escaped as json.dumps "
+              "writes it"),
     Rule("bytea", is_type("bytea"), typed("BLOB", "blob"), lambda c, col, ctx: c, "bytea"),
     # Arrays as JSON arrays (never PostgreSQL's {a,b}); to_json nests multi-dimensional ones.
     Rule("array", lambda col, ctx: ctx.override is None and col.category == "A",

@@ -55,7 +55,10 @@ def test_a_worker_without_them_says_so_at_start():
 
 def test_the_build_needs_no_xxhash_header():
     # Few machines have libxxhash-dev: the C parts hash with worker/native/xxh3.h instead
-    includes = [f"-I{sysconfig.get_paths()['include']}", "-Iworker/native"]
+    (major, minor), (last_major, last_minor) = native.FASTSQLITE_PYTHONS
+    includes = [f"-I{sysconfig.get_paths()['include']}", "-Iworker/native",
+                f"-DLITESHIFT_PY_MIN=0x{major:02X}{minor:02X}0000",  # as setup.py passes them
+                f"-DLITESHIFT_PY_END=0x{last_major:02X}{last_minor + 1:02X}0000"]
     root = Path(__file__).parent.parent
     for source in ("worker/native/_fastsqlite.c", "worker/native/_pgcopy.c"):
         deps = subprocess.run(["gcc", "-M", *includes, source], cwd=root, check=True,

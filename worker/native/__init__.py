@@ -11,10 +11,17 @@ import ctypes
 import importlib
 import importlib.util
 import os
+import sys
 from functools import cache
 from types import ModuleType
 
 NAMES = ("_fastsqlite", "_pgcopy")
+
+# The CPython versions, first and last, whose sqlite3 connection object _fastsqlite.c reads
+# (its ConnectionHead copies the head of pysqlite_Connection). On any other version it is
+# neither built nor imported: a struct laid out otherwise would be read as a bad pointer.
+# setup.py reads this line without importing the package: keep it a literal.
+FASTSQLITE_PYTHONS = ((3, 11), (3, 13))
 
 
 @cache
@@ -23,6 +30,12 @@ def extension(name: str) -> ModuleType | None:
         raise ValueError(f"unknown extension {name!r}")
     if os.environ.get("LITESHIFT_NATIVE", "1") == "0":
         return None
+    if name == "_fastsqlite" and not fastsqlite_written_for_this_python():
+        from worker.core.logs import get_logger
+
+        get_logger().warning("native_part_declined", part=name,
+                             reason=_other_python(), fallback="plain Python")
+        return None
     try:
         module = importlib.import_module(f"worker.native.{name}")
     except ImportError:
@@ -30,6 +43,17 @@ def extension(name: str) -> ModuleType | None:
     if name == "_fastsqlite" and not _same_sqlite(module):
         return None
     return module
+
+
+def fastsqlite_written_for_this_python() -> bool:
+    first, last = FASTSQLITE_PYTHONS
+    return first <= sys.version_info[:2] <= last
+
+
+def _other_python() -> str:
+    (major, minor), (last_major, last_minor) = FASTSQLITE_PYTHONS
+    return (f"written for CPython {major}.{minor} to {last_major}.{last_minor}, and this is "
+            f"{sys.version.split()[0]}")
 
 
 def _same_sqlite(module: ModuleType) -> bool:
@@ -58,6 +82,10 @@ def problems() -> dict[str, str]:
             continue
         if os.environ.get("LITESHIFT_NATIVE", "1") == "0":
             found[name] = "switched off by LITESHIFT_NATIVE=0 (2-3x slower copies): unset it"
+        elif name == "_fastsqlite" and not fastsqlite_written_for_this_python():
+            found[name] = (f"{_other_python()}, so it is not used (slower copies): run "
+                           "liteshift on one of those versions, or accept the plain Python "
+                           "path")
         elif name == "_fastsqlite" and importlib.util.find_spec(f"worker.native.{name}"):
             found[name] = ("built against another SQLite library than Python's sqlite3 module "
                            "uses, so it is not used (2-3x slower copies): reinstall liteshift "

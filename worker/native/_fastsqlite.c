@@ -23,7 +23,18 @@
 #include "marshal2.h"
 #include "xxh3.h"
 
-typedef struct {  /* the head of CPython 3.11-3.13's pysqlite_Connection */
+/* ConnectionHead copies the head of pysqlite_Connection as the CPython versions in
+ * worker/native/__init__.py's FASTSQLITE_PYTHONS lay it out; setup.py passes their bounds
+ * (LITESHIFT_PY_MIN included, LITESHIFT_PY_END excluded, as PY_VERSION_HEX values) and builds
+ * nothing on any other version. Reading another layout would follow a bad pointer. */
+#if !defined(LITESHIFT_PY_MIN) || !defined(LITESHIFT_PY_END)
+#error "build _fastsqlite through setup.py, which passes the CPython versions it was written for"
+#endif
+#if PY_VERSION_HEX < LITESHIFT_PY_MIN || PY_VERSION_HEX >= LITESHIFT_PY_END
+#error "_fastsqlite reads a CPython struct whose layout it was not written for on this version"
+#endif
+
+typedef struct {
     PyObject_HEAD
     sqlite3 *db;
 } ConnectionHead;
@@ -634,6 +645,12 @@ PyMODINIT_FUNC PyInit__fastsqlite(void) {
     PyErr_SetString(PyExc_ImportError, "_fastsqlite reads marshal's floats as little-endian");
     return NULL;
 #endif
+    /* The interpreter running, not the headers it was built with (see ConnectionHead). */
+    if (Py_Version < LITESHIFT_PY_MIN || Py_Version >= LITESHIFT_PY_END) {
+        PyErr_Format(PyExc_ImportError, "_fastsqlite was not written for CPython %s",
+                     Py_GetVersion());
+        return NULL;
+    }
     PyObject *sqlite = PyImport_ImportModule("sqlite3");
     if (sqlite == NULL) return NULL;
     IntegrityError = PyObject_GetAttrString(sqlite, "IntegrityError");

@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
 
 from api import error_handlers
 from api.error_handlers import ApiError
 from api.guards import BearerAuth, BodyLimit
+from api.metrics import registry_for
 from api.models import CutoverRequest, JobRequest, RetryRequest, VerifyRequest
 from api.queue import TaskQueue
 from api.snapshot import snapshot
@@ -171,6 +173,13 @@ def download(job_id: JobId, svc: Deps) -> FileResponse:
                         background=BackgroundTask(copy.unlink, missing_ok=True))
 
 
+@router.get("/metrics", summary="Prometheus metrics: jobs by state, rows and bytes per "
+            "table, chunk commit and finalize step durations, follow lag",
+            response_class=Response)
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get("/healthz", summary="Liveness: answers 200 when Redis answers; says how many "
             "workers run and whether any lacks its compiled parts")
 def healthz(svc: Deps) -> dict[str, Any]:
@@ -219,6 +228,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     if probe is None:
         keep_one_ready()  # the first submission need not wait for the drivers' imports
     error_handlers.install(app, redis_url=settings.redis_url)
+    app.state.metrics = registry_for(app.state.services.store)
     app.include_router(router)
     app.add_middleware(BodyLimit)
     if settings.api_token:

@@ -50,7 +50,13 @@ def job_line(job: dict[str, Any]) -> str:
     """One line for the whole job: what a person reads first, and what a log gets."""
     line = f"job {job.get('id')} {job.get('state')}: {numbers(job)}"
     now = step_line(job.get("finalize") or {})
-    return f"{line}; finalize: {now}" if job.get("state") == "finalizing" and now else line
+    if job.get("state") == "finalizing" and now:
+        return f"{line}; finalize: {now}"
+    follow = job.get("follow") or {}
+    if job.get("state") == "following" and follow.get("lag_s") is not None:
+        return (f"{line}; following: {duration(follow['lag_s'])} behind, "
+                f"{count(follow.get('changes_applied'))} changes applied")
+    return line
 
 
 def numbers(job: dict[str, Any]) -> str:
@@ -88,6 +94,8 @@ def live_view(job: dict[str, Any]) -> RenderableType:
                               width=40),
                   Text(numbers(job)))
     parts: list[RenderableType] = [head, whole]
+    if state == "following":
+        parts.append(Text(job_line(job).split("; ", 1)[-1], style="cyan"))
     if job.get("error"):
         parts.append(Text(f"error: {job['error']}", style="red"))
     tables = job.get("tables") or []

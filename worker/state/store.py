@@ -156,6 +156,14 @@ class StateStore:
         raw = self.redis.hgetall(self.keys.job(job_id))
         return _decode(raw) if raw else None
 
+    def jobs_fields(self, job_ids: list[str], *fields: str) -> list[dict[str, Any]]:
+        """The named fields of each job, in one round trip (missing ones are None)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), list(fields))
+        return [{name: (json.loads(value) if value is not None else None)
+                 for name, value in zip(fields, values)} for values in pipe.execute()]
+
     def active_job_ids(self) -> list[str]:
         return sorted(self.redis.smembers(self.keys.active()))
 

@@ -1,4 +1,5 @@
-# One image for the API and the workers: `liteshift api` or `liteshift worker`.
+# One image for the API and the workers: `liteshift api` or `liteshift worker`, or both with
+# a private Redis (redis-server is installed for it) under `liteshift serve`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,7 +20,9 @@ COPY worker ./worker
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
     && pip install . \
-    && apt-get purge -y gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/* \
+    && apt-get purge -y gcc libc6-dev libsqlite3-dev \
+    && apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/* \
     && rm -rf /app/api /app/worker \
     && python -c "from worker import native; s = native.status(); assert all(s.values()), s" \
     && useradd --create-home --uid 10001 liteshift \

@@ -13,7 +13,7 @@ class TaskQueue:
     """A Celery client that only publishes; the workers own the task definitions."""
 
     def __init__(self, settings: Settings):
-        self.app = Celery("liteshift", broker=settings.redis_url)
+        self.app = Celery("liteshift", broker=settings.broker_url)
         # Fail a publish fast when Redis is down instead of retrying for a long time while
         # an HTTP request waits; the caller turns the error into a 503.
         self.app.conf.broker_connection_retry_on_startup = True

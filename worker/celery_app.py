@@ -33,7 +33,7 @@ settings = get_settings()
 configure_logging(settings.log_format)
 fixed_mmap_threshold()
 
-app = Celery("liteshift", broker=settings.redis_url)
+app = Celery("liteshift", broker=settings.broker_url)
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,

@@ -151,11 +151,7 @@ def cmd_worker(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_api(args: argparse.Namespace, ctx: Context) -> int:
-    if not ctx.settings.api_token and not _is_loopback(args.host):
-        raise CliError(
-            f"refusing to listen on {args.host} without LITESHIFT_API_TOKEN: anyone who can "
-            "reach it could submit jobs and download databases. Set LITESHIFT_API_TOKEN, "
-            "or listen on 127.0.0.1")
+    _refuse_open_api(args.host, ctx.settings)
     import uvicorn  # only this command needs it
 
     port = args.port or urlsplit(ctx.settings.api_url).port or 8000
@@ -164,6 +160,22 @@ def cmd_api(args: argparse.Namespace, ctx: Context) -> int:
     uvicorn.run("api.app:app_factory", factory=True, host=args.host, port=port,
                 log_config=None)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
+    _refuse_open_api(args.host, ctx.settings)
+    from api.cli.serve import serve
+
+    port = args.port or urlsplit(ctx.settings.api_url).port or 8000
+    return serve(ctx.settings, host=args.host, port=port, concurrency=args.concurrency)
+
+
+def _refuse_open_api(host: str, settings: Settings) -> None:
+    if not settings.api_token and not _is_loopback(host):
+        raise CliError(
+            f"refusing to listen on {host} without LITESHIFT_API_TOKEN: anyone who can "
+            "reach it could submit jobs and download databases. Set LITESHIFT_API_TOKEN, "
+            "or listen on 127.0.0.1")
 
 
 def _is_loopback(host: str) -> bool:
@@ -199,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address to listen on (default 127.0.0.1; any other needs "
                      "LITESHIFT_API_TOKEN)")
     api.add_argument("--port", type=int, help="port (default: the one in LITESHIFT_API_URL)")
+    serve = _command(sub, "serve", cmd_serve, "run the API and a worker (and, without "
+                     "LITESHIFT_REDIS_URL, a private Redis) as one supervised process tree",
+                     epilog="For one machine that holds the data volume (e.g. Fly.io). A "
+                     "child that dies is restarted; SIGTERM/SIGINT stops them all.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address the API listens on (default 127.0.0.1; any other needs "
+                       "LITESHIFT_API_TOKEN)")
+    serve.add_argument("--port", type=int,
+                       help="the API's port (default: the one in LITESHIFT_API_URL)")
+    serve.add_argument("--concurrency", type=_positive(int), default=2, metavar="N",
+                       help="the worker's processes (default 2)")
     return parser
 
 

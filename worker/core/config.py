@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
+    def broker_url(self) -> str:
+        """redis_url as Celery's Redis transport spells it: a unix socket (`liteshift serve`'s
+        private Redis) is redis+socket:// to kombu, unix:// to redis-py."""
+        if self.redis_url.startswith("unix://"):
+            return "redis+socket://" + self.redis_url[len("unix://"):]
+        return self.redis_url
+
+    @property
     def state_dir(self) -> Path:
         """Where job manifests and work files live, beside the published files."""
         return self.data_dir / ".liteshift"

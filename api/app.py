@@ -61,7 +61,7 @@ async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
     try:
         check_target(body.target)
         url = resolve_source(svc.settings.sources, body.source)
-        parsed = parse_source_url(url)
+        parsed = parse_source_url(url, allow=svc.settings.host_allow)
         await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)
         tables = await svc.probe(svc.settings, url, body.schema_)
         job_id = await run_in_threadpool(_submit, svc, body, tables)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,12 +24,16 @@ from urllib.parse import unquote, urlsplit
 from worker.core import errors
 from worker.core.config import Settings
 from worker.core.errors import LiteshiftError, SourceError, SourceUnavailable
+from worker.core.logs import get_logger
 from worker.core.redact import redact
+from worker.sources.ambient import without_driver_env
 from worker.sources.standby import Standby, stop
 
 Probe = Callable[[Settings, str, str], Awaitable[list[str]]]
 
 DEFAULT_COMMAND = (sys.executable, "-m", "worker.sources.probe")
+MAX_LOGGED_LINES = 20  # of a probe's stderr, into the API's log
+log = get_logger(component="source_probe")
 
 
 _standby = Standby(lambda: _spawn(DEFAULT_COMMAND))
@@ -43,8 +48,10 @@ def keep_one_ready() -> None:
 
 
 def _spawn(command: Sequence[str]) -> subprocess.Popen[bytes]:
+    # Without the drivers' variables (PGPASSWORD, PGSERVICEFILE, MYSQL_PWD, ...): the
+    # service's own credentials are not for the servers submitters name.
     return subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=without_driver_env(os.environ))
 
 
 async def run_probe(settings: Settings, url: str, schema: str,
@@ -55,7 +62,7 @@ async def run_probe(settings: Settings, url: str, schema: str,
         keep_one_ready()  # for the next submission
     else:
         proc = _spawn(command)
-    request = json.dumps({"source": url, "schema": schema,
+    request = json.dumps({"source": url, "schema": schema, "allow": settings.source_allow,
                           "timeout_s": settings.connect_timeout_s}).encode()
     try:
         stdout, stderr = await asyncio.to_thread(proc.communicate, request,
@@ -65,6 +72,7 @@ async def run_probe(settings: Settings, url: str, schema: str,
         raise SourceUnavailable(
             f"source did not answer within {settings.probe_timeout_s:g} s: is the database "
             "overloaded, or is a firewall dropping packets?") from None
+    _log_details(stderr, url)
     answer = _parse_answer(stdout)
     if answer is None:
         raise SourceError(scrub(_crash_message(proc.returncode, stderr), url))
@@ -84,6 +92,14 @@ def _parse_answer(stdout: bytes) -> dict[str, Any] | None:
         if isinstance(value, dict) and "ok" in value:
             return value
     return None
+
+
+def _log_details(stderr: bytes, url: str) -> None:
+    """The probe's own log lines (why a connection failed, in the driver's words) go to the
+    API's log, not to the caller: they can tell which files exist or what a port answered."""
+    for line in stderr.decode(errors="replace").splitlines()[-MAX_LOGGED_LINES:]:
+        if line.strip():
+            log.info("source_probe_log", line=scrub(line, url))
 
 
 def _crash_message(returncode: int | None, stderr: bytes) -> str:

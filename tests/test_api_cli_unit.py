@@ -27,8 +27,9 @@ from worker.state.store import JobState, StateStore, TableState
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 PASSWORD = "s3cretpw"
-# No host: the reachability check has nothing to connect to, so no database is needed.
-SOURCE = f"postgresql://app:{PASSWORD}@/appdb"
+# Redis's port: the reachability check finds it open, and the fake probe answers for the
+# database, so no database is needed.
+SOURCE = f"postgresql://app:{PASSWORD}@127.0.0.1:6379/appdb"
 
 FAKE_PROBE = textwrap.dedent("""
     import json, sys, time
@@ -122,7 +123,7 @@ def test_submit_queues_planning_and_never_shows_the_password(client, sent, db):
     assert sent.calls == [(PLAN_TASK, job_id)]
     view = client.get(f"/jobs/{job_id}")
     assert view.status_code == 200
-    assert view.json()["source"] == "postgresql://app:***@/appdb"
+    assert view.json()["source"] == "postgresql://app:***@127.0.0.1:6379/appdb"
     assert view.json()["options"] == {"chunk_rows": 10, "profile": "ecto"}
     assert "source_sealed" not in view.json()
     listing = client.get("/jobs")

@@ -28,9 +28,11 @@ from celery.signals import (
 from worker.core.config import get_settings
 from worker.core.logs import configure_logging, get_logger, json_lines
 from worker.core.memory import fixed_mmap_threshold
+from worker.sources.ambient import drop_driver_env
 
 settings = get_settings()
 configure_logging(settings.log_format)
+drop_driver_env()  # worker/sources/ambient.py: the service's credentials are not the jobs'
 fixed_mmap_threshold()
 
 app = Celery("liteshift", broker=settings.broker_url)

@@ -10,7 +10,7 @@ from worker.sources.stub import StubSource, StubTable
 from worker.sources.url import SourceURL
 from worker.sqlite.chunks import RecentRate, make_chunks, ramp
 
-URL = SourceURL(kind="stub", url="stub://", host=None, port=0, database="stub")
+URL = SourceURL(kind="stub", scheme="stub", host="stub", port=0, database="stub", user="stub")
 
 
 def plan_of(table: StubTable):

@@ -13,7 +13,7 @@ from worker.sources.url import SourceURL
 from worker.sqlite.chunks import copy_rows
 from worker.sqlite.workfile import Checkpoint, WorkFile
 
-URL = SourceURL(kind="stub", url="stub://", host=None, port=0, database="stub")
+URL = SourceURL(kind="stub", scheme="stub", host="stub", port=0, database="stub", user="stub")
 
 
 def test_a_stub_table_is_copied_in_key_order_and_resumed_after_a_cut(tmp_path: Path):

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.errors import ConfigError
+from worker.sources.hosts import HostAllow
 
 
 class Settings(BaseSettings):
@@ -45,6 +46,10 @@ class Settings(BaseSettings):
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.
     sources: dict[str, str] = Field(default_factory=dict)
+    # The TCP hosts sources may be read from: comma-separated CIDRs and host names (every
+    # address a name resolves to must be in a listed network, unless the name is listed).
+    # Empty: any TCP host. worker/sources/hosts.py reads it; README "Security" explains it.
+    source_allow: str = ""
 
     @model_validator(mode="after")
     def _named_sources(self) -> Settings:
@@ -55,6 +60,16 @@ class Settings(BaseSettings):
             if key.startswith(prefix) and len(key) > len(prefix) and key.upper() not in settings:
                 self.sources.setdefault(key[len(prefix):].upper(), value)
         return self
+
+    @field_validator("source_allow")
+    @classmethod
+    def _source_allow(cls, value: str) -> str:
+        return HostAllow.parse(value).text
+
+    @property
+    def host_allow(self) -> HostAllow:
+        """LITESHIFT_SOURCE_ALLOW, parsed (worker/sources/hosts.py)."""
+        return HostAllow.parse(self.source_allow)
 
     @field_validator("redis_url")
     @classmethod

@@ -196,7 +196,8 @@ def end_on_source(settings: Settings, store: StateStore, job: dict[str, Any]) ->
     from worker.sources.sealing import unseal
     from worker.sources.url import parse_source_url
 
-    source = parse_source_url(unseal(settings, job["source_sealed"]))
+    source = parse_source_url(unseal(settings, job["source_sealed"]),
+                              allow=settings.host_allow)
     with sources.for_kind(source.kind).connect(source,
                                                timeout_s=settings.connect_timeout_s) as conn:
         dropped = pg_changes.end_follow(conn, job_id=job["id"])

@@ -88,7 +88,8 @@ def follow_job(settings: Settings, store: StateStore, job_id: str, *,
             return "skipped"
         with lease, ExitStack() as stack:
             _, plans, _ = read_manifest(job_dir)
-            source = parse_source_url(unseal(settings, job["source_sealed"]))
+            source = parse_source_url(unseal(settings, job["source_sealed"]),
+                              allow=settings.host_allow)
             conn = stack.enter_context(sources.for_kind(source.kind).connect(
                 source, timeout_s=settings.connect_timeout_s))
             module = importlib.import_module(f"worker.sources.{source.kind}.changes")

@@ -58,7 +58,7 @@ def sweep(settings: Settings, store: StateStore, *, force: bool = False) -> dict
 def _unowned(settings: Settings, sealed: str, known: set[str], store: StateStore) -> list[str]:
     from worker.sources.postgres import changes as pg_changes
 
-    source = parse_source_url(unseal(settings, sealed))
+    source = parse_source_url(unseal(settings, sealed), allow=settings.host_allow)
     with sources.for_kind(source.kind).connect(source,
                                                timeout_s=settings.connect_timeout_s) as conn:
         slots = pg_changes.liteshift_slots(conn)

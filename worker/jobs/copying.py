@@ -95,7 +95,8 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
     log.info("table_copying", rows_done=resume.rows, resume_after=resume.last_key,
              token=lease.token)
     options = job.get("options") or {}
-    source = parse_source_url(unseal(settings, job["source_sealed"]))
+    source = parse_source_url(unseal(settings, job["source_sealed"]),
+                              allow=settings.host_allow)
 
     def before_commit() -> None:
         if lease.lost.is_set():
@@ -137,8 +138,8 @@ def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str
     if 0 <= settings.reader_process_bytes <= plan.size_bytes:
         def chunk_source(after: Any) -> Iterator[Chunk]:
             return chunks_from_child(
-                source_url=source.url, schema=schema, plan=plan, after=after,
-                chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+                source_url=source.url, source_allow=source.allow.text, schema=schema,
+                plan=plan, after=after, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
                 connect_timeout_s=settings.connect_timeout_s, snapshot=moment)
         return {"chunk_source": chunk_source}
     reader = sources.for_kind(source.kind)

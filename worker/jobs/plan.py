@@ -49,7 +49,8 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
             return
         store.set_job_state(job_id, JobState.PLANNING)
         log.info("job_planning")
-        source = parse_source_url(unseal(settings, job["source_sealed"]))
+        source = parse_source_url(unseal(settings, job["source_sealed"]),
+                              allow=settings.host_allow)
         reader = sources.for_kind(source.kind)
         with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
             if not reader.schema_exists(conn, job["schema"]):

@@ -40,6 +40,7 @@ from worker.core.errors import LiteshiftError, SourceUnavailable
 from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.sources import snapshot
+from worker.sources.ambient import drop_driver_env, without_driver_env
 from worker.sources.url import SourceURL
 
 POLL_S = 0.5  # how soon a holder notices that its job's copy phase ended
@@ -57,7 +58,8 @@ def start(settings: Settings, *, job_id: str, source: SourceURL,
                "timeout_s": settings.connect_timeout_s, "permanent": permanent}
     proc = subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            start_new_session=True, env=dict(os.environ))
+                            start_new_session=True,
+                            env=without_driver_env(os.environ))  # sources/ambient.py
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(json.dumps(request).encode())
@@ -105,12 +107,14 @@ def main() -> int:
 
     settings = get_settings()
     configure_logging(settings.log_format)
+    drop_driver_env()
     remember_url_password(request["source"])
     job_id, holder_id = request["job_id"], uuid.uuid4().hex[:12]
     log = get_logger(job_id=job_id, step="snapshot_holder", holder=holder_id)
     out = sys.stdout.buffer
     try:
-        held = snapshot.take(request["kind"], parse_source_url(request["source"]),
+        held = snapshot.take(request["kind"], parse_source_url(request["source"],
+                                                               allow=settings.host_allow),
                              job_id=job_id, timeout_s=request["timeout_s"],
                              permanent=bool(request.get("permanent")))
     except LiteshiftError as exc:

@@ -67,7 +67,8 @@ def _sqlite_checksum(db: sqlite3.Connection, plan: TablePlan) -> tuple[int, int]
 
 def _compare_source(settings: Settings, job: dict[str, Any], db: sqlite3.Connection,
                     plans: list[TablePlan], results: list[dict[str, Any]]) -> None:
-    source = parse_source_url(unseal(settings, job["source_sealed"]))
+    source = parse_source_url(unseal(settings, job["source_sealed"]),
+                              allow=settings.host_allow)
     reader = sources.for_kind(source.kind)
     with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
         for plan, result in zip(plans, results):

@@ -14,15 +14,19 @@ import os
 import sys
 
 from worker.core.errors import LiteshiftError, SourceRejected
+from worker.core.logs import configure_logging
 from worker.core.redact import redact
+from worker.sources.ambient import drop_driver_env
+from worker.sources.hosts import ANY_HOST, HostAllow
 from worker.sources.url import SourceURL, parse_source_url
 
 
-def probe(url: str, schema: str, *, timeout_s: int = 10) -> list[str]:
+def probe(url: str, schema: str, *, timeout_s: int = 10,
+          allow: HostAllow = ANY_HOST) -> list[str]:
     """Connect and list the schema's tables: the check the API runs before queueing a job."""
     from worker import sources
 
-    source = parse_source_url(url)
+    source = parse_source_url(url, allow=allow)
     reader = sources.for_kind(source.kind)
     with reader.connect(source, timeout_s=timeout_s) as conn:
         if not reader.schema_exists(conn, schema):
@@ -41,6 +45,8 @@ def main() -> int:
     from worker.sources import import_readers
     from worker.sources.sealing import remember_url_password
 
+    drop_driver_env()  # started without them; this keeps it so if run by hand
+    configure_logging("json")  # to stderr, which the API logs: stdout carries the answer
     import_readers()  # before the request: a probe kept ready has them when it comes
     text = sys.stdin.read()
     if not text:
@@ -50,7 +56,8 @@ def main() -> int:
 
         remember_url_password(request["source"])
         tables = probe(request["source"], request.get("schema") or "public",
-                       timeout_s=int(request.get("timeout_s") or 10))
+                       timeout_s=int(request.get("timeout_s") or 10),
+                       allow=HostAllow.parse(request.get("allow")))
         answer: dict = {"ok": True, "tables": tables}
     except LiteshiftError as exc:
         answer = {"ok": False, "error": redact(str(exc)), "kind": type(exc).__name__}

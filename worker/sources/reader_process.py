@@ -35,9 +35,11 @@ from typing import IO, Any
 from worker.core import errors, memory
 from worker.core.checksum import ENCODING_VERSION
 from worker.core.errors import LiteshiftError, SourceUnavailable
+from worker.core.logs import configure_logging
 from worker.core.model import TablePlan
 from worker.core.redact import redact
 from worker.sources import import_readers
+from worker.sources.ambient import drop_driver_env, without_driver_env
 from worker.sources.standby import Standby
 from worker.sqlite.chunks import Chunk
 
@@ -47,16 +49,16 @@ PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                       after: Sequence[Any] | None, chunk_rows: int, chunk_bytes: int,
-                      connect_timeout_s: int,
-                      snapshot: dict[str, Any] | None = None) -> Iterator[Chunk]:
+                      connect_timeout_s: int, snapshot: dict[str, Any] | None = None,
+                      source_allow: str = "") -> Iterator[Chunk]:
     """The worker's side: start the child, yield its chunks, re-raise its errors as ours.
     Closing the iterator early (cancel, lease lost) kills the child. A chunk's payload is
     a view of a buffer the next chunk reuses: it is released once the caller asks for the
     next chunk, so a chunk kept longer fails loudly instead of changing under its keeper."""
-    request = {"source": source_url, "schema": schema, "plan": plan.to_dict(),
-               "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
-               "chunk_bytes": chunk_bytes, "timeout_s": connect_timeout_s,
-               "snapshot": snapshot}
+    request = {"source": source_url, "allow": source_allow, "schema": schema,
+               "plan": plan.to_dict(), "after": list(after) if after is not None else None,
+               "chunk_rows": chunk_rows, "chunk_bytes": chunk_bytes,
+               "timeout_s": connect_timeout_s, "snapshot": snapshot}
     child = _standby.take() or _spawn()
     assert child.stdin is not None and child.stdout is not None
     buffer, size = bytearray(), -1  # size: the payload read for the next C frame
@@ -107,7 +109,8 @@ def keep_one_ready() -> None:
 def _spawn() -> subprocess.Popen[bytes]:
     child = subprocess.Popen([sys.executable, "-m", "worker.sources.reader_process"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env={**memory.ENV, **os.environ})  # worker/core/memory.py: big values
+                             # worker/core/memory.py: big values; worker/sources/ambient.py
+                             env=without_driver_env({**memory.ENV, **os.environ}))
     assert child.stdout is not None
     _widen_pipe(child.stdout.fileno())
     return child
@@ -154,6 +157,8 @@ def main() -> int:
     # A reader makes a few objects per row and keeps none: the cycle collector found nothing
     # to free and cost 1.1 s of CPU per 1M rows (one message object per row).
     gc.disable()
+    drop_driver_env()  # started without them; this keeps it so if run by hand
+    configure_logging("json")  # to stderr (the worker's log): stdout carries the frames
     out = sys.stdout.buffer
     import_readers()  # before the request: a reader kept ready has them when it comes
     request = sys.stdin.buffer.read()
@@ -175,12 +180,13 @@ def main() -> int:
 def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
     from worker import sources
     from worker.sources import snapshot
+    from worker.sources.hosts import HostAllow
     from worker.sources.sealing import remember_url_password
     from worker.sources.url import parse_source_url
     from worker.sqlite.chunks import make_chunks
 
     remember_url_password(request["source"])
-    source = parse_source_url(request["source"])
+    source = parse_source_url(request["source"], allow=HostAllow.parse(request.get("allow")))
     plan = TablePlan.from_dict(request["plan"])
     reader = sources.for_kind(source.kind)
     with reader.connect(source, timeout_s=request["timeout_s"]) as conn:

@@ -21,17 +21,16 @@ from contextlib import contextmanager
 from itertools import islice
 from operator import itemgetter
 from typing import Any
-from urllib.parse import quote as url_quote
-from urllib.parse import unquote, urlsplit
 
 import mysql.connector
 from _mysql_connector import MySQLInterfaceError
 from mysql.connector import errors as my_errors
 
 from worker.core import driver_errors
-from worker.core.errors import SourceError
+from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
 from worker.core.logs import get_logger
 from worker.core.model import Plan, TablePlan
+from worker.core.redact import redact
 from worker.sources.mysql import catalog, keys
 from worker.sources.mysql.catalog import MySchema, MyTable
 from worker.sources.url import SourceURL
@@ -118,27 +117,61 @@ class Connection:
             cursor.close()
 
 
-def _credentials(source: SourceURL) -> dict[str, Any]:
-    parts = urlsplit(source.url)
-    return {"user": unquote(parts.username or "") or None,
-            "password": unquote(parts.password or "") if parts.password is not None else None,
-            "host": source.host or "localhost", "port": source.port,
-            "database": source.database}
-
-
 # utf8mb4_general_ci exists in MySQL 8 and MariaDB alike; the driver's default
 # (utf8mb4_0900_ai_ci) is unknown to MariaDB.
 DRIVER_OPTIONS = {"charset": "utf8mb4", "collation": "utf8mb4_general_ci", "use_pure": False,
                   "autocommit": True}
 
 
+# The server could not be reached at one address: the next one may answer.
+UNREACHABLE_ERRNOS = {2002, 2003}
+LOGIN_REFUSED_ERRNOS = {1044, 1045, 1251, 1698}
+
+
+def connect_params(source: SourceURL, address: str, *, timeout_s: int) -> dict[str, Any]:
+    """The driver's keywords for `source`, built from its parts alone (worker/sources/url.py)
+    and an address of its host that the operator's allow-list admits: always TCP (the C
+    client reads "localhost" as its unix socket), never an option file, never LOCAL INFILE."""
+    return {"host": address, "port": source.port, "user": source.user,
+            "password": source.password or "",  # given, even empty: MYSQL_PWD is not read then
+            "database": source.database, "connection_timeout": timeout_s,
+            "allow_local_infile": False, **DRIVER_OPTIONS}
+
+
+def open_connection(source: SourceURL, *, timeout_s: int) -> Any:
+    """A driver connection to the first of the host's addresses that answers."""
+    addresses = source.addresses()
+    for index, address in enumerate(addresses):
+        try:
+            return mysql.connector.connect(**connect_params(source, address,
+                                                            timeout_s=timeout_s))
+        except my_errors.Error as exc:
+            if exc.errno in UNREACHABLE_ERRNOS and index + 1 < len(addresses):
+                continue
+            raise connect_error(exc, source) from None
+    raise AssertionError("resolve() returns at least one address")
+
+
+def connect_error(exc: my_errors.Error, source: SourceURL) -> SourceError:
+    """What the caller is told when connecting fails: that the source refused the login, has
+    no such database, or could not be reached. The driver's own text can tell what bytes a
+    port answered with, so it goes to this process's log only."""
+    what = f"connecting to {source.redacted}"
+    get_logger().warning("source_connect_failed", source=source.redacted,
+                         detail=redact(str(exc).strip()))
+    if exc.errno in LOGIN_REFUSED_ERRNOS:
+        return SourceRejected(f"{what}: the source refused the login: wrong user name or "
+                              "password, or this user may not connect from here")
+    if exc.errno == 1049:
+        return SourceRejected(f"{what}: the database does not exist; check the URL")
+    return SourceUnavailable(f"{what}: connection failed: the source could not be reached or "
+                             "did not answer as a MySQL server (details in the service's "
+                             "log); check the host and the port")
+
+
 @contextmanager
 def connect(source: SourceURL, *, timeout_s: int = 10) -> Iterator[Connection]:
-    try:
-        raw = mysql.connector.connect(**_credentials(source), connection_timeout=timeout_s,
-                                      **DRIVER_OPTIONS)
-    except my_errors.Error as exc:
-        raise translate_error(exc, what=f"connecting to {source.redacted}") from None
+    raw = open_connection(source, timeout_s=timeout_s)
     try:
         try:
             conn = Connection(raw, source.database, "mysql")
@@ -207,22 +240,14 @@ def reflect(source: SourceURL, conn: Connection, schema: str,
     return MySchema(schema=db, tables=tables, flavor=flavor, views=views, others=others)
 
 
-def sqlalchemy_url(source: SourceURL) -> str:
-    creds = _credentials(source)
-    auth = url_quote(creds["user"] or "", safe="")
-    if creds["password"] is not None:
-        auth += ":" + url_quote(creds["password"], safe="")
-    return (f"mysql+mysqlconnector://{auth}@{creds['host']}:{creds['port']}/"
-            f"{url_quote(source.database, safe='')}")
-
-
 def _reflect_constraints(source: SourceURL, names: Sequence[str]) -> dict[str, tuple]:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(sqlalchemy_url(source), poolclass=NullPool,
-                           connect_args={"connection_timeout": 10, **DRIVER_OPTIONS})
+    # No URL: SQLAlchemy's connections come from open_connection, as the reader's do.
+    engine = create_engine("mysql+mysqlconnector://", poolclass=NullPool,
+                           creator=lambda: open_connection(source, timeout_s=10))
     try:
         inspector = inspect(engine)
         with warnings.catch_warnings():  # "Did not recognize type 'geometry'": not needed here

@@ -31,7 +31,7 @@ import psycopg
 
 from worker.core.errors import SnapshotLost, SourceError
 from worker.core.redact import redact
-from worker.sources.postgres.source import translate_error
+from worker.sources.postgres.source import connect_error, connect_params, translate_error
 from worker.sources.url import SourceURL
 
 APPLICATION_NAME = "liteshift-snapshot"
@@ -83,8 +83,9 @@ class _NoSlot(Exception):
 
 
 def _connect(source: SourceURL, timeout_s: int, **extra: Any) -> psycopg.Connection:
-    return psycopg.connect(source.libpq_url(), connect_timeout=timeout_s, autocommit=True,
-                           application_name=APPLICATION_NAME, options=HOLDER_OPTIONS, **extra)
+    params = {**connect_params(source, timeout_s=timeout_s),  # url.py: the URL's parts alone
+              "application_name": APPLICATION_NAME, "options": HOLDER_OPTIONS, **extra}
+    return psycopg.connect(autocommit=True, **params)
 
 
 def _by_slot(source: SourceURL, *, job_id: str, timeout_s: int, temporary: bool) -> Held:
@@ -94,7 +95,7 @@ def _by_slot(source: SourceURL, *, job_id: str, timeout_s: int, temporary: bool)
                 "SELECT current_setting('wal_level'), (SELECT rolreplication OR rolsuper "
                 "FROM pg_roles WHERE rolname = current_user)").fetchone() or ("", False)
     except psycopg.Error as exc:
-        raise translate_error(exc, what=f"connecting to {source.redacted}") from None
+        raise connect_error(exc, source) from None
     if wal_level != "logical":
         raise _NoSlot(f"wal_level is {wal_level}, not logical")
     if not can_replicate:
@@ -161,7 +162,7 @@ def _by_export(source: SourceURL, *, timeout_s: int) -> Held:
     try:
         conn = _connect(source, timeout_s)
     except psycopg.Error as exc:
-        raise translate_error(exc, what=f"connecting to {source.redacted}") from None
+        raise connect_error(exc, source) from None
     try:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute(f"SELECT pg_export_snapshot(), ({_LSN_SQL}), now()").fetchone()

@@ -17,9 +17,12 @@ import psycopg
 from psycopg import sql
 
 from worker.core import driver_errors
-from worker.core.errors import SourceError
+from worker.core.errors import SourceError, SourceRejected, SourceUnavailable
+from worker.core.logs import get_logger
 from worker.core.model import Plan, TablePlan
+from worker.core.redact import redact
 from worker.native import pgcopy
+from worker.sources.ambient import NO_FILE
 from worker.sources.base import Rows
 from worker.sources.postgres import catalog as pg_catalog
 from worker.sources.postgres.keys import after_clause, select_list
@@ -127,13 +130,55 @@ def _transient(orig: BaseException) -> bool:
     return isinstance(orig, (psycopg.OperationalError, *operational))
 
 
+def connect_params(source: SourceURL, *, timeout_s: int) -> dict[str, Any]:
+    """libpq's keywords for `source`, built from its parts alone (worker/sources/url.py).
+    Whatever libpq would otherwise take from the service's home or environment is named:
+    no password file, no client certificate, no Kerberos ticket. The host's addresses are
+    checked against the operator's allow-list and libpq dials those (hostaddr), in order."""
+    addresses = source.addresses()
+    params: dict[str, Any] = {
+        "host": ",".join([source.host] * len(addresses)),  # for TLS: the name, not the address
+        "hostaddr": ",".join(addresses),
+        "port": ",".join([str(source.port)] * len(addresses)),
+        "dbname": source.database, "user": source.user,
+        "password": source.password or "",  # given, even empty: PGPASSWORD is not read then
+        "passfile": NO_FILE, "sslcertmode": "disable", "gssencmode": "disable",
+        "require_auth": "!gss,!sspi",  # the service's Kerberos credentials are not ours to use
+        "sslmode": source.param("sslmode") or "prefer",
+        "connect_timeout": timeout_s, "application_name": "liteshift",
+    }
+    if source.param("sslrootcert"):
+        params["sslrootcert"] = source.param("sslrootcert")
+    return params
+
+
+def connect_error(exc: psycopg.Error, source: SourceURL) -> SourceError:
+    """What the caller is told when connecting fails: that the source refused the login, has
+    no such database, or could not be reached. libpq's own text can tell which local files
+    exist or what bytes a port answered with, so it goes to this process's log only."""
+    what = f"connecting to {source.redacted}"
+    text = str(exc).lower()
+    get_logger().warning("source_connect_failed", source=source.redacted,
+                         detail=redact(str(exc).strip()))
+    if any(words in text for words in ("password authentication failed", "no password supplied",
+                                       "no pg_hba.conf entry", "authentication failed for")) \
+            or ("role" in text and "does not exist" in text):
+        return SourceRejected(f"{what}: the source refused the login: wrong user name or "
+                              "password, or this user may not connect from here")
+    if 'database "' in text and "does not exist" in text:
+        return SourceRejected(f"{what}: the database does not exist; check the URL")
+    return SourceUnavailable(f"{what}: connection failed: the source could not be reached or "
+                             "did not answer as a PostgreSQL server (details in the service's "
+                             "log); check the host and the port")
+
+
 @contextmanager
 def connect(source: SourceURL, *, timeout_s: int = 10) -> Iterator[psycopg.Connection]:
+    params = connect_params(source, timeout_s=timeout_s)
     try:
-        conn = psycopg.connect(source.libpq_url(), connect_timeout=timeout_s, autocommit=True,
-                               application_name="liteshift")
+        conn = psycopg.connect(autocommit=True, **params)
     except psycopg.Error as exc:
-        raise translate_error(exc, what=f"connecting to {source.redacted}") from None
+        raise connect_error(exc, source) from None
     try:
         for statement in SESSION_SETTINGS:
             conn.execute(statement)
@@ -223,9 +268,9 @@ def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.pool import NullPool
 
-    url = "postgresql+psycopg://" + source.libpq_url().split("://", 1)[1]
-    engine = create_engine(url, poolclass=NullPool,
-                           connect_args={"connect_timeout": 10, "application_name": "liteshift"})
+    # No URL: SQLAlchemy's dialect passes connect_params through to psycopg as they are.
+    engine = create_engine("postgresql+psycopg://", poolclass=NullPool,
+                           connect_args=connect_params(source, timeout_s=10))
     try:
         inspector = inspect(engine)
         wanted = list(names)

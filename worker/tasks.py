@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis
 import structlog
 
 from worker.celery_app import app, send, settings
@@ -17,7 +18,7 @@ from worker.core.errors import JobCancelled, LeaseLost, LiteshiftError
 from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.follow import cutover, follower
-from worker.jobs import copying, finalize, plan, recover, verify
+from worker.jobs import control, copying, finalize, plan, recover, verify
 from worker.jobs.control import (
     COPY_TASK,
     FINALIZE_TASK,
@@ -64,6 +65,8 @@ def plan_job(self: Any, job_id: str) -> None:
     structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
     try:
         plan.plan_job(settings, store(), send, job_id)
+    except JobCancelled as exc:
+        get_logger().info("plan_stopped", reason=str(exc))
     except LiteshiftError as exc:
         if exc.transient and self.request.retries < settings.source_retry_limit:
             get_logger().warning("plan_retrying", error=str(exc))
@@ -73,6 +76,7 @@ def plan_job(self: Any, job_id: str) -> None:
         get_logger().exception("plan_crashed")
         _fail_job(job_id, exc)
     finally:
+        _clean_if_cancelled(job_id)
         structlog.contextvars.clear_contextvars()
 
 
@@ -100,6 +104,7 @@ def copy_table(self: Any, job_id: str, table: str) -> None:
             f"unexpected error: {redact(repr(exc))}; this is a liteshift bug, please report it",
             job_id=job_id, table=table))
     finally:
+        _clean_if_cancelled(job_id)
         structlog.contextvars.clear_contextvars()
 
 
@@ -113,9 +118,13 @@ def finalize_job(self: Any, job_id: str) -> None:
     except LiteshiftError as exc:
         _fail_job(job_id, exc)
     except Exception as exc:
-        get_logger().exception("finalize_crashed")
-        _fail_job(job_id, exc)
+        if _cancelled(job_id):  # its files were removed under the build: expected
+            get_logger().info("finalize_stopped", reason="job cancelled", error=repr(exc))
+        else:
+            get_logger().exception("finalize_crashed")
+            _fail_job(job_id, exc)
     finally:
+        _clean_if_cancelled(job_id)
         structlog.contextvars.clear_contextvars()
 
 
@@ -174,12 +183,27 @@ def verify_job(self: Any, job_id: str, against_source: bool = False) -> None:
 def _fail_job(job_id: str, exc: BaseException) -> None:
     message = redact(str(exc) if isinstance(exc, LiteshiftError) else
                      f"unexpected error: {exc!r}; this is a liteshift bug, please report it")
-    get_logger().error("job_failed", error=message)
-    if store().job_state(job_id) != JobState.CANCELLED:
-        store().set_job_state(job_id, JobState.FAILED, error=message)
+    if store().set_job_state(job_id, JobState.FAILED, error=message):  # never a cancelled job
+        get_logger().error("job_failed", error=message)
+    else:
+        get_logger().info("job_stopped", reason="job cancelled", error=message)
     job = store().job(job_id)
     if job and cutover.follows(job):  # a failed follow job's slot must not fill the source
         try:
             cutover.end_on_source(settings, store(), job)
         except LiteshiftError as exc:  # the reaper tries again
             get_logger().warning("follow_end_failed", error=str(exc))
+
+
+def _cancelled(job_id: str) -> bool:
+    try:
+        return store().job_state(job_id) == JobState.CANCELLED
+    except redis.RedisError:
+        return False  # Redis away: the next task to see the cancel cleans up
+
+
+def _clean_if_cancelled(job_id: str) -> None:
+    """A task that ran beside a cancel may have written in the job's directory after the
+    cancel cleaned it (a work file opened, a partial file built): remove that again."""
+    if _cancelled(job_id):
+        control.clean_cancelled(settings, job_id)

@@ -21,7 +21,7 @@ from typing import Any
 
 from worker import sources
 from worker.core.config import Settings
-from worker.core.errors import VerificationFailed
+from worker.core.errors import JobCancelled, VerificationFailed
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.follow import position
@@ -135,6 +135,8 @@ def publish(settings: Settings, store: StateStore, job: dict[str, Any], db: sqli
               "quick_check": "ok"}
     tables = {name: {"checksum": f"{v[1]:016x}"} for name, v in counts.items()}
     report = finalize.build_report(job, plans, built.get("objects", []), tables, checks)
+    if not store.begin_publishing(job["id"]):  # cancelled: nothing may be published
+        raise JobCancelled("job cancelled before its cutover published", job_id=job["id"])
     final, backup = finalize.publish(
         path, settings.data_dir, job["target"], replace=bool(job.get("replace")),
         intent=lambda backup: finalize._record_intent(job_dir, path, report, backup))

@@ -134,7 +134,7 @@ def retry_job(store: StateStore, send: Send, job_id: str,
         if tables:
             raise InputError(f"job {job_id} failed before its tables were planned "
                              f"({job.get('error')}); retry it without --table")
-        store.set_job_state(job_id, JobState.QUEUED, error=None)
+        _move(store, job_id, JobState.QUEUED, expect=(JobState.FAILED,))
         send(PLAN_TASK, job_id)
         return []
     states = {t["name"]: t for t in store.tables(job_id, names)}
@@ -158,13 +158,13 @@ def retry_job(store: StateStore, send: Send, job_id: str,
         failed = tables
     if not failed:
         if state == JobState.FAILED:  # finalize failed: run it again
-            store.set_job_state(job_id, JobState.FINALIZING, error=None)
+            _move(store, job_id, JobState.FINALIZING, expect=(JobState.FAILED,))
             send(FINALIZE_TASK, job_id)
             return []
         raise InputError(f"job {job_id} has no failed tables to retry")
     for name in failed:
         store.set_table_state(job_id, name, TableState.PENDING, error=None, error_key=None)
-    store.set_job_state(job_id, JobState.COPYING, error=None)
+    _move(store, job_id, JobState.COPYING, expect=(JobState.FAILED, JobState.COPYING))
     for name in failed:
         send(COPY_TASK, job_id, name)
     return failed
@@ -177,9 +177,18 @@ def _retry_at_a_new_moment(store: StateStore, send: Send, job_id: str,
     planned again under a new snapshot and every table is copied again. (Retrying named
     tables instead copies only those, and the job is no longer one moment: its snapshot
     record says so.)"""
-    store.set_job_state(job_id, JobState.QUEUED, error=None)
+    _move(store, job_id, JobState.QUEUED, expect=(JobState.FAILED,))
     send(PLAN_TASK, job_id)
     return names
+
+
+def _move(store: StateStore, job_id: str, state: JobState, *,
+          expect: tuple[JobState, ...]) -> None:
+    """A retry's state move, refused if the job moved meanwhile (a cancel, say)."""
+    if not store.set_job_state(job_id, state, expect=expect, error=None):
+        now = store.job_state(job_id)
+        raise InputError(f"job {job_id} is {now.value if now else 'gone'} now; "
+                         "nothing to retry")
 
 
 def request_verify(store: StateStore, send: Send, job_id: str, *, against_source: bool) -> None:
@@ -222,17 +231,32 @@ def request_cutover(store: StateStore, send: Send, job_id: str, *,
 def cancel_job(settings: Settings, store: StateStore, job_id: str,
                send: Send | None = None) -> None:
     """Mark the job cancelled (workers stop before their next chunk commits), record that on
-    the volume so no recovery revives it, and delete its work files; nothing is published."""
+    the volume so no recovery revives it, delete its work files, and free its target.
+
+    The target is freed at once because no task of the job can write it any more: state
+    moves are compare-and-set (StateStore.set_job_state) and never leave `cancelled`, so a
+    plan in flight cannot move the job on to copying, and finalize publishes only after
+    StateStore.begin_publishing, which a cancelled job refuses (and which, once granted,
+    makes this cancel refused instead). Tasks still running write only in the job's own
+    directory; each one that sees the cancel removes what it left there (clean_cancelled)."""
     job = store.job(job_id)
     if job is None:
         raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
-    state = JobState(job["state"])
-    if state.finished and state != JobState.FAILED:
-        raise InputError(f"job {job_id} is already {state.value}")
-    store.set_job_state(job_id, JobState.CANCELLED, error="cancelled by request")
-    job_dir = settings.job_dir(job_id)
-    write_outcome(job_dir, JobState.CANCELLED.value)
-    remove_work_files(job_dir)
+    cancellable = [s for s in JobState if not s.finished or s == JobState.FAILED]
+    if not store.set_job_state(job_id, JobState.CANCELLED, expect=cancellable,
+                               error="cancelled by request"):
+        now = store.job(job_id) or job
+        if now.get("publishing"):
+            raise InputError(f"job {job_id} is publishing its file: too late to cancel")
+        raise InputError(f"job {job_id} is already {now['state']}")
+    write_outcome(settings.job_dir(job_id), JobState.CANCELLED.value)
+    clean_cancelled(settings, job_id)
     store.release_target(job["target"], job_id)
     if send is not None and (job.get("options") or {}).get("follow"):
         send(FOLLOW_TASK, job_id)  # ends the follow on the source: its slot is dropped
+
+
+def clean_cancelled(settings: Settings, job_id: str) -> None:
+    """Delete a cancelled job's work files and partial file; its records (job.json, the
+    manifest, outcome.json) stay. Run by the cancel and again by each task that sees it."""
+    remove_work_files(settings.job_dir(job_id), partial=True)

@@ -61,6 +61,8 @@ def copy_table(settings: Settings, store: StateStore, send: Send, job_id: str,
             log.info("table_skipped", reason="another worker holds this table's lease")
             return
         with lease:
+            if store.job_state(job_id) != JobState.COPYING:  # cancelled since the look above
+                raise JobCancelled("job cancelled", job_id=job_id, table=table)
             _copy_under_lease(settings, store, job, plan, work, lease, log)
     except VolumeFull as exc:
         raise VolumeFull(_space_needed(settings, job_dir, plan, exc), job_id=job_id,
@@ -218,6 +220,6 @@ def finish_if_complete(store: StateStore, send: Send, job_id: str) -> None:
     if all(s in (TableState.VERIFIED.value, TableState.FAILED.value) for s in states):
         failed = [t["name"] for t in tables if t.get("state") == TableState.FAILED.value]
         store.set_job_state(
-            job_id, JobState.FAILED,
+            job_id, JobState.FAILED, expect=(JobState.COPYING,),
             error=f"{len(failed)} table(s) failed: {', '.join(failed)}; see each table's error, "
                   f"fix the cause, then `liteshift retry {job_id}`")

@@ -41,7 +41,10 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         if not lease.acquire():
             log.info("finalize_skipped", reason="another worker is finalizing this job")
             return
-        store.set_job_state(job_id, JobState.FINALIZING)
+        if not store.set_job_state(job_id, JobState.FINALIZING,
+                                   expect=(JobState.COPYING, JobState.FINALIZING)):
+            log.info("finalize_stopped", reason="job is no longer copying or finalizing")
+            return
         if (job.get("options") or {}).get("follow"):
             from worker.follow import cutover  # it publishes through this module
 
@@ -62,7 +65,8 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
         report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
                                "bytes": final.stat().st_size}
         write_json_atomic(report_path(settings.data_dir, job["target"]), report)
-        store.set_job_state(job_id, JobState.DONE, published=str(final),
+        store.set_job_state(job_id, JobState.DONE, expect=(JobState.FINALIZING,),
+                            published=str(final),
                             report=str(report_path(settings.data_dir, job["target"])),
                             backup=backup, error=None)
         write_outcome(job_dir, JobState.DONE.value, published=str(final), backup=backup)
@@ -86,7 +90,8 @@ def _build_and_publish(settings: Settings, store: StateStore, job: dict[str, Any
     partial = partial_path(job_dir, job["target"])
     checks = build_database(partial, plans, job_dir / "tables", objects)
     report = build_report(job, plans, objects, {t["name"]: t for t in tables}, checks)
-    if store.job_state(job["id"]) == JobState.CANCELLED:
+    # Compare and set: a cancel from here on is refused, and one before it stops us here.
+    if not store.begin_publishing(job["id"]):
         remove_build(partial)
         return None
     step(PUBLISHING_STEP)

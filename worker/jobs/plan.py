@@ -7,7 +7,7 @@ from typing import Any
 
 from worker import sources
 from worker.core.config import Settings
-from worker.core.errors import InputError, SourceRejected, VolumeFull
+from worker.core.errors import InputError, JobCancelled, SourceRejected, VolumeFull
 from worker.core.logs import get_logger
 from worker.follow import prepare as follow_prepare
 from worker.jobs import snapshot_holder
@@ -38,6 +38,9 @@ def choose_tables(available: list[str], include: list[str] | None,
 
 
 def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
+    """Every state move is compare-and-set and a cancel is looked for between the steps, so
+    a job cancelled while it is planned is never moved on to copying nor its tables queued
+    (JobCancelled ends the task; see control.cancel_job for who frees the target)."""
     log = get_logger(job_id=job_id, step="plan")
     job = store.job(job_id)
     if job is None or JobState(job["state"]) not in (JobState.QUEUED, JobState.PLANNING):
@@ -47,7 +50,7 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         if not lease.acquire():
             log.info("plan_skipped", reason="another worker is planning this job")
             return
-        store.set_job_state(job_id, JobState.PLANNING)
+        _move(store, job_id, JobState.PLANNING, expect=(JobState.QUEUED, JobState.PLANNING))
         log.info("job_planning")
         source = parse_source_url(unseal(settings, job["source_sealed"]),
                               allow=settings.host_allow)
@@ -57,9 +60,12 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
                 raise SourceRejected(no_schema(job["schema"], source))
             names = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
                                   job["exclude"])
+            check_cancelled(store, job_id)
             schema = reader.reflect(source, conn, job["schema"], names)
+        check_cancelled(store, job_id)
         check_space(settings, sum(t.size_bytes for t in schema.tables))
         plan = reader.translate(schema, job.get("options"))
+        check_cancelled(store, job_id)
         job_dir = settings.job_dir(job_id)
         # Planned again (a retry under a new snapshot): no table may resume from rows read
         # at another moment.
@@ -74,11 +80,12 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         write_manifest(job_dir, _manifest_job({**job, "snapshot": moment}), plan.tables,
                        plan.objects)
         _record_tables(store, job_id, plan.tables)
-        store.set_job_state(job_id, JobState.COPYING, tables=[t.name for t in plan.tables],
-                            ended_set=True, snapshot=moment)
+        _move(store, job_id, JobState.COPYING, expect=(JobState.PLANNING,),
+              tables=[t.name for t in plan.tables], ended_set=True, snapshot=moment)
         log.info("job_planned", tables=len(plan.tables),
                  rows_estimated=sum(t.rows_estimated for t in plan.tables),
                  snapshot=snapshot.public(moment))
+    check_cancelled(store, job_id)
     for table in plan.tables:
         send(COPY_TASK, job_id, table.name)
     if not plan.tables:
@@ -95,6 +102,25 @@ def _take_snapshot(settings: Settings, job: dict[str, Any], source: SourceURL,
         return snapshot.not_taken("no tables to copy")
     return snapshot_holder.start(settings, job_id=job["id"], source=source,
                                  permanent=permanent)
+
+
+def _move(store: StateStore, job_id: str, state: JobState, *, expect: tuple[JobState, ...],
+          **fields: Any) -> None:
+    if not store.set_job_state(job_id, state, expect=expect, **fields):
+        raise JobCancelled(f"job is {_state(store, job_id)}, not "
+                           f"{' or '.join(s.value for s in expect)}: planning stopped",
+                           job_id=job_id)
+
+
+def check_cancelled(store: StateStore, job_id: str) -> None:
+    """Raise JobCancelled if the job was cancelled: before each step that queues or writes."""
+    if store.job_state(job_id) == JobState.CANCELLED:
+        raise JobCancelled("job cancelled", job_id=job_id)
+
+
+def _state(store: StateStore, job_id: str) -> str:
+    state = store.job_state(job_id)
+    return state.value if state else "gone"
 
 
 def space_needed(source_bytes: int) -> int:

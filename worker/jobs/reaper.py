@@ -43,14 +43,15 @@ def reap_once(settings: Settings, store: StateStore, send: Send) -> list[str]:
             continue
         state = JobState(job["state"])
         if state == JobState.PLANNING and not _leased(store, job_id, "plan"):
-            store.set_job_state(job_id, JobState.QUEUED)
-            send(PLAN_TASK, job_id)
-            requeued.append(f"{job_id}:plan")
+            if store.set_job_state(job_id, JobState.QUEUED, expect=(JobState.PLANNING,)):
+                send(PLAN_TASK, job_id)
+                requeued.append(f"{job_id}:plan")
         elif (state == JobState.QUEUED and idle and _quiet(quiet_s, job)
               and not _leased(store, job_id, "plan")):
-            store.set_job_state(job_id, JobState.QUEUED)  # marks the time: once per period
-            send(PLAN_TASK, job_id)
-            requeued.append(f"{job_id}:plan-lost")
+            # marks the time: once per period
+            if store.set_job_state(job_id, JobState.QUEUED, expect=(JobState.QUEUED,)):
+                send(PLAN_TASK, job_id)
+                requeued.append(f"{job_id}:plan-lost")
         elif state == JobState.FINALIZING and not _leased(store, job_id, "finalize"):
             if time.time() - float(job.get("requeued_at") or 0) > quiet_s:
                 store.update_job(job_id, requeued_at=time.time())

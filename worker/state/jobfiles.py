@@ -54,10 +54,15 @@ def read_outcome(job_dir: Path) -> dict[str, Any] | None:
     return read_json(job_dir / OUTCOME)
 
 
-def remove_work_files(job_dir: Path) -> None:
+def remove_work_files(job_dir: Path, *, partial: bool = False) -> None:
+    """The tables' work files; with `partial`, finalize's partial file too (its name is
+    <target>.db.partial, with SQLite's files and the build record beside it)."""
     # A worker may still hold a file open: on POSIX it keeps writing to the unlinked inode
     # until its next chunk sees the job's state and stops; nothing reaches the volume's names.
     shutil.rmtree(job_dir / "tables", ignore_errors=True)
+    if partial:
+        for path in job_dir.glob("*.db.partial*"):
+            path.unlink(missing_ok=True)
 
 
 def job_dirs(state_dir: Path) -> list[Path]:

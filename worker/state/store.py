@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from enum import Enum
 from typing import Any
 
@@ -174,18 +175,54 @@ class StateStore:
         target = pipeline if pipeline is not None else self.redis
         target.hset(self.keys.job(job_id), mapping=_encode({**fields, "updated_at": now()}))
 
-    def set_job_state(self, job_id: str, state: JobState, **fields: Any) -> None:
-        """The state and its event in one MULTI: whoever sees the state sees the event."""
+    def set_job_state(self, job_id: str, state: JobState, *,
+                      expect: Collection[JobState] | None = None, **fields: Any) -> bool:
+        """Move the job to `state` if it is in one of the `expect`ed states (any, when None),
+        and never out of `cancelled`: compare and set, under WATCH, so a task that read the
+        job before a cancel cannot move it afterwards. The state and its event change in one
+        MULTI (whoever sees the state sees the event). Returns whether the job moved.
+
+        Moving to `cancelled` is refused once finalize began publishing (begin_publishing):
+        from then on the file is the job's, and the cancel comes too late."""
+        key = self.keys.job(job_id)
         extra = {"finished_at": now()} if state.finished else {}
-        pipe = self.redis.pipeline(transaction=True)
-        self.update_job(job_id, pipeline=pipe, state=state.value, **extra, **fields)
-        if state.finished:
-            pipe.srem(self.keys.active(), job_id)
-        else:
-            pipe.sadd(self.keys.active(), job_id)
-        self.add_event(job_id, "job_state", pipeline=pipe, state=state.value,
-                       **{k: v for k, v in fields.items() if k == "error"})
-        pipe.execute()
+
+        def move(pipe: Any) -> bool:
+            current, publishing = pipe.hmget(key, "state", "publishing")
+            was = JobState(json.loads(current)) if current else None
+            if was == JobState.CANCELLED or (expect is not None and was not in expect):
+                return False
+            if state == JobState.CANCELLED and publishing and json.loads(publishing):
+                return False
+            pipe.multi()
+            self.update_job(job_id, pipeline=pipe, state=state.value, **extra, **fields)
+            pipe.hdel(key, "publishing")
+            if state.finished:
+                pipe.srem(self.keys.active(), job_id)
+            else:
+                pipe.sadd(self.keys.active(), job_id)
+            self.add_event(job_id, "job_state", pipeline=pipe, state=state.value,
+                           **{k: v for k, v in fields.items() if k == "error"})
+            return True
+
+        return bool(self.redis.transaction(move, key, value_from_callable=True))
+
+    def begin_publishing(self, job_id: str) -> bool:
+        """The last word before the file is renamed into place (finalize, or a follow's
+        cutover): true, and from now on a cancel is refused, if the job is still finalizing
+        or following (so not cancelled)."""
+        key = self.keys.job(job_id)
+
+        def mark(pipe: Any) -> bool:
+            current = pipe.hget(key, "state")
+            if not current or JobState(json.loads(current)) not in (JobState.FINALIZING,
+                                                                    JobState.FOLLOWING):
+                return False
+            pipe.multi()
+            self.update_job(job_id, pipeline=pipe, publishing=True)
+            return True
+
+        return bool(self.redis.transaction(mark, key, value_from_callable=True))
 
     def job_state(self, job_id: str) -> JobState | None:
         value = self.redis.hget(self.keys.job(job_id), "state")

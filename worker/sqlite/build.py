@@ -3,8 +3,8 @@
 The largest table's work file is built on where it lies, not copied: copying a 1M-row
 table's 211 MB file cost finalize 0.15-1.4 s (most of it the kernel's), and twice the disk.
 Everything that changes it happens so that the work file is never lost half-changed:
-- Other tables are merged into it first, each in a transaction of its own that drops and
-  re-creates that table, so a merge can be repeated. Its own table and checkpoint stay as
+- Other tables are merged into it first, a few per transaction, each dropped and re-created
+  by it, so a merge can be repeated. Its own table and checkpoint stay as
   they were: until the last step it is still a valid work file.
 - Indexes, sequences, views, dropping the checkpoint table and the checks run in one
   transaction under a rollback journal. A check that fails rolls it all back; a worker killed
@@ -132,10 +132,8 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
         counts = {plan.name: _check_count(db, plan, _expected_rows(db, plan, "main"),
                                           done="copied")}
         others = [other for other in plans if other is not plan]
-        for merged, other in enumerate(others, 1):  # the largest counts as merged: it is there
-            step("merging", merged, len(plans), other.name)
-            counts[other.name] = _merge_table(db, other, tables_dir / other.file)
-        step("merging", len(plans), len(plans))
+        # The largest counts as merged: it is there.
+        counts.update(_merge_tables(db, others, tables_dir, first_step=1, steps=len(plans)))
         checks = _finish_in_one_transaction(db, path, plan, plans, objects, counts)
         _move(work_file, path)  # with the lock still held
     finally:
@@ -221,11 +219,7 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
         db.execute("PRAGMA synchronous=OFF")  # the file's one fsync comes when it is built
         db.execute("PRAGMA journal_mode=OFF")
         _merge_pragmas(db)
-        counts = {}
-        for merged, plan in enumerate(plans):
-            step("merging", merged, len(plans), plan.name)
-            counts[plan.name] = _merge_table(db, plan, tables_dir / plan.file)
-        step("merging", len(plans), len(plans))
+        counts = _merge_tables(db, plans, tables_dir, first_step=0, steps=len(plans))
         _indexes_and_objects(db, plans, objects)
         checks = {**run_checks(db), "rows": counts}
         db.execute("PRAGMA journal_mode=DELETE")
@@ -265,33 +259,54 @@ def _check_count(db: sqlite3.Connection, plan: TablePlan, expected: int, *, done
     return count
 
 
-def _merge_table(db: sqlite3.Connection, plan: TablePlan, work_file: Path) -> int:
-    """Copy a work file's table into main, replacing any copy an interrupted build left."""
-    db.execute("ATTACH DATABASE ? AS stg", (str(work_file),))
-    try:
-        expected = _expected_rows(db, plan, "stg")
-        with _transaction(db):
-            db.execute(f"DROP TABLE IF EXISTS main.{quote(plan.name)}")  # main: never stg's
-            db.execute(plan.create_sql)
-            # The indexes the copy built in the work file, created empty: the transfer below
-            # then copies their entries in order too, instead of CREATE INDEX sorting again.
-            built = {r[0] for r in db.execute(
-                "SELECT name FROM stg.sqlite_master WHERE type = 'index'")}
-            for index in plan.indexes:
-                if index["name"] in built:
-                    db.execute(index["sql"])
-            # Identical definitions and an empty target: SQLite copies raw records. A table
-            # with generated columns names the copied ones (SQLite computes the rest) in
-            # case SQLite declines the transfer optimisation, where SELECT * would not fit.
-            columns = ""
-            if getattr(plan, "generated_columns", None):
-                columns = ", ".join(quote(c.name) for c in plan.columns)
-            db.execute(f"INSERT INTO main.{quote(plan.name)} "
-                       f"{f'({columns})' if columns else ''} "
-                       f"SELECT {columns or '*'} FROM stg.{quote(plan.name)}")
-    finally:
-        db.execute("DETACH DATABASE stg")
-    return _check_count(db, plan, expected, done="merged")
+# Work files attached at once (SQLite allows 10 attached databases unless built otherwise).
+MERGE_GROUP = 9
+
+
+def _merge_tables(db: sqlite3.Connection, plans: list[TablePlan], tables_dir: Path, *,
+                  first_step: int, steps: int) -> dict[str, int]:
+    """Copy the work files' tables into main, several per transaction, replacing any copy an
+    interrupted build left; returns each table's rows. A transaction per table cost a synced
+    commit per table, which made most of finalize for jobs of many small tables."""
+    counts = {}
+    for start in range(0, len(plans), MERGE_GROUP):
+        group = plans[start:start + MERGE_GROUP]
+        for n, plan in enumerate(group):  # ATTACH cannot happen inside a transaction
+            db.execute("ATTACH DATABASE ? AS ?", (str(tables_dir / plan.file), f"stg{n}"))
+        try:
+            expected = [_expected_rows(db, plan, f"stg{n}") for n, plan in enumerate(group)]
+            with _transaction(db):
+                for n, plan in enumerate(group):
+                    step("merging", first_step + start + n, steps, plan.name)
+                    _copy_table(db, plan, f"stg{n}")
+        finally:
+            for n in range(len(group)):
+                db.execute(f"DETACH DATABASE stg{n}")
+        for plan, rows in zip(group, expected, strict=True):
+            counts[plan.name] = _check_count(db, plan, rows, done="merged")
+    step("merging", steps, steps)
+    return counts
+
+
+def _copy_table(db: sqlite3.Connection, plan: TablePlan, schema: str) -> None:
+    db.execute(f"DROP TABLE IF EXISTS main.{quote(plan.name)}")  # main: never the work file's
+    db.execute(plan.create_sql)
+    # The indexes the copy built in the work file, created empty: the transfer below then
+    # copies their entries in order too, instead of CREATE INDEX sorting again.
+    built = {r[0] for r in db.execute(
+        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index'")}
+    for index in plan.indexes:
+        if index["name"] in built:
+            db.execute(index["sql"])
+    # Identical definitions and an empty target: SQLite copies raw records. A table with
+    # generated columns names the copied ones (SQLite computes the rest) in case SQLite
+    # declines the transfer optimisation, where SELECT * would not fit.
+    columns = ""
+    if getattr(plan, "generated_columns", None):
+        columns = ", ".join(quote(c.name) for c in plan.columns)
+    db.execute(f"INSERT INTO main.{quote(plan.name)} "
+               f"{f'({columns})' if columns else ''} "
+               f"SELECT {columns or '*'} FROM {schema}.{quote(plan.name)}")
 
 
 def _create_index(db: sqlite3.Connection, plan: TablePlan, index: dict[str, Any]) -> None:

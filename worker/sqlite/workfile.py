@@ -113,7 +113,8 @@ class WorkFile:
                 "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
                 (as_hex(0),))
         self.fast = fastsqlite.usable(self.db, path)
-        self._wal_copier: WalCopier | None = None  # started by the first chunk
+        self._wal_copier: WalCopier | None = None  # started by the second chunk
+        self._commits = 0
 
     def close(self) -> None:
         if self._wal_copier is not None:
@@ -175,9 +176,13 @@ class WorkFile:
             if checksum is not None:
                 self._check_readback(top, rows, checksum, state)
             self._save(state)
-        if self._wal_copier is None:
+        self._commits += 1
+        # From the second chunk on: a table of one chunk (most tables of an app) is done
+        # before the thread would copy anything, and starting and stopping it cost more.
+        if self._wal_copier is None and self._commits > 1:
             self._wal_copier = WalCopier(self.path)
-        self._wal_copier.nudge()
+        if self._wal_copier is not None:
+            self._wal_copier.nudge()
 
     def _check_readback(self, top: int | None, rows: int, checksum: int,
                         state: Checkpoint) -> None:

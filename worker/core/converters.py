@@ -131,7 +131,30 @@ def json_ascii(values: list) -> tuple[list, int]:
             for v in values], 0
 
 
+# A JSON string token, or whitespace (outside strings: insignificant), or a character
+# ActiveSupport escapes inside strings (its escape_html_entities_in_json default).
+_JSON_TOKEN = re.compile(r'("(?:[^"\\]|\\.)*")|\s+')
+_HTML_ESCAPES = re.compile("[<>&\u2028\u2029]")
+
+
+def _compact(text: str) -> str:
+    def token(match: re.Match[str]) -> str:
+        string = match.group(1)
+        if string is None:
+            return ""
+        return _HTML_ESCAPES.sub(lambda m: f"\\u{ord(m.group()):04x}", string)
+    return _JSON_TOKEN.sub(token, text)
+
+
+def rails_json(values: list) -> tuple[list, int]:
+    """JSON text as ActiveSupport::JSON.encode writes it, which ActiveRecord's where(doc: h)
+    compares on SQLite: no whitespace, and <, >, &, U+2028, U+2029 escaped in strings. Then
+    as numeric_text: rails' json column has NUMERIC affinity (bare numbers, counted)."""
+    return numeric_text([v if v is None else _compact(v) for v in values])
+
+
 CONVERTERS: dict[str, Converter] = {
+    "rails_json": rails_json,
     "json_ascii": json_ascii,
     "uuid_text": uuid_text,
     "json_text_array": json_text_array,

@@ -106,9 +106,9 @@ def labels_check(c: str, labels: Sequence[str]) -> str:
 
 
 def json_converter(profile: str) -> str | None:
-    """The converter of a JSON column: rails' json column has NUMERIC affinity (a bare number
-    is stored as a number, counted); Django compares its json.dumps text, non-ASCII escaped."""
-    return {"rails": "numeric_text", "django": "json_ascii"}.get(profile)
+    """The converter of a JSON column: the text each framework writes and compares, Rails'
+    (compact, in a NUMERIC-affinity column) or Django's (json.dumps, non-ASCII escaped)."""
+    return {"rails": "rails_json", "django": "json_ascii"}.get(profile)
 
 
 def django_json_check(c: str, col: object, ctx: Ctx) -> str:

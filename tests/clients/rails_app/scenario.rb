@@ -50,6 +50,18 @@ end
 UIDS = ["12345678-1234-5678-9abc-def012345678", "00000000-0000-0000-0000-000000000000",
         "ffffffff-ffff-ffff-ffff-ffffffffffff", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"].freeze
 CREATED = Time.utc(2024, 5, 6, 7, 8, 9, 123456)
+# Keys in jsonb's order (shorter first, then by bytes): jsonb keeps no other, and
+# where(doc: h) on SQLite compares text (README: Profiles)
+DOC = { "a" => 1, "n" => [1.5, nil], "é" => "ü <b> & c" }.freeze
+
+def mysql?
+  ActiveRecord::Base.connection.adapter_name =~ /mysql/i
+end
+
+# MariaDB's json is longtext, a String attribute to ActiveRecord: the app writes JSON text
+def doc
+  %i[json jsonb].include?(Item.type_for_attribute(:doc).type) ? DOC : DOC.to_json
+end
 
 def schema
   pg = postgres?
@@ -72,6 +84,7 @@ def schema
       t.datetime :at, precision: 6
       t.time :clock, precision: 6
       t.json :data
+      t.column :doc, pg ? :jsonb : :json
       t.column :ip, pg ? :inet : :string
       t.string :title, null: false
       t.text :body
@@ -120,11 +133,10 @@ end
 def setup
   schema
   tags = %w[red Blue grün].map { |name| Tag.create!(name: name) }
-  # MariaDB's json is longtext, a String attribute to ActiveRecord: the app writes JSON text
-  mysql = ActiveRecord::Base.connection.adapter_name =~ /mysql/i
   UIDS.zip(items).each_with_index do |(uid, values), n|
-    values[:data] = values[:data].to_json if mysql && !values[:data].nil?
-    item = Item.create!(values.merge(uid: uid, created_at: CREATED, updated_at: CREATED))
+    values[:data] = values[:data].to_json if mysql? && !values[:data].nil?
+    item = Item.create!(values.merge(uid: uid, created_at: CREATED, updated_at: CREATED,
+                                     doc: n.even? ? doc : nil))
     item.tags = tags.first(n % 4)
   end
   first, second = Item.order(:id).first(2)
@@ -189,6 +201,7 @@ def observe
     "habtm" => one.tags.map(&:name).sort,
     "has_many" => Item.find_by!(slug: "two").notes.map(&:text),
     "json" => canon(Item.order(:id).map(&:data)),
+    "by_json" => Item.where(doc: doc).pluck(:slug),
   }
   UIDS.each { |u| queries["by_uid #{u}"] = Item.where(uid: u).pluck(:slug) }
   ["10.0.0.1", "2001:db8::1", "::ffff:10.0.0.1", "192.168.1.0/24"].each do |ip|

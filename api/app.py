@@ -6,6 +6,7 @@ Handlers are thin: parse, call one function from worker.control, map its errors.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -14,7 +15,6 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.background import BackgroundTask
 
 from api import error_handlers
 from api.error_handlers import ApiError
@@ -22,7 +22,7 @@ from api.guards import BearerAuth, BodyLimit
 from api.metrics import registry_for
 from api.models import CutoverRequest, JobRequest, RetryRequest, VerifyRequest
 from api.queue import TaskQueue
-from api.snapshot import snapshot
+from api.snapshot import download_copy
 from api.source_check import Probe, keep_one_ready, run_probe, scrub
 from worker.core.config import Settings, get_settings
 from worker.core.errors import ConfigError, InputError, LiteshiftError, TargetConflict
@@ -161,16 +161,22 @@ def report(job_id: JobId, svc: Deps) -> JSONResponse:
     return JSONResponse(redact_value(content))
 
 
-@router.get("/jobs/{job_id}/download", summary="The published SQLite file",
-            response_class=FileResponse)
+@router.get("/jobs/{job_id}/download", response_class=FileResponse,
+            summary="The published SQLite file: resumable (Range, If-Range on its ETag), "
+            "its SHA-256 in X-Content-SHA256 and Repr-Digest")
 def download(job_id: JobId, svc: Deps) -> FileResponse:
     target = _require_done(svc, job_id, "file")
     path = published_path(svc.settings.data_dir, target)
     if not path.exists():
         raise ApiError(404, f"job {job_id} is done but {path} is gone (moved or deleted?)")
-    copy = snapshot(path, svc.settings.state_dir / "downloads")
-    return FileResponse(copy, media_type="application/vnd.sqlite3", filename=f"{target}.db",
-                        background=BackgroundTask(copy.unlink, missing_ok=True))
+    copy = download_copy(path, svc.settings.state_dir / "downloads")
+    digest = base64.b64encode(bytes.fromhex(copy.sha256)).decode()
+    # The ETag is the content's hash: a resumed download (If-Range) gets the rest of the same
+    # bytes, or the whole new file if it changed meanwhile.
+    return FileResponse(copy.path, media_type="application/vnd.sqlite3",
+                        filename=f"{target}.db",
+                        headers={"ETag": f'"{copy.sha256}"', "X-Content-SHA256": copy.sha256,
+                                 "Repr-Digest": f"sha-256=:{digest}:"})
 
 
 @router.get("/metrics", summary="Prometheus metrics: jobs by state, rows and bytes per "

@@ -50,6 +50,10 @@ class ApiClient:
             raise CliError(_error_message(response), 2 if response.status_code < 500 else 1)
         return response.json()
 
+    @staticmethod
+    def error_message(response: httpx.Response) -> str:
+        return _error_message(response)
+
 
 def _error_message(response: httpx.Response) -> str:
     try:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -137,6 +138,17 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     print(json.dumps(ctx.client.get(f"/jobs/{args.job}/report"), indent=2))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace, ctx: Context) -> int:
+    from api.cli.download import download
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists: pass --force to replace it, or choose another -o")
+    sha256 = download(ctx.client, args.job, out, note=_note)
+    _note(f"{out}: {out.stat().st_size:,} bytes, SHA-256 {sha256} (checked)")
     return 0
 
 
@@ -304,6 +316,13 @@ def _add_job_commands(sub: Any) -> None:
     cutover.add_argument("--timeout", type=_positive(float), default=60.0, metavar="S",
                          help="give up (and go on following) if not caught up in S seconds "
                               "(default 60)")
+    fetch = _command(sub, "download", cmd_download, "fetch a done job's file, resuming a cut "
+                     "transfer and checking its SHA-256", job=True,
+                     epilog="Bytes go to FILE.part first; FILE appears only once its SHA-256 "
+                     "matches the API's. Run the same command again to resume.")
+    fetch.add_argument("-o", "--output", required=True, metavar="FILE",
+                       help="where to write the file")
+    fetch.add_argument("--force", action="store_true", help="replace FILE if it exists")
     _command(sub, "report", cmd_report, "print a finished job's report (JSON)", job=True)
     _command(sub, "resume", cmd_resume, "resume a job after a crash or a Redis restart "
              "(rebuilds its state from the volume)", job=True)

@@ -290,7 +290,10 @@ def test_report_and_download_once_done(client, settings):
     with sqlite3.connect(copy) as conn:
         assert conn.execute("SELECT name FROM users").fetchall() == [("ada",)]
     conn.close()
-    assert list((settings.state_dir / "downloads").iterdir()) == []  # temp copy removed
+    # One copy kept for resumed downloads, with its hash; no half-made copy left
+    kept = sorted(p.name for p in (settings.state_dir / "downloads").glob("app-*"))
+    assert [name.rsplit(".", 1)[1] for name in kept] == ["db", "sha256"]
+    assert not list((settings.state_dir / "downloads").glob("making-*"))
 
 
 def test_healthz(client, settings, sent, probe_script):

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     follow_batch_changes: int = Field(default=5_000, ge=1, le=1_000_000)
     follow_idle_s: float = Field(default=0.2, gt=0, le=60)
     probe_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Where a job's MySQL snapshot holder (worker/sources/mysql/snapshot.py) listens, on the
+    # planning worker's host, and workers connect to read the job's tables in its moment.
+    # Loopback serves workers on the same host; with workers on several hosts, set an
+    # address of this host that they reach (0.0.0.0 listens everywhere and is announced
+    # by host name).
+    snapshot_address: str = "127.0.0.1"
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.

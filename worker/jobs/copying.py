@@ -27,8 +27,8 @@ from worker.core.model import TablePlan
 from worker.jobs.control import FINALIZE_TASK, Send
 from worker.jobs.plan import space_needed
 from worker.sources import snapshot
-from worker.sources.reader_process import chunks_from_child
-from worker.sources.sealing import unseal
+from worker.sources.reader_process import chunks_from_child, chunks_from_holder
+from worker.sources.sealing import unseal, unseal_secret
 from worker.sources.url import SourceURL, parse_source_url
 from worker.sqlite.chunks import Chunk, Progress, copy_rows
 from worker.sqlite.workfile import Checkpoint, WorkFile
@@ -137,6 +137,15 @@ def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str
     """copy_rows' reader: a child process for a big table (two cores), else the rows of a
     connection that `stack` closes. Each read, first or resumed, enters the job's moment
     (worker/sources/snapshot.py)."""
+    if moment and moment.get("consistent") and moment.get("address"):  # MySQL's moment
+        token = unseal_secret(settings, moment["token_sealed"])
+
+        def from_holder(after: Any) -> Iterator[Chunk]:
+            return chunks_from_holder(
+                address=moment["address"], token=token, schema=schema, plan=plan,
+                after=after, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+                connect_timeout_s=settings.connect_timeout_s)
+        return {"chunk_source": from_holder}
     if 0 <= settings.reader_process_bytes <= plan.size_bytes:
         def chunk_source(after: Any) -> Iterator[Chunk]:
             return chunks_from_child(

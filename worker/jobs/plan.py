@@ -101,7 +101,7 @@ def _take_snapshot(settings: Settings, job: dict[str, Any], source: SourceURL,
     if not tables:
         return snapshot.not_taken("no tables to copy")
     return snapshot_holder.start(settings, job_id=job["id"], source=source,
-                                 permanent=permanent)
+                                 permanent=permanent, tables=len(tables))
 
 
 def _move(store: StateStore, job_id: str, state: JobState, *, expect: tuple[JobState, ...],

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import socket
 import subprocess
@@ -50,12 +51,13 @@ KEEP_STATES = ("planning", "copying")
 
 
 def start(settings: Settings, *, job_id: str, source: SourceURL,
-          permanent: bool = False) -> dict[str, Any]:
+          permanent: bool = False, tables: int = 1) -> dict[str, Any]:
     """Start the job's holder and return its snapshot record. A source that refuses a
     snapshot (a privilege missing, a server that cannot export one) gives a record saying
     `consistent: false` and why; a source that cannot be reached raises (the plan retries)."""
     request = {"source": source.url, "job_id": job_id, "kind": source.kind,
-               "timeout_s": settings.connect_timeout_s, "permanent": permanent}
+               "timeout_s": settings.connect_timeout_s, "permanent": permanent,
+               "tables": tables}
     proc = subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             start_new_session=True,
@@ -116,7 +118,8 @@ def main() -> int:
         held = snapshot.take(request["kind"], parse_source_url(request["source"],
                                                                allow=settings.host_allow),
                              job_id=job_id, timeout_s=request["timeout_s"],
-                             permanent=bool(request.get("permanent")))
+                             permanent=bool(request.get("permanent")),
+                             tables=request.get("tables", 1))
     except LiteshiftError as exc:
         _answer(out, {"kind": type(exc).__name__, "message": redact(str(exc))})
         return 0
@@ -126,6 +129,8 @@ def main() -> int:
         return 0
     held.record.update(holder=holder_id, holder_pid=os.getpid(),
                        holder_host=socket.gethostname())
+    if hasattr(held, "serve"):  # MySQL: the holder reads the tables for the workers
+        _serve(settings, held)
     _answer(out, {"snapshot": held.record})
     log.info("snapshot_held", **snapshot.public(held.record) or {})
     try:
@@ -134,6 +139,21 @@ def main() -> int:
         held.close()
     log.info("snapshot_released", reason=reason)
     return 0
+
+
+def _serve(settings: Settings, held: Any) -> None:
+    """Listen for the workers' table requests; a random token, sealed in the record,
+    keeps anyone else from reading the source through this port."""
+    from worker.sources.sealing import seal
+
+    listener = socket.create_server((settings.snapshot_address, 0))
+    port = listener.getsockname()[1]
+    host = (socket.gethostname() if settings.snapshot_address in ("0.0.0.0", "::")
+            else settings.snapshot_address)
+    token = secrets.token_hex(16)
+    held.record.update(address=f"{host}:{port}", token_sealed=seal(settings, token))
+    held.serve(listener, token)
+    listener.close()  # the children accept on their copies
 
 
 def _answer(out: Any, answer: dict[str, Any]) -> None:

@@ -21,11 +21,13 @@ When the worker dies first, the child's next write fails (EPIPE) and it exits.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gc
 import json
 import marshal
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from typing import IO, Any
 
 from worker.core import errors, memory
 from worker.core.checksum import ENCODING_VERSION
-from worker.core.errors import LiteshiftError, SourceUnavailable
+from worker.core.errors import LiteshiftError, SnapshotLost, SourceUnavailable
 from worker.core.logs import configure_logging
 from worker.core.model import TablePlan
 from worker.core.redact import redact
@@ -61,30 +63,12 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
                "timeout_s": connect_timeout_s, "snapshot": snapshot}
     child = _standby.take() or _spawn()
     assert child.stdin is not None and child.stdout is not None
-    buffer, size = bytearray(), -1  # size: the payload read for the next C frame
     try:
         child.stdin.write(json.dumps(request).encode())
         child.stdin.close()
-        while True:
-            kind, length = _read_header(child.stdout)
-            if kind == b"P":
-                if len(buffer) < length:  # a new one: the old one may still be viewed
-                    buffer = bytearray(length + length // 8)
-                size = length if _read_into(child.stdout, memoryview(buffer)[:length]) else -1
-            elif kind == b"C" and size >= 0:
-                meta = _read_exact(child.stdout, length)
-                with memoryview(buffer)[:size] as payload:
-                    yield Chunk(payload, *marshal.loads(meta))  # type: ignore[arg-type]
-                size = -1
-            elif kind == b"D":
-                return
-            elif kind == b"E":
-                raise _error(json.loads(_read_exact(child.stdout, length) or b"{}"), plan.name)
-            else:
-                raise SourceUnavailable(
-                    f"the reader process for table {plan.name!r} ended without finishing "
-                    f"(exit status {child.wait()}); will retry from the last committed chunk",
-                    table=plan.name)
+        yield from _frames(child.stdout, plan, lambda: (
+            f"the reader process for table {plan.name!r} ended without finishing "
+            f"(exit status {child.wait()}); will retry from the last committed chunk"))
     finally:
         if child.poll() is None:
             child.kill()
@@ -92,6 +76,56 @@ def chunks_from_child(*, source_url: str, schema: str, plan: TablePlan,
         child.stdout.close()
         if _keep_ready:
             keep_one_ready()  # for the next table, while this one is verified
+
+
+def chunks_from_holder(*, address: str, token: str, schema: str, plan: TablePlan,
+                       after: Sequence[Any] | None, chunk_rows: int, chunk_bytes: int,
+                       connect_timeout_s: int) -> Iterator[Chunk]:
+    """The same chunks, read by the job's snapshot holder (worker/sources/mysql/snapshot.py)
+    through a connection that stays in the job's moment: a MySQL snapshot cannot be
+    entered from another connection. A holder that cannot be reached is a lost moment."""
+    host, _, port = address.rpartition(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=connect_timeout_s)
+    except OSError as exc:
+        raise SnapshotLost(
+            f"cannot reach the job's snapshot holder at {address} ({exc.strerror or exc}): it "
+            "stopped (its worker's host went down, or it was killed), or this worker cannot "
+            "reach that address (LITESHIFT_SNAPSHOT_ADDRESS on the planning worker). Rows read "
+            "elsewhere would come from another moment; `liteshift retry JOB` copies every "
+            "table again under a new snapshot", table=plan.name) from None
+    request = {"token": token, "schema": schema, "plan": plan.to_dict(),
+               "after": list(after) if after is not None else None, "chunk_rows": chunk_rows,
+               "chunk_bytes": chunk_bytes}
+    with sock:
+        sock.settimeout(None)  # a big table's first rows may take long to come
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        yield from _frames(sock, plan, lambda: (
+            f"the snapshot holder's reader for table {plan.name!r} ended without finishing; "
+            "will retry from the last committed chunk"))
+
+
+def _frames(stream: Any, plan: TablePlan, ended: Any) -> Iterator[Chunk]:
+    """The chunks of a frame stream (a pipe or a socket: raw reads of its descriptor), its
+    errors re-raised as ours; `ended()` says what a stream cut short means."""
+    buffer, size = bytearray(), -1  # size: the payload read for the next C frame
+    while True:
+        kind, length = _read_header(stream)
+        if kind == b"P":
+            if len(buffer) < length:  # a new one: the old one may still be viewed
+                buffer = bytearray(length + length // 8)
+            size = length if _read_into(stream, memoryview(buffer)[:length]) else -1
+        elif kind == b"C" and size >= 0:
+            meta = _read_exact(stream, length)
+            with memoryview(buffer)[:size] as payload:
+                yield Chunk(payload, *marshal.loads(meta))  # type: ignore[arg-type]
+            size = -1
+        elif kind == b"D":
+            return
+        elif kind == b"E":
+            raise _error(json.loads(_read_exact(stream, length) or b"{}"), plan.name)
+        else:
+            raise SourceUnavailable(ended(), table=plan.name)
 
 
 _standby = Standby(lambda: _spawn())
@@ -183,7 +217,6 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
     from worker.sources.hosts import HostAllow
     from worker.sources.sealing import remember_url_password
     from worker.sources.url import parse_source_url
-    from worker.sqlite.chunks import make_chunks
 
     remember_url_password(request["source"])
     source = parse_source_url(request["source"], allow=HostAllow.parse(request.get("allow")))
@@ -193,13 +226,27 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
         snapshot.enter(source.kind, conn, request.get("snapshot"))
         rows = reader.stream_table(conn, schema=request["schema"], plan=plan,
                                    after=request["after"])
-        for chunk in make_chunks(rows, plan, chunk_rows=request["chunk_rows"],
-                                 chunk_bytes=request["chunk_bytes"]):
-            _write(out, b"P", chunk.payload)
-            _write(out, b"C", marshal.dumps((chunk.row_count, chunk.checksum, chunk.size_bytes,
-                                             chunk.last_key, chunk.lossy), ENCODING_VERSION))
-            del chunk  # not held while the next one is made
+        write_chunks(rows, plan, out, chunk_rows=request["chunk_rows"],
+                     chunk_bytes=request["chunk_bytes"])
+
+
+def write_chunks(rows: Any, plan: TablePlan, out: Any, *, chunk_rows: int,
+                 chunk_bytes: int) -> None:
+    """A table's rows as chunk frames on `out` (a pipe or a socket), then D."""
+    from worker.sqlite.chunks import make_chunks
+
+    for chunk in make_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes):
+        _write(out, b"P", chunk.payload)
+        _write(out, b"C", marshal.dumps((chunk.row_count, chunk.checksum, chunk.size_bytes,
+                                         chunk.last_key, chunk.lossy), ENCODING_VERSION))
+        del chunk  # not held while the next one is made
     _write(out, b"D", b"")
+
+
+def write_error(out: Any, exc: LiteshiftError) -> None:
+    with contextlib.suppress(OSError):  # the worker may be gone: nobody to tell
+        _write(out, b"E", json.dumps({"kind": type(exc).__name__,
+                                      "message": redact(str(exc))}).encode())
 
 
 def _write(out: IO[bytes], kind: bytes, payload: bytes | memoryview) -> None:

@@ -62,6 +62,17 @@ def unseal(settings: Settings, token: str) -> str:
     return url
 
 
+def unseal_secret(settings: Settings, token: str) -> str:
+    """A sealed secret that is not a source URL (a snapshot holder's token)."""
+    try:
+        return _fernet(settings.secret_key, str(settings.state_dir)).decrypt(
+            token.encode()).decode()
+    except InvalidToken:
+        raise ConfigError("cannot decrypt a job's secret: the workers must share "
+                          "LITESHIFT_SECRET_KEY (or the same data volume holding "
+                          ".liteshift/secret.key)") from None
+
+
 def remember_url_password(url: str) -> None:
     from urllib.parse import unquote, urlsplit
 

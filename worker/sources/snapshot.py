@@ -24,13 +24,15 @@ PRIVATE = ("token_sealed",)  # never shown in a view or a report
 
 
 def take(kind: str, source: SourceURL, *, job_id: str, timeout_s: int,
-         permanent: bool = False) -> Any:
-    """Take the moment; the returned holding (alive(), close(), record) must be kept open
-    for as long as readers enter it. `permanent`: a follow job's slot outlives the holder
-    (the follow reads the source's changes from it after the copy)."""
+         permanent: bool = False, tables: int = 1) -> Any:
+    """Take the moment for a job of `tables` tables; the returned holding (alive(), close(),
+    record) must be kept open for as long as readers enter it. `permanent`: a follow job's
+    slot outlives the holder (the follow reads the source's changes from it after the
+    copy)."""
     extra = {"temporary": False} if permanent else {}
     return importlib.import_module(MODULES[kind]).take(source, job_id=job_id,
-                                                       timeout_s=timeout_s, **extra)
+                                                       timeout_s=timeout_s, tables=tables,
+                                                       **extra)
 
 
 def enter(kind: str, conn: Any, record: dict[str, Any] | None) -> None:

@@ -67,9 +67,11 @@ class Held:
         self.conn.close()  # the transaction ends; a temporary slot is dropped with it
 
 
-def take(source: SourceURL, *, job_id: str, timeout_s: int, temporary: bool = True) -> Held:
+def take(source: SourceURL, *, job_id: str, timeout_s: int, tables: int = 1,
+         temporary: bool = True) -> Held:
     """The moment, by a replication slot where possible, else pg_export_snapshot(). The
-    record says which, and why not the slot (`slot_unavailable`)."""
+    record says which, and why not the slot (`slot_unavailable`). Any number of readers
+    (`tables`) can import it."""
     try:
         return _by_slot(source, job_id=job_id, timeout_s=timeout_s, temporary=temporary)
     except _NoSlot as why:

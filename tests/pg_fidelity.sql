@@ -123,8 +123,9 @@ CREATE VIEW sales."Long Notes" AS SELECT id, "Note" FROM sales."Order Items" WHE
 
 -- What apps store (issue 23): addresses as the app writes them, decimals the app rounds.
 CREATE SCHEMA apps;
-CREATE TABLE apps.hosts (id int PRIMARY KEY, ip inet, net cidr, amount numeric(30,10));
-INSERT INTO apps.hosts VALUES
+CREATE TABLE apps.hosts (id int PRIMARY KEY, ip inet, net cidr, amount numeric(30,10),
+                        gw inet DEFAULT '10.0.0.1/32');
+INSERT INTO apps.hosts (id, ip, net, amount) VALUES
   (1, '10.0.0.1', '10.0.0.0/8', 12.5),
   (2, '2001:db8::1', '2001:db8::/32', 1234567890.123456),
   (3, '192.168.0.1/24', '192.168.0.0/24', 12345678901234567890.123456789),

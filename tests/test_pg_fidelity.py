@@ -336,6 +336,9 @@ def test_inet_is_written_as_apps_write_it_and_cidr_keeps_its_mask(migrated: Any,
         ("10.0.0.1", "10.0.0.0/8"), ("2001:db8::1", "2001:db8::/32"),
         ("192.168.0.1/24", "192.168.0.0/24"), ("::ffff:10.0.0.1", "10.0.0.1/32"),
         (None, None)]
+    out.db.execute("INSERT INTO hosts (id) VALUES (9)")  # a default, as the values are
+    assert out.rows("SELECT gw FROM hosts WHERE id = 9") == [("10.0.0.1",)]
+    out.db.rollback()
 
 
 def test_django_counts_the_decimals_its_reader_rounds(migrated: Any) -> None:

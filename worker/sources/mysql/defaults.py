@@ -79,8 +79,21 @@ def _literal_default(value: str | int | float, col: MyColumn, rule: str,
     if rule in _TEMPORAL_RULES or rule == "date":
         return _temporal(str(value), col, rule, ctx)
     if rule == "time":
-        return _text(str(value)), ""
+        return _text(_time(str(value), col, ctx)), ""
     return None, f"a literal default for the {rule} rule is not rewritten: set it in the app"
+
+
+def _time(text: str, col: MyColumn, ctx: ColumnContext) -> str:
+    """A time literal as values.time_sql renders the column's values (`12:00:00.000000` is
+    `12:00:00` where the profile writes a fraction only when non-zero)."""
+    found = re.fullmatch(r"(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?", text.strip())
+    if found is None or int(found.group(1)) > 23:
+        return text  # outside one day: MySQL's own text, as the data
+    clock, micros = text.strip()[:8], int((found.group(4) or "0").ljust(6, "0"))
+    if ctx.profile == "ecto":
+        return clock + (f".{micros:06d}" if col.fsp else "")
+    clock += f".{micros:06d}" if micros else ""
+    return "2000-01-01 " + clock if ctx.profile == "rails" else clock
 
 
 def _temporal(text: str, col: MyColumn, rule: str, ctx: ColumnContext) -> tuple[str | None, str]:

@@ -6,6 +6,7 @@ failed and SQLite's or sqlglot's reason.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -27,7 +28,7 @@ _UUID_FUNCTIONS = ("gen_random_uuid()", "uuid_generate_v4()", "uuid_generate_v1(
 # Rules whose stored value is the PostgreSQL literal's own text (or number): a literal
 # default carries over unchanged.
 _LITERAL_RULES = {"text", "enum", "citext", "bpchar", "json", "decimal", "decimal_text",
-                  "integer", "float", "date", "network", "bit", "xml", "range", "timetz",
+                  "integer", "float", "date", "network", "inet", "bit", "xml", "range", "timetz",
                   "override_text", "text_form", "geometric", "tsvector", "interval", "uuid"}
 
 
@@ -70,9 +71,21 @@ def _literal(tree: str, rule: str, ctx: ColumnContext) -> str | None:
         return tree.replace("-", "")
     if rule == "interval" and ctx.profile == "django":
         return None
+    if rule == "inet" and re.fullmatch(r"'[0-9A-Fa-f:.]+/\d+'", tree):
+        return f"'{_address(tree[1:-1])}'"  # as the rule writes values: abbrev()
     if rule in _LITERAL_RULES and re.fullmatch(r"'(?:[^']|'')*'|-?\d+(\.\d+)?", tree):
         return tree
     return None
+
+
+def _address(text: str) -> str:
+    """An inet literal as abbrev() writes it: the address alone when its mask is full."""
+    try:
+        interface = ipaddress.ip_interface(text)
+    except ValueError:
+        return text
+    full = interface.network.prefixlen == interface.max_prefixlen
+    return str(interface.ip) if full else text
 
 
 def _now_default(col: PgColumn, rule: str, ctx: ColumnContext) -> str:

@@ -1,6 +1,6 @@
 """The liteshift HTTP API: submit, watch, retry, cancel and fetch jobs.
 
-Handlers are thin: parse, call one function from worker.control, map its errors. Run it with
+Handlers are thin: parse, call one function from worker.jobs.control, map its errors. Run it with
 `liteshift api`, or `uvicorn --factory api.app:app_factory`.
 """
 

@@ -1,6 +1,7 @@
 """Check a source's credentials, database and schema in a child process.
 
-The API process loads no database driver, so `python -m worker.probe` does the connecting.
+The API process loads no database driver, so `python -m worker.sources.probe` does the
+connecting.
 The URL goes to the child's stdin, never argv (argv is visible to anyone running `ps`); the
 child (which connects with `timeout_s`, LITESHIFT_CONNECT_TIMEOUT_S) answers with one JSON
 object on stdout:
@@ -42,7 +43,7 @@ atexit.register(lambda: _standby.stop())
 
 def keep_one_ready() -> None:
     """Start the default probe ahead of need (worker/sources/standby.py): it imports the drivers
-    while it waits (0.3 s of a 0.4 s probe), and the next submission waits only for the
+    while it waits (most of a probe's time), and the next submission waits only for the
     connection."""
     _standby.keep()
 

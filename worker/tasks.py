@@ -34,7 +34,7 @@ _store: StateStore | None = None
 
 
 def _warm_imports() -> None:
-    """Planning imports the drivers, SQLAlchemy and sqlglot, 0.3 s the first time. A worker
+    """Planning imports the drivers, SQLAlchemy and sqlglot, slow the first time. A worker
     imports them when it starts, before its pool forks (the pool's processes share the
     pages), not during its first job. Reader and probe processes never import this module."""
     import sqlalchemy.dialects.mysql.mysqlconnector  # noqa: F401

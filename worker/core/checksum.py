@@ -2,8 +2,8 @@
 
 A row's hash is xxh3-64 of its tuple of SQLite values (int, float, str, bytes, None) encoded
 with marshal format 2: a canonical encoding (format 2 has no back-references, so equal
-values encode equally whatever objects hold them) that Python gives us in C, three to four
-times faster than repr(). A table's checksum is the sum of its rows' hashes modulo 2^64, so
+values encode equally whatever objects hold them) that Python gives us in C, much faster
+than repr(). A table's checksum is the sum of its rows' hashes modulo 2^64, so
 chunks fold in any order and a resumed copy adds up the same; loss and duplication change
 it, and the key being unique rules out cancelling pairs. Reading SQLite back and recomputing
 catches affinity rewrites, truncation, loss and duplication.

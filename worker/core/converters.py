@@ -54,8 +54,8 @@ def numeric_affinity(values: list) -> tuple[list, int]:
 
 def _numeric_float(text: str | None) -> int | float | None:
     # The fast path of numeric_value for text PostgreSQL rendered, which also counts the
-    # inexact values itself (pg_render.numeric_flag): float() is C; the exact path only for integral
-    # values past 2^53, which a float cannot hold.
+    # inexact values itself (worker/sources/postgres/values.py, numeric_flag): float() is C;
+    # the exact path only for integral values past 2^53, which a float cannot hold.
     if text is None:
         return None
     approx = float(text)

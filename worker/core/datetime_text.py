@@ -1,9 +1,10 @@
 """PostgreSQL timestamps, read as their binary microseconds, written in a profile's format.
 
-The server's to_char rendering (pg_render.datetime_sql) cost 1.1 s of PostgreSQL's CPU per
-1M values; worker/native/_pgcopy.c does the same from the 8 bytes on the wire, and this module is
-its Python twin (the reader's fallback, and what tests/test_native.py holds it to). Both
-produce exactly what pg_render.datetime_sql makes the server write:
+The server's to_char rendering (worker/sources/postgres/values.py, datetime_sql) costs the
+source's CPU for every value; worker/native/_pgcopy.c does the same from the 8 bytes on the
+wire, and this module is its Python twin (the reader's fallback, and what
+tests/test_native.py holds it to). Both produce exactly what datetime_sql makes the server
+write:
 
 - in range (year 1 to 9999): `YYYY-MM-DD` `T` or space `HH:MM:SS`, then `.ffffff` always,
   never, or only when non-zero, then `Z` or nothing;

@@ -1,8 +1,8 @@
 """Output profiles and per-column overrides: who will read the SQLite file, and how.
 
-A profile names the framework whose SQLite adapter reads the file (../shared/TARGET_FORMATS.md
-has the facts): `ecto` (default), `rails`, `django`, or `plain` (no framework: canonical ISO
-8601 text). Job options refine it:
+A profile names the framework whose SQLite adapter reads the file (the README's "Profiles"
+section says what each reads): `ecto` (default), `rails`, `django`, or `plain` (no
+framework: canonical ISO 8601 text). Job options refine it:
 
 - `exact_decimals` (bool): numeric/decimal/money columns are declared TEXT and keep every
   digit, instead of a DECIMAL column that SQLite's NUMERIC affinity stores as INTEGER or REAL.

@@ -168,7 +168,7 @@ def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: A
     total = max(plan.rows_estimated, p.rows_done)
     rate = p.rows_copied_now / p.elapsed_s if p.elapsed_s > 0 else 0.0  # the attempt's
     # The ETA follows the last seconds' pace (chunks.RecentRate), known from the second
-    # commit on: the first one's rate is mostly the reader's start (9.6 s for a 2.3 s copy).
+    # commit on: the first one's rate is mostly the reader's start.
     pace = p.recent_rows_per_s
     # Past the estimate the rows left are unknown: no ETA rather than a false 0. Rounded
     # up to a tenth, so that rows still to come never show as 0 s (which reads as done).

@@ -1,6 +1,6 @@
 """A worker's word about itself: it warns at start when a compiled part is missing and keeps
-a short-lived Redis entry saying so, which /healthz and `liteshift doctor` show. Without this
-a worker built without a compiler ran the plain-Python paths, 2-3x slower, and nothing said so."""
+a short-lived Redis entry saying so, which /healthz and `liteshift doctor` show: a worker
+built without a compiler runs the plain-Python paths, much slower, and should say so."""
 
 from __future__ import annotations
 

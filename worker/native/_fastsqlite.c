@@ -3,7 +3,7 @@
  * Python object per value.
  *
  * Why: sqlite3's executemany spends most of its time turning Python objects into SQLite
- * values (5.5 of 9 s for 1M rows of our mixed table, SQLite's own insert being 3.4 s), and
+ * values, more than SQLite's own insert takes (ops/bench/RESULTS.md), and
  * the chunk read-back spends most of its time building tuples only to marshal them again.
  * The rows already travel as marshal bytes (the checksum is computed over them), so this
  * module inserts straight from those bytes (a virtual table SQLite selects them from, or

@@ -1,10 +1,10 @@
 /* Source rows straight to the marshal bytes we checksum and insert: PostgreSQL's binary
  * COPY rows, and rows of Python values from a driver (MySQL).
  *
- * Why: parsing COPY into Python objects (psycopg) and marshalling them again was most of a
- * big table's reading CPU (3 s of psycopg parsing plus 1 s of marshal per 1M mixed rows).
- * The server already renders every value into one of a few wire types (worker/sources/postgres/values.py),
- * so each field maps to one marshal value without Python in between.
+ * Why: parsing COPY into Python objects (psycopg) and marshalling them again would be most
+ * of a big table's reading CPU (ops/bench/RESULTS.md). The server already renders every
+ * value into one of a few wire types (worker/sources/postgres/values.py), so each field maps
+ * to one marshal value without Python in between.
  *
  * encode(messages, kinds, keep, slow_numeric) -> (encoded rows, flag counts)
  *   messages: COPY data messages, one row each (PostgreSQL sends one per row)
@@ -223,8 +223,8 @@ static int put_numeric(Buffer *b, const unsigned char *text, int32_t n, PyObject
 
 static const char HEX[] = "0123456789abcdef";
 
-/* A uuid's 16 bytes as uuid_out writes them: lowercase, hyphenated 8-4-4-4-12. The
- * server's ::text cast cost 0.35 s per 1M rows. */
+/* A uuid's 16 bytes as uuid_out writes them: lowercase, hyphenated 8-4-4-4-12, for less
+ * than the server's ::text cast costs. */
 static int put_uuid(Buffer *b, const unsigned char *v) {
     char text[36];
     int at = 0;
@@ -294,8 +294,8 @@ static int put_json_dimension(Buffer *b, const unsigned char **v, const unsigned
 }
 
 /* A text (or varchar) array in binary COPY form as to_json(array)::text writes it, as a
- * str: nested [...] per dimension (bounds ignored), elements as JSON strings, NULL as null.
- * The server's to_json cost 0.75 s per 1M rows of two-element arrays. */
+ * str: nested [...] per dimension (bounds ignored), elements as JSON strings, NULL as null,
+ * for less than the server's to_json costs. */
 static int put_text_array_json(Buffer *b, const unsigned char *v, int32_t n) {
     const unsigned char *end = v + n;
     if (n < 12) return -3;

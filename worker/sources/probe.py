@@ -1,8 +1,9 @@
-"""`python -m worker.probe`: check a source for the API, which imports no database driver.
+"""`python -m worker.sources.probe`: check a source for the API, which imports no database
+driver.
 
 Reads {"source": url, "schema": name} as JSON on stdin (never argv: argv shows in `ps`), and
 prints {"ok": true, "tables": [...]} or {"ok": false, "error": ..., "kind": ...}. It imports
-only what connecting takes (worker.plan's imports took 0.37 s), and does so before it reads
+only what connecting takes (not what planning needs), and does so before it reads
 the request: the API keeps one probe started ahead (api/source_check.py), so a submission waits only
 for the connection.
 """
@@ -69,7 +70,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     code = main()
-    # The API waits for this process to end (communicate), and tearing down the interpreter
-    # with the drivers loaded took 45-75 ms of every submission: the answer is out, so end.
+    # The API waits for this process to end (communicate), and tearing down an interpreter
+    # with the drivers loaded would add to every submission: the answer is out, so end.
     sys.stderr.flush()
     os._exit(code)

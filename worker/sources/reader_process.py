@@ -1,4 +1,4 @@
-"""A big table's reader in a child process: `python -m worker.reader_process`.
+"""A big table's reader in a child process: `python -m worker.sources.reader_process`.
 
 Reading (the driver's row parsing), conversion and checksums take about as much CPU as
 SQLite's inserts, and in one process they share one GIL. Moving them to a child lets a
@@ -10,11 +10,11 @@ URL). The answer is a stream of frames on stdout, each a kind byte and a length:
   P  a chunk's payload, as it is (fastsqlite.payload_of)
   C  the chunk of the payload just sent: marshal of (row_count, checksum, size_bytes,
      last_key, lossy)
-  E  an error: JSON {"kind": class name in worker.errors, "message": ...}
+  E  an error: JSON {"kind": class name in worker.core.errors, "message": ...}
   D  done
 The payload travels apart so that neither side copies it: the worker reads it into one
-buffer it keeps, and inserts from there (a copy per side and its fresh pages cost a fifth of
-a mixed table's CPU).
+buffer it keeps, and inserts from there (a copy per side, and its fresh pages, would cost
+a good part of a table's CPU).
 The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
 When the worker dies first, the child's next write fails (EPIPE) and it exits.
 """
@@ -134,7 +134,8 @@ _keep_ready = False
 
 def keep_one_ready() -> None:
     """From now on, keep a reader started ahead of need in this process (a worker's pool
-    process, worker/sources/standby.py): the next big table's first chunk comes 0.3 s sooner."""
+    process, worker/sources/standby.py): the next big table's first chunk does not wait for
+    the child's imports."""
     global _keep_ready
     _keep_ready = True
     _standby.keep()
@@ -188,8 +189,8 @@ def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
 
 
 def main() -> int:
-    # A reader makes a few objects per row and keeps none: the cycle collector found nothing
-    # to free and cost 1.1 s of CPU per 1M rows (one message object per row).
+    # A reader makes a few objects per row and keeps none: the cycle collector would find
+    # nothing to free and still scan them, at a cost per row.
     gc.disable()
     drop_driver_env()  # started without them; this keeps it so if run by hand
     configure_logging("json")  # to stderr (the worker's log): stdout carries the frames
@@ -257,8 +258,7 @@ def _write(out: IO[bytes], kind: bytes, payload: bytes | memoryview) -> None:
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     """Write every byte with os.write, handling partial writes ourselves. A reader stopped
     and continued (SIGSTOP, SIGCONT: a frozen VM, a debugger) gets partial pipe writes, and
-    Python 3.11's buffered stdout then corrupted the stream (bad marshal data in the
-    worker; reproduced with a plain pipe, not with this loop)."""
+    Python's buffered stdout can then corrupt the stream (bad marshal data in the worker)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

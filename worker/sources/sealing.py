@@ -19,7 +19,7 @@ from worker.core.errors import ConfigError
 from worker.core.redact import remember
 from worker.sources.url import resolve_source
 
-if TYPE_CHECKING:  # pydantic's settings take 0.13 s to import: not in a reader or a probe
+if TYPE_CHECKING:  # pydantic's settings are slow to import: not in a reader or a probe
     from worker.core.config import Settings
 
 

@@ -1,7 +1,8 @@
 """build_database: the job's SQLite file, built from the tables' work files.
 
-The largest table's work file is built on where it lies, not copied: copying a 1M-row
-table's 211 MB file cost finalize 0.15-1.4 s (most of it the kernel's), and twice the disk.
+The largest table's work file is built on where it lies, not copied: a copy would cost its
+size again, in time and in disk (docs/architecture.md, "Finalize builds on the largest work
+file").
 Everything that changes it happens so that the work file is never lost half-changed:
 - Other tables are merged into it first, a few per transaction, each dropped and re-created
   by it, so a merge can be repeated. Its own table and checkpoint stay as

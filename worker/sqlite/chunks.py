@@ -69,8 +69,8 @@ class Progress:
 
 class RecentRate:
     """Rows per second over the last RATE_WINDOW_S of commits, measured from the first
-    commit on: the attempt's average includes the reader's start, and put the first ETA of
-    a 2 s copy at 11 s."""
+    commit on: the attempt's average includes the reader's start, which would make the first
+    ETAs of a short copy several times too long."""
 
     def __init__(self) -> None:
         self._marks: deque[tuple[float, int]] = deque()  # (elapsed s, rows) at each commit
@@ -125,8 +125,8 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int,
 
 
 def ramp(chunk_rows: int) -> Iterator[int]:
-    """Rows per chunk: chunk_rows / 16 first, doubling up to chunk_rows. A 100,000-row
-    first chunk of a mixed table kept the writer idle for 0.3 s while it was read."""
+    """Rows per chunk: chunk_rows / 16 first, doubling up to chunk_rows, so the writer
+    starts on a small chunk instead of idling while a full first chunk is read."""
     limit = max(1, chunk_rows // RAMP_START)
     while True:
         yield limit

@@ -1,8 +1,8 @@
 """Copy a work file's WAL into the file from a thread of its own, beside the writer.
 
 SQLite's automatic checkpoint runs inside the commit that crosses its threshold, so the
-writer itself copied every page a second time: 0.5-0.7 s of a 1M-row mixed table's 2.5 s
-of writer CPU. A PASSIVE checkpoint from another connection runs while the writer inserts
+writer itself would copy every page a second time (ops/bench/RESULTS.md has what that
+cost). A PASSIVE checkpoint from another connection runs while the writer inserts
 the next chunk (SQLite releases the GIL while it works), on the core the writer leaves idle.
 Nothing here is needed for safety: the WAL holds every committed page until a checkpoint
 copies it, whichever connection runs it; a kill at any instant loses nothing.

@@ -2,7 +2,7 @@
 their enum labels, domains and owning sequences; CHECKs; indexes with expressions, ordering
 and predicates; views; and the objects SQLite has no place for.
 
-Plain functions over an open psycopg connection; pg_source.reflect calls them and translates
+Plain functions over an open psycopg connection; source.reflect calls them and translates
 driver errors (this module never catches one).
 """
 

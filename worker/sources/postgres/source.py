@@ -30,7 +30,8 @@ from worker.sources.url import SourceURL
 
 KIND = "postgres"
 
-# Values are rendered by the server where it can (DESIGN: per-value Python is the enemy), so
+# Values are rendered by the server where it can (docs/architecture.md, "Reading the
+# source": no per-value Python on the hot path), so
 # the session must pin the formats those renderings depend on.
 SESSION_SETTINGS = (
     "SET TIME ZONE 'UTC'",

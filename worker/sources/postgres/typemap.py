@@ -29,9 +29,9 @@ Sql = Callable[[str, PgColumn, Ctx], str]  # (quoted column, column, context) ->
 
 def _in_c() -> bool:
     """With worker/native/_pgcopy.c the reader converts decimals and timestamps and counts the
-    inexact ones itself, for a fraction of what the server's expressions cost (per 1M rows:
-    1.4 s for the decimal flag, 1.3 s for a timestamp's to_char and range flag). Without it
-    the server renders them, as per-value Python would be slower still."""
+    inexact ones itself, for a fraction of what the server's expressions cost (the decimal
+    flag, a timestamp's to_char and range flag: ops/bench/RESULTS.md). Without it the server
+    renders them, as per-value Python would be slower still."""
     return native.extension("_pgcopy") is not None
 
 
@@ -110,14 +110,14 @@ def _datetime_flag(kind: str) -> Callable[[str, PgColumn, Ctx], str | None]:
 
 
 def _text_array_in_c(col: PgColumn) -> bool:
-    """Text arrays go raw to _pgcopy.c, which writes them as to_json would (the server's
-    to_json was 0.75 s per 1M rows); other arrays the server renders."""
+    """Text arrays go raw to _pgcopy.c, which writes them as to_json would, for less than
+    the server's to_json costs; other arrays the server renders."""
     return col.element in ("text", "varchar") and _in_c()
 
 
 def _uuid_in_c(ctx: Ctx) -> bool:
-    """uuids go raw to _pgcopy.c, which writes uuid_out's text (the server's cast was 0.35 s
-    per 1M rows); django's 32 hex digits the server renders."""
+    """uuids go raw to _pgcopy.c, which writes uuid_out's text for less than the server's
+    cast costs; django's 32 hex digits the server renders."""
     return ctx.profile != "django" and _in_c()
 
 

@@ -15,11 +15,10 @@ from worker.state.store import JobState, TableState
 NAMES = ["a", "b", "c"]
 
 
-def new_job(store, job_id: str, *, ended_set: bool = True) -> None:
-    """As plan_job leaves it (ended_set: False, as jobs planned before the set existed)."""
+def new_job(store, job_id: str) -> None:
+    """As plan_job leaves it."""
     store.create_job(job_id, {"target": job_id, "tables": NAMES})
-    store.set_job_state(job_id, JobState.COPYING, tables=NAMES,
-                        **({"ended_set": True} if ended_set else {}))
+    store.set_job_state(job_id, JobState.COPYING, tables=NAMES)
     for name in NAMES:
         store.update_table(job_id, name, name=name, state=TableState.PENDING.value)
 
@@ -64,18 +63,6 @@ def test_a_retried_table_is_no_longer_ended_until_it_ends_again(store):
     end(store, "j3", "c", TableState.COPYING, sent)
     end(store, "j3", "c", TableState.VERIFIED, sent)
     assert sent == [(FINALIZE_TASK, "j3")]
-
-
-def test_a_job_planned_before_the_set_existed_is_read_in_full(store):
-    # Given a job whose first tables ended under a worker that kept no set of ended tables
-    new_job(store, "j4", ended_set=False)
-    for name in ("a", "b"):
-        store.update_table("j4", name, state=TableState.VERIFIED.value)
-    sent: list = []
-    # When the last one ends under this version, finalize is queued all the same
-    end(store, "j4", "c", TableState.VERIFIED, sent)
-    assert store.tables_ended("j4") == 1
-    assert sent == [(FINALIZE_TASK, "j4")]
 
 
 def test_a_forgotten_job_is_rebuilt_once_though_two_workers_try(pg_db, settings_env, store):

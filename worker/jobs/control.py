@@ -30,7 +30,6 @@ RESUME_TASK = "liteshift.resume_job"
 VERIFY_TASK = "liteshift.verify_job"
 FOLLOW_TASK = "liteshift.follow_job"
 
-PROFILES = profiles.PROFILES  # output profiles: ecto (default), rails, django, plain
 
 
 def new_job_id() -> str:

@@ -217,8 +217,7 @@ def finish_if_complete(store: StateStore, send: Send, job_id: str) -> None:
     job = store.job(job_id)
     if job is None or JobState(job["state"]) != JobState.COPYING:
         return
-    # Jobs planned before the set of ended tables existed (ended_set) are read in full.
-    if job.get("ended_set") and store.tables_ended(job_id) < len(job.get("tables") or []):
+    if store.tables_ended(job_id) < len(job.get("tables") or []):
         return  # a table still copying looks again at its own end
     tables = store.tables(job_id, job.get("tables") or [])
     states = [t.get("state") for t in tables]

@@ -81,7 +81,7 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
                        plan.objects)
         _record_tables(store, job_id, plan.tables)
         _move(store, job_id, JobState.COPYING, expect=(JobState.PLANNING,),
-              tables=[t.name for t in plan.tables], ended_set=True, snapshot=moment)
+              tables=[t.name for t in plan.tables], snapshot=moment)
         log.info("job_planned", tables=len(plan.tables),
                  rows_estimated=sum(t.rows_estimated for t in plan.tables),
                  snapshot=snapshot.public(moment))

@@ -90,7 +90,7 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
     # The moment the tables were read at: resumed tables enter it again, if it still lives.
     store.restore_job(job_id, {**record, "snapshot": planned.get("snapshot"),
                                "state": JobState.COPYING.value,
-                               "tables": [p.name for p in plans], "ended_set": True})
+                               "tables": [p.name for p in plans]})
     store.claim_target(record["target"], job_id)
     _restore_tables(store, job_id, job_dir, plans, built)
     log = get_logger(job_id=job_id)
@@ -127,8 +127,7 @@ def _built_checkpoints(job_dir: Path, target: str) -> dict[str, dict[str, Any]] 
     """When a finalize committed the job's file (on the largest table's work file) before
     Redis lost the job, every table is verified: the tables' checkpoints that the build or
     the publication recorded, by name (the other tables' work files hold their own). None
-    when no build committed, or when its record is from before the checkpoint was kept:
-    the tables are then copied again, as they always were."""
+    when no build committed."""
     intent = read_json(job_dir / PUBLISHING)  # written after the build, before the rename
     if intent is not None:
         return {t["name"]: {"rows_done": t["rows"], "checksum": t["checksum"],
@@ -136,9 +135,9 @@ def _built_checkpoints(job_dir: Path, target: str) -> dict[str, dict[str, Any]] 
                                       if c["lossy_values"]}}
                 for t in intent["report"]["tables"]}
     record = committed_build(partial_path(job_dir, target), job_dir / "tables")
-    kept = (record or {}).get("checkpoint")
-    if not kept:
+    if record is None:
         return None
+    kept = record["checkpoint"]
     return {kept["table"]: {"rows_done": kept["rows"], "checksum": kept["checksum"],
                             "lossy": kept["lossy"]}}
 

@@ -235,20 +235,13 @@ class StateStore:
 
     def tables(self, job_id: str, names: list[str]) -> list[dict[str, Any]]:
         """Every named table's hash that exists, in order. One Lua call and one json.loads:
-        a table's end reads all of its job's tables (finish_if_complete), so with hundreds
-        of small tables parsing a reply element and a JSON value per field was most of a
-        task's time (issue 6, ops/bench/TARGETS.md)."""
+        the last table's end reads all of its job's tables (finish_if_complete), and with
+        hundreds of small tables a reply element and a JSON value per field would be most of
+        a task's time (ops/bench/TARGETS.md)."""
         if not names:
             return []
         keys = [self.keys.table(job_id, name) for name in names]
-        reply = self.redis.eval(_TABLES_AS_JSON, len(keys), *keys)
-        try:
-            return list(json.loads(reply))
-        except ValueError:  # a field that is not JSON, written by something else than _encode
-            pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(key)
-            return [_decode(raw) for raw in pipe.execute() if raw]
+        return list(json.loads(self.redis.eval(_TABLES_AS_JSON, len(keys), *keys)))
 
     def update_table(self, job_id: str, table: str, pipeline: Any = None, **fields: Any) -> None:
         target = pipeline if pipeline is not None else self.redis

@@ -115,7 +115,7 @@ def values_codec(plan: TablePlan) -> ValuesCodec | None:
         if kind is None:
             return None
         kinds.append(kind)
-    flags = {position for _, position in getattr(plan, "flag_positions", [])}
+    flags = {position for _, position in plan.flag_positions}
     kinds += [b"B" if i in flags else b"v"
               for i in range(len(plan.columns), len(plan.wire_types))]
     return ValuesCodec(b"".join(kinds), len(plan.columns))

@@ -303,7 +303,7 @@ def _copy_table(db: sqlite3.Connection, plan: TablePlan, schema: str) -> None:
     # generated columns names the copied ones (SQLite computes the rest) in case SQLite
     # declines the transfer optimisation, where SELECT * would not fit.
     columns = ""
-    if getattr(plan, "generated_columns", None):
+    if plan.generated_columns:
         columns = ", ".join(quote(c.name) for c in plan.columns)
     db.execute(f"INSERT INTO main.{quote(plan.name)} "
                f"{f'({columns})' if columns else ''} "

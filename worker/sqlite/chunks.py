@@ -163,7 +163,7 @@ BatchEncoder = Callable[[list[Any], dict[str, int]], Batch]
 
 def _python_encoder(plan: TablePlan) -> BatchEncoder:
     width = len(plan.columns)
-    flags = getattr(plan, "flag_positions", [])
+    flags = plan.flag_positions
     extra = max(plan.key_positions, default=-1) >= width or bool(flags)
     strip = itemgetter(slice(0, width)) if extra else None
     key_of = _key_getter(plan.key_positions)
@@ -213,7 +213,7 @@ def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
 def _counted_fields(plan: TablePlan) -> list[tuple[str, int]]:
     """The fields whose C counts are lossy values: the server's flags, and the values
     converted inexactly in C."""
-    return [*getattr(plan, "flag_positions", []),
+    return [*plan.flag_positions,
             *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
 
 

@@ -11,12 +11,13 @@ import sqlite3
 from typing import Any
 
 from worker.core.identifiers import quote
+from worker.core.model import TablePlan
 from worker.core.steps import step
 
 Objects = list[dict[str, Any]]
 
 
-def apply(db: sqlite3.Connection, plans: list[Any], objects: Objects) -> None:
+def apply(db: sqlite3.Connection, plans: list[TablePlan], objects: Objects) -> None:
     for done, plan in enumerate(plans):
         step("objects", done, len(plans), plan.name)  # sequences and CHECK audits
         if plan.sequence:
@@ -35,7 +36,7 @@ def set_sequence(db: sqlite3.Connection, table: str, value: int) -> None:
         db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, value))
 
 
-def audit_checks(db: sqlite3.Connection, plan: Any, objects: Objects) -> None:
+def audit_checks(db: sqlite3.Connection, plan: TablePlan, objects: Objects) -> None:
     """Rows are copied with CHECKs off (worker/sqlite/workfile.py): count, per CHECK, the rows
     SQLite's translation would reject although the source accepted them, and report them."""
     by_name = {(o.get("table"), o["name"]): o for o in objects

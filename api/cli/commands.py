@@ -59,7 +59,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
-    """Exit 1 when no worker runs or one lacks a compiled part (it copies 2-3x slower)."""
+    """Exit 1 when no worker runs or one lacks a compiled part (it copies much slower)."""
     workers = ctx.client.get("/workers")
     print(render.workers(workers))
     return 0 if workers and not any(info.get("problems") for info in workers.values()) else 1

@@ -202,8 +202,8 @@ static int step(sqlite3_stmt *stmt, int *rc) {
 
 /* insert_rows(connection, insert_sql, payload, batch_sql, batch) -> rows inserted
  * payload: marshal.dumps(list_of_tuples, 2); batch_sql: insert_sql with `batch` rows of
- * parameters, used while that many rows are left (one statement per row cost 0.48 us a row
- * on a two-integer table, a 64-row statement about half: sqlite3_step's own overhead).
+ * parameters, used while that many rows are left (a statement per row would pay
+ * sqlite3_step's own overhead per row: ops/bench/RESULTS.md).
  * Runs inside the caller's transaction. */
 static PyObject *insert_rows(PyObject *self, PyObject *args) {
     PyObject *conn;

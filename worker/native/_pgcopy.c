@@ -22,7 +22,7 @@
  *            size_hint)
  *   -> (payload, rows, checksum, size, last message, counts, state)
  *   reads the next rows of a COPY in progress straight from libpq (psycopg's per-row Python
- *   object cost 0.6 us per row, a narrow table's whole reading cost) and encodes them as
+ *   object would be most of a narrow table's reading cost) and encodes them as
  *   encode() does: the payload is marshal.dumps(list of rows, 2), the checksum
  *   checksum.encoded_checksum of the rows' bytes, the size their total length. It stops at
  *   max_rows, at max_bytes (one row past it), or at the end: state 0 more to read, 1 the

@@ -267,8 +267,8 @@ MERGE_GROUP = 9
 def _merge_tables(db: sqlite3.Connection, plans: list[TablePlan], tables_dir: Path, *,
                   first_step: int, steps: int) -> dict[str, int]:
     """Copy the work files' tables into main, several per transaction, replacing any copy an
-    interrupted build left; returns each table's rows. A transaction per table cost a synced
-    commit per table, which made most of finalize for jobs of many small tables."""
+    interrupted build left; returns each table's rows. A transaction per table would cost a
+    synced commit per table, most of finalize for jobs of many small tables."""
     counts = {}
     for start in range(0, len(plans), MERGE_GROUP):
         group = plans[start:start + MERGE_GROUP]

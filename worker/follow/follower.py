@@ -93,7 +93,8 @@ def follow_job(settings: Settings, store: StateStore, job_id: str, *,
             conn = stack.enter_context(sources.for_kind(source.kind).connect(
                 source, timeout_s=settings.connect_timeout_s))
             module = importlib.import_module(f"worker.sources.{source.kind}.changes")
-            stream: ChangeStream = module.open_changes(conn, job=job, plans=plans)
+            stream: ChangeStream = module.open_changes(conn, job=job, plans=plans,
+                                                       source=source)
             if not position.present(db):  # killed between the final checks and publishing
                 return cutover.publish(settings, store, job, db, stream, plans)
             return _loop(settings, store, job, db, stream, Applier(db, plans), lease,
@@ -108,6 +109,9 @@ def _loop(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlite
     job_id = job["id"]
     followed = position.read(db)
     followed.token = lease.token
+    # Where the stream starts: the file's record (also finishes a release a follower killed
+    # right after its commit did not make).
+    stream.release(followed.resume)
     progress = Progress()
     deadline, mirrored = time.monotonic() + run_for_s, 0.0
     while True:

@@ -29,7 +29,8 @@ def take(kind: str, source: SourceURL, *, job_id: str, timeout_s: int,
     record) must be kept open for as long as readers enter it. `permanent`: a follow job's
     slot outlives the holder (the follow reads the source's changes from it after the
     copy)."""
-    extra = {"temporary": False} if permanent else {}
+    # PostgreSQL's slot is temporary by default; MySQL's binlog needs nothing kept.
+    extra = {"temporary": False} if permanent and kind == "postgres" else {}
     return importlib.import_module(MODULES[kind]).take(source, job_id=job_id,
                                                        timeout_s=timeout_s, tables=tables,
                                                        **extra)

@@ -376,7 +376,7 @@ def _tuple(data: bytes, at: int) -> tuple[list[str | None], list[int], int]:
 
 
 def open_changes(conn: psycopg.Connection, *, job: dict[str, Any],
-                 plans: Sequence[TablePlan]) -> PgChanges:
+                 plans: Sequence[TablePlan], source: Any = None) -> PgChanges:
     """The job's stream on `conn` (a connection of the source's own `connect`)."""
     slot = (job.get("snapshot") or {}).get("slot")
     if not slot:

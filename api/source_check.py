@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from worker.core import errors
 from worker.core.config import Settings
@@ -28,6 +27,7 @@ from worker.core.errors import LiteshiftError, SourceError, SourceUnavailable
 from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.sources.ambient import without_driver_env
+from worker.sources.sealing import url_passwords
 from worker.sources.standby import Standby, stop
 
 Probe = Callable[[Settings, str, str], Awaitable[list[str]]]
@@ -122,12 +122,8 @@ def scrub(message: str, url: str) -> str:
     Per call rather than through worker.redact.remember, so a long-running API does not
     collect every password it was ever sent. Like `remember`, very short passwords are left
     alone: replacing every "a" would make the message unreadable."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
     text = redact(message)
-    for secret in {password, unquote(password)} if password else ():
+    for secret in sorted(url_passwords(url), key=len, reverse=True):
         if len(secret) >= 3:
             text = text.replace(secret, "***")
     return text

@@ -261,10 +261,6 @@ def _reflect_constraints(source: SourceURL, names: Sequence[str]) -> dict[str, t
     return {n: (list(pks[n].get("constrained_columns") or []), list(fks[n])) for n in names}
 
 
-def exact_count(conn: Connection, schema: str, table: str) -> int:
-    return int(conn.query(f"SELECT count(*) FROM {keys.backtick(table)}")[0][0])
-
-
 def stream_table(conn: Connection, *, schema: str, plan: TablePlan,
                  after: Sequence[Any] | None) -> Iterator[tuple]:
     """One unbuffered SELECT of the table in key order, starting after `after` (keyset

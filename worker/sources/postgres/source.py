@@ -293,13 +293,6 @@ def _reflect_constraints(source: SourceURL, schema: str, names: Sequence[str]) -
     return out
 
 
-def exact_count(conn: psycopg.Connection, schema: str, table: str) -> int:
-    query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
-                                                         sql.Identifier(table))
-    row = conn.execute(query).fetchone()
-    return int(row[0]) if row else 0
-
-
 def stream_table(conn: psycopg.Connection, *, schema: str, plan: TablePlan,
                  after: Sequence[Any] | None) -> Rows:
     """The table's rows in key order after `after`: read in C from libpq (LibpqCopy), as

@@ -8,6 +8,8 @@ Data sets (kept between runs, rebuilt only when their row count differs):
   pg-mixed     PostgreSQL liteshift_bench.bench_mixed: bigint key, integer, text, jsonb,
                text[], numeric(12,2), timestamptz, boolean, uuid, 16-byte bytea
   pg-narrow    PostgreSQL liteshift_bench_narrow.bench_narrow: bigint key, integer
+  pg-events    PostgreSQL liteshift_bench_events.bench_events: bigint key, 9 mixed columns
+               and one secondary index, on (user_id, happened_at) (issue 22)
   mysql-mixed  MariaDB/MySQL liteshift_bench.bench_mixed: the same values as json, a JSON
                array, decimal(12,2), datetime(6), tinyint(1), char(36) uuid, varbinary(16)
 
@@ -72,6 +74,22 @@ INSERT INTO bench_narrow SELECT g, ((g * 7919) % 1000003)::int
 FROM generate_series(1::bigint, %(rows)s) g;
 """
 
+# An app's events table: what finalize costs when a table has a secondary index.
+PG_EVENTS_SQL = """
+DROP TABLE IF EXISTS bench_events;
+CREATE TABLE bench_events (
+  id bigint PRIMARY KEY, user_id integer NOT NULL, happened_at timestamptz NOT NULL,
+  kind text NOT NULL, payload jsonb, amount numeric(12,2), ok boolean, ref uuid, data bytea,
+  note text);
+INSERT INTO bench_events
+SELECT g, ((g * 7919) % 50021)::int, timestamptz '2024-01-01' + g * interval '17 seconds',
+       (ARRAY['click', 'view', 'buy'])[1 + g % 3], jsonb_build_object('id', g, 'n', g % 10),
+       round((g % 100000) / 100.0, 2), g % 2 = 0, md5(g::text)::uuid,
+       decode(md5(g::text), 'hex'), 'event ' || g
+FROM generate_series(1::bigint, %(rows)s) g;
+CREATE INDEX bench_events_user_time ON bench_events (user_id, happened_at);
+"""
+
 # The values of PG_MIXED_SQL, in MariaDB/MySQL types (MariaDB's SEQUENCE engine makes rows).
 MY_MIXED_DDL = """
 CREATE TABLE bench_mixed (
@@ -119,6 +137,8 @@ def datasets(args: argparse.Namespace) -> list[Dataset]:
                             "pg_mixed", MIXED_COLUMNS),
         "pg-narrow": Dataset("pg-narrow", "pg", f"{args.database}_narrow", "bench_narrow",
                              args.narrow_rows, "pg_narrow", ()),
+        "pg-events": Dataset("pg-events", "pg", f"{args.database}_events", "bench_events",
+                             args.rows, "pg_events", ("happened_at", "payload", "ref")),
         "mysql-mixed": Dataset("mysql-mixed", "mysql", args.database, "bench_mixed", args.rows,
                                "mysql_mixed", MIXED_COLUMNS),
     }
@@ -141,7 +161,8 @@ def ensure_pg(ds: Dataset) -> None:
         print(f"[{ds.key}] creating {ds.table} with {ds.rows:,} rows in {ds.database} ...",
               flush=True)
         started = time.perf_counter()
-        script = PG_MIXED_SQL if ds.table == "bench_mixed" else PG_NARROW_SQL
+        script = {"bench_mixed": PG_MIXED_SQL, "bench_events": PG_EVENTS_SQL}.get(
+            ds.table, PG_NARROW_SQL)
         with conn.transaction():
             conn.execute(script.replace("%(rows)s", str(int(ds.rows))))
         # Hint bits and statistics now, so the first timed read does not pay for them.
@@ -449,6 +470,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
 DEFAULT_TOOLS: dict[str, tuple[str, ...]] = {
     "pg-mixed": ("duckdb", "sequel", "db-to-sqlite", "sling", "psql-copy"),
     "pg-narrow": ("duckdb", "sling", "psql-copy"),
+    "pg-events": ("duckdb", "psql-copy"),
     "mysql-mixed": ("duckdb", "mysql-to-sqlite3", "sequel", "sling", "mysql-read"),
 }
 

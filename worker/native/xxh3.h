@@ -6,7 +6,7 @@
  * without it the build silently fell back to the slow pure-Python paths. This is a plain
  * scalar implementation written from xxHash's published algorithm description
  * (doc/xxhash_spec.md in Cyan4973/xxHash): short inputs are scalar in every implementation,
- * and the long-input loop is simple enough for the compiler to vectorise. tests/test_xxh3.py
+ * and the long-input loop is simple enough for the compiler to vectorise. tests/test_native.py
  * compares it with the `xxhash` package on every length up to a few kilobytes, so a
  * checksum never changes with the build.
  */

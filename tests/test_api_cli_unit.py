@@ -114,6 +114,14 @@ def submit(client: TestClient, **changes: Any) -> str:
 # -- POST /jobs --------------------------------------------------------------------------
 
 
+def test_snapshot_false_opts_out_of_the_jobs_one_moment(client, sent, db):
+    job_id = submit(client, options={"snapshot": False})
+    assert client.get(f"/jobs/{job_id}").json()["options"] == {"snapshot": False,
+                                                               "profile": "ecto"}
+    refused = client.post("/jobs", json=job_body(options={"snapshot": "maybe"}))
+    assert refused.status_code == 422
+
+
 def test_submit_queues_planning_and_never_shows_the_password(client, sent, db):
     response = client.post("/jobs", json=job_body(tables=["users"], options={"chunk_rows": 10}))
 

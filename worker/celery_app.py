@@ -100,6 +100,13 @@ def _start_reaper(**_: Any) -> None:
 
 
 @worker_process_init.connect
+def _keep_a_snapshot_holder_ready(**_: Any) -> None:
+    from worker.jobs.snapshot_holder import keep_one_ready
+
+    keep_one_ready()
+
+
+@worker_process_init.connect
 def _keep_a_reader_ready(**_: Any) -> None:
     if settings.reader_process_bytes >= 0:  # big tables are read in child processes
         from worker.sources.reader_process import keep_one_ready

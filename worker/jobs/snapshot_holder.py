@@ -42,6 +42,7 @@ from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.sources import snapshot
 from worker.sources.ambient import drop_driver_env, without_driver_env
+from worker.sources.standby import Standby
 from worker.sources.url import SourceURL
 
 POLL_S = 0.5  # how soon a holder notices that its job's copy phase ended
@@ -58,10 +59,7 @@ def start(settings: Settings, *, job_id: str, source: SourceURL,
     request = {"source": source.url, "job_id": job_id, "kind": source.kind,
                "timeout_s": settings.connect_timeout_s, "permanent": permanent,
                "tables": tables}
-    proc = subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            start_new_session=True,
-                            env=without_driver_env(os.environ))  # sources/ambient.py
+    proc = _standby.take() or _spawn()
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(json.dumps(request).encode())
@@ -70,12 +68,49 @@ def start(settings: Settings, *, job_id: str, source: SourceURL,
     finally:
         proc.stdout.close()
         proc.wait()  # the intermediate process exits at once; the holder lives on
+        if _keep_ready:
+            _standby.keep()  # for the next job this process plans
     if "snapshot" in answer:
         return dict(answer["snapshot"])
     cls = getattr(errors, answer.get("kind", ""), None)
     if isinstance(cls, type) and issubclass(cls, SourceUnavailable):
         raise SourceUnavailable(answer["message"], job_id=job_id)
     return snapshot.not_taken(answer.get("message") or "the snapshot holder did not answer")
+
+
+# A holder started ahead of need, its imports done: under load they were most of the
+# 1.4-1.8 s a plan waited for its snapshot (ops/bench/RESULTS.md).
+_standby = Standby(lambda: _spawn())
+_keep_ready = False
+
+
+def keep_one_ready() -> None:
+    """From now on keep a holder started ahead in this process (worker/sources/standby.py)."""
+    global _keep_ready
+    _keep_ready = True
+    _standby.keep()
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True,
+                            env=without_driver_env(os.environ))  # sources/ambient.py
+
+
+def _import_ahead() -> None:
+    """What a holder needs, imported before its request comes (a holder kept ready)."""
+    import contextlib
+
+    import worker.core.config  # noqa: F401
+    import worker.sources.sealing  # noqa: F401
+    import worker.state.store  # noqa: F401
+    from worker.sources import import_readers
+
+    import_readers()
+    for module in snapshot.MODULES.values():
+        with contextlib.suppress(ImportError):  # a missing driver is told with its request
+            __import__(module)
 
 
 def _read_answer(stream: Any, *, timeout_s: float) -> dict[str, Any]:
@@ -97,9 +132,10 @@ def _read_answer(stream: Any, *, timeout_s: float) -> dict[str, Any]:
 
 
 def main() -> int:
+    _import_ahead()
     request = json.loads(sys.stdin.buffer.read() or b"{}")
     if not request:
-        return 0
+        return 0  # a holder kept ready whose worker stopped without using it
     if os.fork():
         os._exit(0)  # the worker reaps this one at once; init adopts the holder
     from worker.core.config import get_settings

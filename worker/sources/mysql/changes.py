@@ -25,7 +25,6 @@ import random
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from worker.core.errors import SchemaError, SourceError, SourceRejected, SourceUnavailable
 from worker.core.model import TablePlan
@@ -294,9 +293,9 @@ def _schema(event: Any) -> str:
 
 
 def _settings(source: SourceURL) -> dict[str, Any]:
-    parts = urlsplit(source.url)
-    return {"host": source.host or "localhost", "port": source.port or 3306,
-            "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}
+    # The URL's parts alone, and an address the operator's allow-list admits (url.py)
+    return {"host": source.addresses()[0], "port": source.port, "user": source.user,
+            "password": source.password or ""}
 
 
 def open_changes(conn: Connection, *, job: dict[str, Any], plans: Sequence[TablePlan],

@@ -191,12 +191,15 @@ def _refuse_open_api(host: str, settings: Settings) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """localhost, 127.0.0.0/8, ::1, and an IPv4-mapped loopback (::ffff:127.0.0.1)."""
+    if host.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def _note(message: str) -> None:

@@ -67,6 +67,19 @@ class Settings(BaseSettings):
                 self.sources.setdefault(key[len(prefix):].upper(), value)
         return self
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_as_sent(cls, value: str | None) -> str | None:
+        # The CLI sends the token in an HTTP header, which holds neither non-ASCII nor
+        # surrounding spaces: such a token could never match (or would crash the client).
+        # Refused rather than stripped, so the API and every CLI agree on one token.
+        if value and value != value.strip():
+            raise ValueError("has spaces or line breaks at its start or end: remove them")
+        if value and not all("!" <= c <= "~" for c in value):
+            raise ValueError("must be printable ASCII without spaces, e.g. the output of "
+                             "`openssl rand -hex 24`")
+        return value
+
     @field_validator("source_allow")
     @classmethod
     def _source_allow(cls, value: str) -> str:

@@ -51,9 +51,6 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     if options.get("follow") and options.get("snapshot") is False:
         raise InputError("--follow needs the copy's snapshot (the change stream starts at "
                          "it): drop --no-snapshot")
-    if options.get("follow") and parsed.kind != "postgres":
-        raise InputError("--follow is not available for MySQL/MariaDB sources yet; only "
-                         "PostgreSQL sources can be followed")
     profiles.check_options(options)
     if source_tables is not None:
         _check_table_names(tables or [], exclude or [], source_tables, schema)

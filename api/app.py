@@ -32,7 +32,7 @@ from worker.jobs import control
 from worker.jobs.control import Send
 from worker.sources.url import check_reachable, parse_source_url, resolve_source
 from worker.state.store import JobState, StateStore
-from worker.state.targets import check_target, published_path, report_path
+from worker.state.targets import published_path, report_path
 
 
 @dataclass
@@ -59,7 +59,10 @@ router = APIRouter()
 @router.post("/jobs", status_code=202, summary="Submit a job: copy a source into <target>.db")
 async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
     try:
-        check_target(body.target)
+        # Everything that can be refused without the source, before a probe is started
+        control.check_request(svc.settings, target=body.target, tables=body.tables,
+                              exclude=body.exclude,
+                              options=body.options.model_dump(exclude_none=True))
         url = resolve_source(svc.settings.sources, body.source)
         parsed = parse_source_url(url, allow=svc.settings.host_allow)
         await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)

@@ -1,4 +1,5 @@
-"""Request bodies. Unknown fields are refused: a typo must not be silently ignored."""
+"""Request bodies. Unknown fields are refused: a typo must not be silently ignored; and
+strict: "yes" is not a boolean nor "5" a number, so a value is taken only as it was meant."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     chunk_rows: int | None = Field(default=None, ge=1, le=1_000_000,
                                    description="rows per committed chunk (default: server's)")
@@ -44,7 +45,7 @@ class Options(BaseModel):
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     source: str = Field(min_length=1, max_length=4096,
                         description="postgresql://user:password@host:5432/dbname")
@@ -60,7 +61,7 @@ class JobRequest(BaseModel):
 
 
 class CutoverRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="how long the follow "
                              "may take to catch up with the source before cutover gives up "
@@ -68,14 +69,14 @@ class CutoverRequest(BaseModel):
 
 
 class VerifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: bool = Field(default=False, description="re-read the source too and name the "
                          "first differing key per table")
 
 
 class RetryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tables: list[Name] | None = Field(default=None,
                                       description="failed tables to retry (default: all)")

@@ -164,6 +164,23 @@ BAD_BODIES = [
     (job_body(replace="maybe"), "replace:"),
     ({"source": SOURCE}, "target: required"),
     ([1, 2], "request body must be a JSON object"),
+    # names SQLite cannot hold, or not apart (issue 20, finding 5)
+    (job_body(tables=["users", "users"]), "tables names 'users' more than once"),
+    (job_body(exclude=["posts", "posts"]), "exclude names 'posts' more than once"),
+    (job_body(tables=["Users", "users"]), "tables 'Users' and 'users' differ only in case"),
+    (job_body(tables=["sqlite_master"]), "SQLite reserves names beginning with sqlite_"),
+    (job_body(tables=["SQLite_sequence"]), "SQLite reserves names beginning with sqlite_"),
+    (job_body(tables=["_liteshift_checkpoint"]), "liteshift uses _liteshift_checkpoint"),
+    # input silently ignored or coerced (finding 6)
+    (job_body(tables=[]), "tables: [] names no table: omit it (or send null)"),
+    (job_body(replace="yes"), "replace: Input should be a valid boolean"),
+    (job_body(options={"chunk_rows": "5"}), "options.chunk_rows: Input should be a valid "
+     "integer"),
+    (job_body(options={"exact_decimals": "true"}), "options.exact_decimals:"),
+    (job_body(options={"column_types": {"nope.id": "text"}}),
+     "column_types names 'nope.id', but the job copies no such table"),
+    (job_body(exclude=[f"t{i}" for i in range(10_001)]), "exclude lists 10,001 tables; at "
+     "most 10,000"),
 ]
 
 
@@ -177,6 +194,18 @@ def test_bad_requests_are_422_with_a_message_and_nothing_queued(client, sent, db
     assert list(response.json()) == ["error"]
     assert sent.calls == []
     assert db.dbsize() == 0
+
+
+def test_a_refusal_does_not_echo_a_long_list(client, sent, db):
+    unknown = [f"ghost_{i:05d}" for i in range(5000)]
+
+    response = client.post("/jobs", json=job_body(exclude=unknown))
+
+    assert response.status_code == 422
+    message = response.json()["error"]
+    assert "unknown table(s) 'ghost_00000'" in message and "and 4990 more" in message
+    assert len(message) < 1000
+    assert sent.calls == [] and db.dbsize() == 0
 
 
 @pytest.mark.parametrize(("raw", "content_type", "expected"), [
@@ -388,6 +417,16 @@ def test_cli_refusal_is_one_line_exit_2(client, settings, capsys):
     assert code == 2 and out == ""
     assert err.startswith("liteshift: error: target name '../x' is not allowed")
     assert "Traceback" not in err
+
+
+def test_cli_column_type_without_equals_is_an_error(client, settings, sent, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli(["submit", SOURCE, "--target", "app", "--column-type", "users.born_at"],
+                settings, client)
+
+    assert stop.value.code == 2
+    assert "expected TABLE.COLUMN=TYPE" in capsys.readouterr().err
+    assert sent.calls == []
 
 
 def test_cli_without_api_is_exit_1(settings, capsys):

@@ -71,10 +71,10 @@ def plan_job(self: Any, job_id: str) -> None:
         if exc.transient and self.request.retries < settings.source_retry_limit:
             get_logger().warning("plan_retrying", error=str(exc))
             raise self.retry(countdown=_backoff(self.request.retries)) from None
-        _fail_job(job_id, exc)
+        _fail_job(job_id, exc, release=True)
     except Exception as exc:  # a bug: fail loudly, with the trace in the log
         get_logger().exception("plan_crashed")
-        _fail_job(job_id, exc)
+        _fail_job(job_id, exc, release=True)
     finally:
         _clean_if_cancelled(job_id)
         structlog.contextvars.clear_contextvars()
@@ -180,14 +180,18 @@ def verify_job(self: Any, job_id: str, against_source: bool = False) -> None:
     get_logger(job_id=job_id).info("job_verified", result=result["state"])
 
 
-def _fail_job(job_id: str, exc: BaseException) -> None:
+def _fail_job(job_id: str, exc: BaseException, *, release: bool = False) -> None:
+    """Fail the job (never a cancelled one); with `release`, a plan that failed, free its
+    target too: nothing of the job can write it until a retry plans it again."""
     message = redact(str(exc) if isinstance(exc, LiteshiftError) else
                      f"unexpected error: {exc!r}; this is a liteshift bug, please report it")
-    if store().set_job_state(job_id, JobState.FAILED, error=message):  # never a cancelled job
+    if store().set_job_state(job_id, JobState.FAILED, error=message):
         get_logger().error("job_failed", error=message)
     else:
         get_logger().info("job_stopped", reason="job cancelled", error=message)
     job = store().job(job_id)
+    if job and release:
+        store().release_target(job["target"], job_id)
     if job and cutover.follows(job):  # a failed follow job's slot must not fill the source
         try:
             cutover.end_on_source(settings, store(), job)

@@ -269,6 +269,7 @@ def _add_submit(sub: Any) -> None:
                      help="after the copy, keep applying the source's changes until "
                           "`liteshift cutover JOB` publishes the file (PostgreSQL sources)")
     cmd.add_argument("--column-type", action="append", metavar="TABLE.COLUMN=TYPE",
+                     type=_column_type,
                      help="override one column: utc_datetime, naive_datetime, text, json, "
                           "decimal_text, decimal (repeat for more)")
 
@@ -286,8 +287,7 @@ def _value_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.follow:
         options["follow"] = True
     if args.column_type:
-        options["column_types"] = dict(item.split("=", 1) for item in args.column_type
-                                       if "=" in item)
+        options["column_types"] = dict(args.column_type)
     return options
 
 
@@ -344,6 +344,14 @@ def _command(sub: Any, name: str, func: Command, help_text: str, *, job: bool = 
     if job:
         parser.add_argument("job", metavar="JOB", help="job id (from submit or `jobs`)")
     return parser
+
+
+def _column_type(text: str) -> tuple[str, str]:
+    column, equals, kind = text.partition("=")
+    if not equals or "." not in column.strip(".") or not kind:
+        raise argparse.ArgumentTypeError(
+            f"expected TABLE.COLUMN=TYPE (e.g. users.born_at=naive_datetime), not {text!r}")
+    return column, kind
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -5,6 +5,7 @@ queued, nothing written. Then the API fuzzed from its own OpenAPI spec: no 5xx, 
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from schemathesis.checks import not_a_server_error
 from api import app as api_app
 from api.app import create_app
 from faults.support import queue_length, tree
+from worker.jobs import control
 from worker.state.store import JobState, TableState
 
 RIGHT, WRONG = "Right-Pass-42", "Wrong-Pass-99"
@@ -206,3 +208,81 @@ def test_fuzz_the_api_from_its_openapi_spec(api_schema):
     assert set(seen) == {op.label for op in operations}
     assert all(code < 500 for codes in seen.values() for code in codes), seen
     print(seen)
+
+
+# -- names SQLite cannot hold, from the source -------------------------------------------
+
+def test_source_names_sqlite_cannot_hold_are_refused_and_leave_nothing(
+        pg_db, settings_env, api_process, store, send, worker_proc, wait_for):
+    # Given a source whose tables SQLite cannot hold apart (or at all)
+    for statement in ('CREATE TABLE users (id int PRIMARY KEY, name text)',
+                      'CREATE TABLE "Users" (id int PRIMARY KEY)',
+                      'CREATE TABLE sqlite_stat9 (id int PRIMARY KEY)'):
+        pg_db.execute(statement)
+    api = api_process()
+    files = tree(settings_env.data_dir)
+
+    # When a job for all its tables is submitted through the API
+    with api.client() as http:
+        answer = http.post("/jobs", json={"source": pg_db.url, "target": "names"})
+
+        # Then it is refused with the reason, and nothing is left: no job, no claim, no file
+        assert answer.status_code == 422, answer.text
+        assert "SQLite reserves names beginning with sqlite_" in answer.json()["error"]
+        assert store.job_ids() == [] and tree(settings_env.data_dir) == files
+        assert store.redis.get(store.keys.target("names")) is None
+
+        picked = http.post("/jobs", json={"source": pg_db.url, "target": "names",
+                                          "tables": ["users"],
+                                          "options": {"column_types": {"users.nope": "text"}}})
+        assert picked.status_code == 202, picked.text  # the column is checked when planned
+
+    # And when the names reach a plan (submitted without a probe), the job fails saying
+    # why, and frees its target
+    worker = worker_proc()
+    clash = control.submit_job(settings_env, store, send, source=pg_db.url, target="clash",
+                               exclude=["sqlite_stat9"])
+    for job_id, words in ((clash, "tables 'Users' and 'users' differ only in case"),
+                          (picked.json()["job_id"], "column_types names 'users.nope', but "
+                                                    "the tables this job copies have no such")):
+        view = wait_for(store, job_id, ["failed", "done"], 60, workers=[worker])
+        assert view["state"] == "failed" and words in view["error"], view["error"]
+        assert "liteshift bug" not in view["error"]
+        assert store.redis.get(store.keys.target(view["target"])) is None
+        assert not (settings_env.job_dir(job_id) / "tables").exists()
+
+
+def test_tables_with_a_rowid_column_copy_or_are_refused_clearly(
+        pg_db, settings_env, store, send, worker_proc, wait_for):
+    # Given tables with a column named rowid, keyless and keyed, and one whose columns take
+    # every name of SQLite's rowid
+    pg_db.execute("CREATE TABLE loose (rowid int, v text)")
+    pg_db.execute("INSERT INTO loose SELECT 100 - i, 'v' || i FROM generate_series(1, 50) i")
+    pg_db.execute("CREATE TABLE keyed (id int PRIMARY KEY, rowid int)")
+    pg_db.execute("INSERT INTO keyed SELECT i, 7 FROM generate_series(1, 50) i")
+    pg_db.execute('CREATE TABLE hidden (id int PRIMARY KEY, rowid int, _rowid_ int, oid int)')
+    pg_db.execute("INSERT INTO hidden SELECT i, 1, 2, 3 FROM generate_series(1, 50) i")
+    pg_db.execute('CREATE TABLE twins (id int PRIMARY KEY, "Name" text, name text)')
+    worker = worker_proc()
+
+    # When they are copied
+    good = control.submit_job(settings_env, store, send, source=pg_db.url, target="rowids",
+                              tables=["loose", "keyed"], options={"chunk_rows": 10})
+    view = wait_for(store, good, ["done", "failed"], 90, workers=[worker])
+
+    # Then the first two are copied whole
+    assert view["state"] == "done", view
+    db = sqlite3.connect(settings_env.data_dir / "rowids.db")
+    assert db.execute("SELECT count(*), sum(rowid), count(DISTINCT v) FROM loose").fetchone() \
+        == (50, sum(100 - i for i in range(1, 51)), 50)
+    assert db.execute("SELECT count(*), sum(rowid) FROM keyed").fetchone() == (50, 350)
+    db.close()
+    # and a table SQLite cannot hold (no rowid name left, or two columns one to SQLite)
+    # fails its plan saying why
+    for table, words in (("hidden", "uses every name SQLite gives the rowid"),
+                         ("twins", "columns 'Name' and 'name' differ only in case")):
+        bad = control.submit_job(settings_env, store, send, source=pg_db.url,
+                                 target=f"t_{table}", tables=[table],
+                                 options={"chunk_rows": 10})
+        failed = wait_for(store, bad, ["done", "failed"], 60, workers=[worker])
+        assert failed["state"] == "failed" and words in failed["error"], failed["error"]

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # address of this host that they reach (0.0.0.0 listens everywhere and is announced
     # by host name).
     snapshot_address: str = "127.0.0.1"
+    # How many tables a request's `tables` or `exclude` may name: bounds the work and the
+    # answer of one request.
+    max_listed_tables: int = Field(default=10_000, ge=1, le=1_000_000)
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.

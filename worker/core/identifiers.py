@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# The table in each work file that holds its checkpoint (worker/sqlite/workfile.py): no
+# source table may have its name (worker/core/names.py).
+CHECKPOINT_TABLE = "_liteshift_checkpoint"
+
 
 def quote(name: str) -> str:
     """`name` as a double-quoted SQL identifier, any `"` in it doubled.

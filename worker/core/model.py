@@ -46,6 +46,14 @@ class TablePlan:
     sequence: dict[str, Any] | None = None  # {"name", "value"}: sqlite_sequence at finalize
 
     @property
+    def rowid(self) -> str | None:
+        """A name for SQLite's rowid in this table: a column named `rowid` takes that name
+        over (and `_rowid_`, `oid` in turn). None when the columns take all three."""
+        taken = {c.name.lower() for c in self.columns} | {g.lower()
+                                                          for g in self.generated_columns}
+        return next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), None)
+
+    @property
     def raw_keys(self) -> list[tuple[str, str]]:
         """(name, source type) of each key column read raw after the columns: the fields
         between the columns and the lossy flags of a fetched row, in key order."""

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker.core import profiles
+from worker.core import names, profiles
 from worker.core.config import Settings
 from worker.core.errors import InputError, TargetConflict
 from worker.sources import snapshot
@@ -42,8 +42,9 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
                options: dict[str, Any] | None = None, source_tables: list[str] | None = None,
                ) -> str:
     """Record a job and queue its planning. `source_tables`, when the caller probed the
-    source, lets unknown names in `tables`/`exclude` be refused before anything is queued."""
-    check_target(target)
+    source, lets unknown names in `tables`/`exclude`, and names SQLite cannot hold, be
+    refused before anything is queued."""
+    check_request(settings, target=target, tables=tables, exclude=exclude, options=options)
     url = resolve_source(settings.sources, source)
     parsed = parse_source_url(url)
     options = dict(options or {})
@@ -51,9 +52,11 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     if options.get("follow") and options.get("snapshot") is False:
         raise InputError("--follow needs the copy's snapshot (the change stream starts at "
                          "it): drop --no-snapshot")
-    profiles.check_options(options)
     if source_tables is not None:
         _check_table_names(tables or [], exclude or [], source_tables, schema)
+        chosen = choose_tables(source_tables, tables, exclude or [])
+        names.check_tables(chosen)
+        _check_column_tables(options, chosen)
     if published_path(settings.data_dir, target).exists() and not replace:
         raise TargetConflict(
             f"{target}.db already exists in {settings.data_dir}: choose another target name, "
@@ -79,15 +82,57 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     return job_id
 
 
+def check_request(settings: Settings, *, target: str, tables: list[str] | None,
+                  exclude: list[str] | None, options: dict[str, Any] | None) -> None:
+    """What a request can be refused for without asking the source: the API runs this
+    before it starts a probe, and submit_job again."""
+    check_target(target)
+    if tables is not None and not tables:
+        raise InputError("tables: [] names no table: omit it (or send null) to copy every "
+                         "table, or name the tables to copy")
+    names.check_listed("tables", tables, max_names=settings.max_listed_tables)
+    names.check_listed("exclude", exclude, max_names=settings.max_listed_tables)
+    names.check_tables(tables or [])
+    profiles.check_options(options or {})
+
+
+def choose_tables(available: list[str], include: list[str] | None,
+                  exclude: list[str]) -> list[str]:
+    """The tables a job copies: the named ones (else all), less the excluded ones."""
+    known = set(available)
+    unknown = [n for n in [*(include or []), *exclude] if n not in known]
+    if unknown:
+        more = f" and {len(available) - 20} more" if len(available) > 20 else ""
+        raise InputError(f"unknown table(s) {names.shown(unknown)}; the source has: "
+                         f"{', '.join(available[:20]) + more or '(no tables)'}")
+    chosen = include if include else available
+    skipped = set(exclude)
+    return [n for n in chosen if n not in skipped]
+
+
 def _check_table_names(include: list[str], exclude: list[str], known: list[str],
                        schema: str) -> None:
-    unknown = [name for name in [*include, *exclude] if name not in known]
+    present = set(known)
+    unknown = [name for name in [*include, *exclude] if name not in present]
     if unknown:
-        sample = ", ".join(sorted(known)[:20]) or "(none)"
-        raise InputError(
-            f"unknown table(s) {', '.join(map(repr, unknown))} in schema {schema!r}; "
-            f"tables there: {sample}"
-        )
+        sample = names.shown(sorted(known), 20) or "(none)"
+        raise InputError(f"unknown table(s) {names.shown(unknown)} in schema {schema!r}; "
+                         f"tables there: {sample}")
+
+
+def _check_column_tables(options: dict[str, Any], chosen: list[str]) -> None:
+    """column_types naming a table the job does not copy would be silently ignored."""
+    copied = set(chosen)
+    stray = [key for key in (options.get("column_types") or {})
+             if not any(key.startswith(f"{t}.") for t in _prefixes(key) if t in copied)]
+    if stray:
+        raise InputError(f"column_types names {names.shown(stray)}, but the job copies no "
+                         "such table: write 'table.column' for a table it copies")
+
+
+def _prefixes(key: str) -> list[str]:
+    """Every table name `key` ('table.column') can start with: names may hold dots."""
+    return [key[:i] for i, ch in enumerate(key) if ch == "."]
 
 
 def job_view(store: StateStore, job_id: str) -> dict[str, Any]:
@@ -130,6 +175,10 @@ def retry_job(store: StateStore, send: Send, job_id: str,
         if tables:
             raise InputError(f"job {job_id} failed before its tables were planned "
                              f"({job.get('error')}); retry it without --table")
+        holder = store.claim_target(job["target"], job_id)  # freed when the plan failed
+        if holder:
+            raise TargetConflict(f"job {holder} is writing target {job['target']!r} now: "
+                                 "wait for it, or cancel it first")
         _move(store, job_id, JobState.QUEUED, expect=(JobState.FAILED,))
         send(PLAN_TASK, job_id)
         return []

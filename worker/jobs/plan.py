@@ -6,12 +6,14 @@ import shutil
 from typing import Any
 
 from worker import sources
+from worker.core import names
 from worker.core.config import Settings
-from worker.core.errors import InputError, JobCancelled, SourceRejected, VolumeFull
+from worker.core.errors import JobCancelled, SchemaError, SourceRejected, VolumeFull
 from worker.core.logs import get_logger
+from worker.core.model import TablePlan
 from worker.follow import prepare as follow_prepare
 from worker.jobs import snapshot_holder
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send
+from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send, choose_tables
 from worker.sources import snapshot
 from worker.sources.probe import no_schema
 from worker.sources.sealing import unseal
@@ -25,16 +27,6 @@ from worker.state.store import JobState, StateStore, TableState
 # are not smaller than PostgreSQL's for most data: ask for twice the source size, plus slack.
 SPACE_FACTOR = 2.0
 SPACE_SLACK_BYTES = 64 * 1024 * 1024
-
-
-def choose_tables(available: list[str], include: list[str] | None,
-                  exclude: list[str]) -> list[str]:
-    unknown = [n for n in [*(include or []), *exclude] if n not in available]
-    if unknown:
-        raise InputError(f"unknown table(s) {', '.join(map(repr, unknown))}; the source has: "
-                         f"{', '.join(available[:20]) or '(no tables)'}")
-    chosen = include if include else available
-    return [n for n in chosen if n not in set(exclude)]
 
 
 def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
@@ -58,13 +50,17 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         with reader.connect(source, timeout_s=settings.connect_timeout_s) as conn:
             if not reader.schema_exists(conn, job["schema"]):
                 raise SourceRejected(no_schema(job["schema"], source))
-            names = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
-                                  job["exclude"])
+            chosen = choose_tables(reader.list_tables(conn, job["schema"]), job["include"],
+                                   job["exclude"])
+            # The source's names, checked again: submit saw them only through a probe.
+            names.check_tables(chosen, error=SchemaError)
             check_cancelled(store, job_id)
-            schema = reader.reflect(source, conn, job["schema"], names)
+            schema = reader.reflect(source, conn, job["schema"], chosen)
         check_cancelled(store, job_id)
+        names.check_columns({t.name: [c.name for c in t.columns] for t in schema.tables})
         check_space(settings, sum(t.size_bytes for t in schema.tables))
         plan = reader.translate(schema, job.get("options"))
+        check_column_types(job.get("options") or {}, plan.tables)
         check_cancelled(store, job_id)
         job_dir = settings.job_dir(job_id)
         # Planned again (a retry under a new snapshot): no table may resume from rows read
@@ -121,6 +117,18 @@ def check_cancelled(store: StateStore, job_id: str) -> None:
 def _state(store: StateStore, job_id: str) -> str:
     state = store.job_state(job_id)
     return state.value if state else "gone"
+
+
+def check_column_types(options: dict[str, Any], tables: list[TablePlan]) -> None:
+    """Every column_types key names a column the job copies: one that does not would be
+    silently ignored."""
+    columns = {f"{t.name}.{name}" for t in tables
+               for name in [*(c.name for c in t.columns), *t.generated_columns]}
+    stray = [key for key in options.get("column_types") or {} if key not in columns]
+    if stray:
+        raise SchemaError(f"column_types names {names.shown(stray)}, but the tables this job "
+                          "copies have no such column: check the spelling (names are "
+                          "case-sensitive), then submit the job again")
 
 
 def space_needed(source_bytes: int) -> int:

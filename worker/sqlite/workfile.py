@@ -19,13 +19,12 @@ from typing import Any
 
 from worker.core.checksum import as_hex
 from worker.core.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
-from worker.core.identifiers import quote
+from worker.core.identifiers import CHECKPOINT_TABLE, quote
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.native import fastsqlite
 from worker.sqlite.wal_copier import WRITER_CHECKPOINT_PAGES, WalCopier
 
-CHECKPOINT_TABLE = "_liteshift_checkpoint"
 CHECKPOINT_DDL = f"""
 CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
   id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -171,7 +170,8 @@ class WorkFile:
         rewrites, truncation, loss)."""
         with self._transaction(f"writing table {self.plan.name!r}"):
             self._check_token(token)
-            top = self.db.execute(f"SELECT max(rowid) FROM {quote(self.plan.name)}").fetchone()[0]
+            top = self.db.execute(f"SELECT max({self._rowid}) "
+                                  f"FROM {quote(self.plan.name)}").fetchone()[0]
             rows = fastsqlite.insert_rows(self.db, self.plan.insert_sql, payload, fast=self.fast)
             if checksum is not None:
                 self._check_readback(top, rows, checksum, state)
@@ -192,7 +192,7 @@ class WorkFile:
         select = (f"SELECT {', '.join(quote(c.name) for c in self.plan.columns)} "
                   f"FROM {quote(self.plan.name)}")
         if top is not None:
-            select += " WHERE rowid > ?"
+            select += f" WHERE {self._rowid} > ?"
         found, readback = fastsqlite.readback(self.db, select, top, fast=self.fast)
         if (found, readback) != (rows, checksum):
             raise VerificationFailed(
@@ -201,6 +201,10 @@ class WorkFile:
                 f"{rows} rows with checksum {as_hex(checksum)} were written: SQLite changed or "
                 "lost values, and nothing of this chunk was kept. Retry the table, and report "
                 "this if it repeats", table=self.plan.name)
+
+    @property
+    def _rowid(self) -> str:
+        return self.plan.rowid or "rowid"  # the plan refused a table without one
 
     def count(self) -> int:
         return int(self.db.execute(f"SELECT count(*) FROM {quote(self.plan.name)}").fetchone()[0])

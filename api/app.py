@@ -43,6 +43,7 @@ class Services:
     store: StateStore
     send: Send
     probe: Probe
+    probes_running: int = 0  # handlers run on one event loop: no lock needed
 
 
 def _services(request: Request) -> Services:
@@ -65,8 +66,7 @@ async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
                               options=body.options.model_dump(exclude_none=True))
         url = resolve_source(svc.settings.sources, body.source)
         parsed = parse_source_url(url, allow=svc.settings.host_allow)
-        await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)
-        tables = await svc.probe(svc.settings, url, body.schema_)
+        tables = await _probe(svc, parsed, url, body.schema_)
         job_id = await run_in_threadpool(_submit, svc, body, tables)
     except TargetConflict as exc:
         raise ApiError(409, scrub(str(exc), body.source)) from None
@@ -75,6 +75,22 @@ async def submit(body: JobRequest, svc: Deps) -> dict[str, str]:
     except LiteshiftError as exc:
         raise ApiError(422, scrub(str(exc), body.source)) from None
     return {"job_id": job_id, "state": JobState.QUEUED.value}
+
+
+async def _probe(svc: Services, parsed: Any, url: str, schema: str) -> list[str]:
+    """The source check, at most LITESHIFT_PROBE_CONCURRENCY at once: each holds a process
+    for up to the probe timeout, so unbounded they let a flood of submits to a silent host
+    exhaust the API's memory."""
+    if svc.probes_running >= svc.settings.probe_concurrency:
+        raise ApiError(503, f"{svc.probes_running} source checks are running, the most "
+                       "LITESHIFT_PROBE_CONCURRENCY allows: submit again in a few seconds",
+                       headers={"Retry-After": str(svc.settings.connect_timeout_s)})
+    svc.probes_running += 1
+    try:
+        await run_in_threadpool(check_reachable, parsed, svc.settings.connect_timeout_s)
+        return await svc.probe(svc.settings, url, schema)
+    finally:
+        svc.probes_running -= 1
 
 
 def _submit(svc: Services, body: JobRequest, source_tables: list[str]) -> str:

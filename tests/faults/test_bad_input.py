@@ -5,8 +5,10 @@ queued, nothing written. Then the API fuzzed from its own OpenAPI spec: no 5xx, 
 from __future__ import annotations
 
 import itertools
+import socket
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -286,3 +288,37 @@ def test_tables_with_a_rowid_column_copy_or_are_refused_clearly(
                                  options={"chunk_rows": 10})
         failed = wait_for(store, bad, ["done", "failed"], 60, workers=[worker])
         assert failed["state"] == "failed" and words in failed["error"], failed["error"]
+
+
+def test_source_checks_are_capped_and_the_api_stays_responsive(settings_env, api_process):
+    # Given the API allowing two source checks at once, and a port that accepts connections
+    # and never answers (a probe there waits for its connect timeout)
+    api = api_process({"LITESHIFT_PROBE_CONCURRENCY": "2", "LITESHIFT_CONNECT_TIMEOUT_S": "4"})
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    body = {"source": f"postgresql://u:pw@127.0.0.1:{port}/db", "target": "silent"}
+
+    # When eight submits to it arrive at once
+    def submit(_: int) -> Any:
+        with api.client() as http:
+            return http.post("/jobs", json=body)
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            pending = [pool.submit(submit, i) for i in range(8)]
+            time.sleep(1)
+            with api.client() as http:  # meanwhile the API answers its health check
+                health = http.get("/healthz", timeout=5)
+            answers = [f.result() for f in pending]
+    finally:
+        silent.close()
+
+    # Then those past the cap are refused at once with Retry-After, the others time out
+    assert health.status_code == 200
+    refused = [a for a in answers if a.status_code == 503]
+    assert 1 <= len(refused) <= 6, [a.text for a in answers]
+    assert all(a.headers.get("Retry-After") == "4" for a in refused)
+    assert "LITESHIFT_PROBE_CONCURRENCY" in refused[0].json()["error"]
+    assert all(a.status_code in (422, 503) for a in answers), [a.text for a in answers]

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # How many tables a request's `tables` or `exclude` may name: bounds the work and the
     # answer of one request.
     max_listed_tables: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Source checks (a probe process each, about 50 MB) the API runs at once; a submit
+    # beyond them is answered 503 with Retry-After.
+    probe_concurrency: int = Field(default=4, ge=1, le=256)
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.

@@ -148,7 +148,10 @@ pg_trust_loopback() {
 # driver (mysql-connector-python) is a wheel with its C extension: no build packages.
 ensure_mariadb() {
   local fresh=""
-  mariadb_up && return 0
+  if mariadb_up; then
+    mariadb_enable_binlog
+    return 0
+  fi
   if [ ! -x /usr/sbin/mariadbd ]; then
     apt_install mariadb-server mariadb-client
     fresh=1

@@ -1,7 +1,8 @@
 """The API and the CLI against a real Redis (db 9), with a fake task sender and a fake probe.
 
 No Celery worker and no PostgreSQL here: `send` records the tasks it was asked to queue, and
-the probe runs a tiny script in place of `python -m worker.probe`.
+the probe runs a tiny script in place of `python -m worker.probe`. Each test owns one key
+prefix in db 9 and deletes only that: other processes use the same db.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import sqlite3
 import sys
 import textwrap
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,21 @@ class RecordingSend:
         self.calls.append((name, *args))
 
 
+@dataclass
+class RedisSpace:
+    """One test's corner of the shared Redis db: the keys under its own prefix."""
+
+    client: redis.Redis
+    prefix: str
+
+    def keys(self) -> list[str]:
+        return sorted(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
+
+    def clear(self) -> None:
+        if keys := self.keys():
+            self.client.unlink(*keys)
+
+
 @pytest.fixture
 def db() -> Any:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
@@ -68,14 +86,16 @@ def db() -> Any:
     except redis.ConnectionError:
         pytest.fail("Redis is not running on 127.0.0.1:6379: start it with "
                     "`redis-server --daemonize yes`")
-    client.flushdb()
-    yield client
-    client.flushdb()
+    space = RedisSpace(client, f"lstest-api-{uuid.uuid4().hex[:10]}")
+    space.clear()
+    yield space
+    space.clear()
+    client.close()
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db: Any) -> Settings:
-    return Settings(redis_url=REDIS_URL, data_dir=tmp_path, redis_prefix="lstest",
+def settings(tmp_path: Path, db: RedisSpace) -> Settings:
+    return Settings(redis_url=REDIS_URL, data_dir=tmp_path, redis_prefix=db.prefix,
                     api_token=None, probe_timeout_s=3, api_url="http://testserver")
 
 
@@ -138,8 +158,8 @@ def test_submit_queues_planning_and_never_shows_the_password(client, sent, db):
     assert [job["id"] for job in listing.json()] == [job_id]
     for text in (view.text, listing.text):
         assert PASSWORD not in text
-    assert not any(PASSWORD in value for key in db.keys() if db.type(key) == "hash"
-                   for value in db.hvals(key))
+    assert not any(PASSWORD in value for key in db.keys() if db.client.type(key) == "hash"
+                   for value in db.client.hvals(key))
 
 
 BAD_BODIES = [
@@ -193,7 +213,7 @@ def test_bad_requests_are_422_with_a_message_and_nothing_queued(client, sent, db
     assert expected in response.json()["error"]
     assert list(response.json()) == ["error"]
     assert sent.calls == []
-    assert db.dbsize() == 0
+    assert db.keys() == []
 
 
 def test_a_refusal_does_not_echo_a_long_list(client, sent, db):
@@ -205,7 +225,7 @@ def test_a_refusal_does_not_echo_a_long_list(client, sent, db):
     message = response.json()["error"]
     assert "unknown table(s) 'ghost_00000'" in message and "and 4990 more" in message
     assert len(message) < 1000
-    assert sent.calls == [] and db.dbsize() == 0
+    assert sent.calls == [] and db.keys() == []
 
 
 @pytest.mark.parametrize(("raw", "content_type", "expected"), [
@@ -220,7 +240,7 @@ def test_malformed_json_is_422_with_a_clear_message(client, db, raw, content_typ
 
     assert response.status_code == 422
     assert expected in response.json()["error"]
-    assert db.dbsize() == 0
+    assert db.keys() == []
 
 
 def test_probe_failure_is_422_without_the_password(client, sent, db):
@@ -232,7 +252,7 @@ def test_probe_failure_is_422_without_the_password(client, sent, db):
         assert response.status_code == 422, response.text
         assert expected in response.json()["error"]
         assert PASSWORD not in response.text
-    assert sent.calls == [] and db.dbsize() == 0
+    assert sent.calls == [] and db.keys() == []
 
 
 def test_unreachable_source_is_422(client, db):
@@ -240,7 +260,7 @@ def test_unreachable_source_is_422(client, db):
 
     assert response.status_code == 422
     assert "cannot connect to 127.0.0.1:1" in response.json()["error"]
-    assert db.dbsize() == 0
+    assert db.keys() == []
 
 
 def test_existing_target_is_409_unless_replace(client, settings, sent, db):
@@ -249,7 +269,7 @@ def test_existing_target_is_409_unless_replace(client, settings, sent, db):
     refused = client.post("/jobs", json=job_body())
     assert refused.status_code == 409
     assert "already exists" in refused.json()["error"]
-    assert db.dbsize() == 0
+    assert db.keys() == []
 
     submit(client, replace=True)
     again = client.post("/jobs", json=job_body(replace=True))

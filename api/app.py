@@ -226,8 +226,9 @@ def workers(svc: Deps) -> dict[str, Any]:
 def _require_job(svc: Services, job_id: str) -> dict[str, Any]:
     found = svc.store.job(job_id)
     if found is None and (svc.settings.job_dir(job_id) / "job.json").exists():
-        raise ApiError(404, f"job {job_id} is on the volume but Redis does not know it (was "
-                       f"Redis restarted?): `liteshift resume {job_id}` rebuilds it")
+        raise ApiError(404, f"job {job_id} is on the volume but its live state is gone from "
+                       f"Redis: {control.forgotten_why(svc.settings)}. `liteshift resume "
+                       f"{job_id}` rebuilds it from the volume")
     if found is None:
         raise ApiError(404, f"no job {job_id!r}: `liteshift jobs` lists the known ones")
     return found

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Source checks (a probe process each, about 50 MB) the API runs at once; a submit
     # beyond them is answered 503 with Retry-After.
     probe_concurrency: int = Field(default=4, ge=1, le=256)
+    # How long Redis keeps a finished (done, failed, cancelled) job's state; the volume
+    # keeps its record for good, and `liteshift resume JOB` restores it. 0: for ever.
+    job_retention_s: int = Field(default=7 * 24 * 3600, ge=0)
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.

@@ -254,6 +254,22 @@ def request_resume(settings: Settings, store: StateStore, send: Send, job_id: st
     send(RESUME_TASK, job_id)
 
 
+def forgotten_why(settings: Settings) -> str:
+    """Why Redis may not know a job that is on the volume, for messages."""
+    if not settings.job_retention_s:
+        return "Redis lost it (was it restarted?)"
+    return (f"a finished job's is kept {_duration(settings.job_retention_s)} "
+            "(LITESHIFT_JOB_RETENTION_S), or Redis lost it")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{seconds} s"
+
+
 def request_cutover(store: StateStore, send: Send, job_id: str, *,
                     timeout_s: float) -> dict[str, Any]:
     """Ask the job's follower to catch up with the source and publish (the app's writes

@@ -76,8 +76,12 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         write_manifest(job_dir, _manifest_job({**job, "snapshot": moment}), plan.tables,
                        plan.objects)
         _record_tables(store, job_id, plan.tables)
-        _move(store, job_id, JobState.COPYING, expect=(JobState.PLANNING,),
-              tables=[t.name for t in plan.tables], snapshot=moment)
+        try:
+            _move(store, job_id, JobState.COPYING, expect=(JobState.PLANNING,),
+                  tables=[t.name for t in plan.tables], snapshot=moment)
+        except JobCancelled:  # its end did not know these tables yet
+            store.expire_with_job(job_id, [t.name for t in plan.tables])
+            raise
         log.info("job_planned", tables=len(plan.tables),
                  rows_estimated=sum(t.rows_estimated for t in plan.tables),
                  snapshot=snapshot.public(moment))

@@ -66,6 +66,7 @@ def reap_once(settings: Settings, store: StateStore, send: Send) -> list[str]:
                 requeued.append(f"{job_id}:follow")
     if requeued:
         get_logger().warning("stalled_work_requeued", work=requeued)
+    store.forget_expired()
     return requeued
 
 

@@ -9,7 +9,9 @@ copied again.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,15 +161,37 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 
 def rebuild_forgotten(settings: Settings, store: StateStore, send: Send) -> list[str]:
-    """Every unfinished job on the volume that Redis does not know: rebuilt and resumed.
-    Run when a worker starts and periodically by the reaper."""
+    """Every unfinished job on the volume that Redis lost: rebuilt and resumed. Run when a
+    worker starts and periodically by the reaper."""
     rebuilt = []
     for job_dir in job_dirs(settings.state_dir):
         job_id = job_dir.name
         if (job_dir / "outcome.json").exists() or not (job_dir / "job.json").exists():
             continue
-        if store.redis.exists(store.keys.job(job_id)):
+        if store.redis.exists(store.keys.job(job_id)) or _expired(settings, job_dir):
             continue
         if rebuild_job(settings, store, send, job_id) not in (BEING_REBUILT, ALREADY_REBUILT):
             rebuilt.append(job_id)
     return rebuilt
+
+
+def _expired(settings: Settings, job_dir: Path) -> bool:
+    """Whether Redis dropped the job on purpose: a failed job has no outcome.json (it may be
+    retried), so its keys expiring after the retention looks like a loss, except that none
+    of its files changed for that long. (The margin covers files written just after the job
+    failed.) Such a job comes back only when asked (`liteshift resume`)."""
+    if not settings.job_retention_s:
+        return False
+    quiet_since = time.time() - 0.9 * settings.job_retention_s
+    return _newest_change(job_dir) < quiet_since
+
+
+def _newest_change(job_dir: Path) -> float:
+    newest = job_dir.stat().st_mtime
+    for folder in (job_dir, job_dir / "tables"):
+        try:
+            with os.scandir(folder) as entries:
+                newest = max([newest, *(e.stat().st_mtime for e in entries)])
+        except FileNotFoundError:
+            continue
+    return newest

@@ -67,6 +67,39 @@ end
 return '[' .. table.concat(out, ',') .. ']'
 """
 
+# KEYS[1] a job's hash, the others keys of the same job written after it may have ended (a
+# task finishing beside a cancel): they expire when the job's hash does, if it does.
+_EXPIRE_WITH_JOB = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return ttl
+"""
+
+# A target's claim expires with its job (ARGV[2] seconds) or no longer (ARGV[2] = 0), if the
+# job (ARGV[1]) still holds it: another job may have claimed the name since.
+_RETAIN_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('PERSIST', KEYS[1])
+"""
+
+# KEYS: the jobs index, then job hashes; ARGV: their job ids. Ids whose hash is gone leave
+# the index, checked and removed in one step so a job restored meanwhile is not dropped.
+_FORGET_GONE = """
+local removed = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i - 1])
+  end
+end
+return removed
+"""
+
+#: How many of the oldest jobs one pass of forget_expired looks at.
+FORGET_BATCH = 1000
+
 
 class Keys:
     """Names of every Redis key liteshift uses, under one configurable prefix."""
@@ -118,16 +151,17 @@ def now() -> float:
 class StateStore:
     """Reads and writes job and table state. Methods that write take an optional pipeline."""
 
-    def __init__(self, client: redis.Redis, prefix: str):
+    def __init__(self, client: redis.Redis, prefix: str, *, retention_s: int = 0):
         # Any: redis-py's stubs type every reply as bytes | str; ours decode to str.
         self.redis: Any = client
         self.keys = Keys(prefix)
+        self.retention_s = retention_s  # a finished job's keys live this long; 0: for ever
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StateStore:
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
                                       socket_connect_timeout=5, health_check_interval=30)
-        return cls(client, settings.redis_prefix)
+        return cls(client, settings.redis_prefix, retention_s=settings.job_retention_s)
 
     # -- jobs ---------------------------------------------------------------------------
     def create_job(self, job_id: str, fields: dict[str, Any]) -> None:
@@ -146,11 +180,13 @@ class StateStore:
         pipe.hset(self.keys.job(job_id), mapping=_encode({**fields, "id": job_id,
                                                           "updated_at": now()}))
         pipe.zadd(self.keys.jobs(), {job_id: float(fields.get("created_at") or now())})
-        if JobState(fields["state"]).finished:
+        finished = JobState(fields["state"]).finished
+        if finished:
             pipe.srem(self.keys.active(), job_id)
         else:
             pipe.sadd(self.keys.active(), job_id)
         self.add_event(job_id, "job_restored", pipeline=pipe, state=fields["state"])
+        self._retain(pipe, job_id, target=fields.get("target"), tables=[], finished=finished)
         pipe.execute()
 
     def job(self, job_id: str) -> dict[str, Any] | None:
@@ -188,7 +224,8 @@ class StateStore:
         extra = {"finished_at": now()} if state.finished else {}
 
         def move(pipe: Any) -> bool:
-            current, publishing = pipe.hmget(key, "state", "publishing")
+            current, publishing, target, tables = pipe.hmget(key, "state", "publishing",
+                                                             "target", "tables")
             was = JobState(json.loads(current)) if current else None
             if was == JobState.CANCELLED or (expect is not None and was not in expect):
                 return False
@@ -203,9 +240,53 @@ class StateStore:
                 pipe.sadd(self.keys.active(), job_id)
             self.add_event(job_id, "job_state", pipeline=pipe, state=state.value,
                            **{k: v for k, v in fields.items() if k == "error"})
+            if state.finished or was is None or was.finished:  # ends, or runs again
+                self._retain(pipe, job_id, target=json.loads(target) if target else None,
+                             tables=fields.get("tables") or json.loads(tables or "[]"),
+                             finished=state.finished)
             return True
 
         return bool(self.redis.transaction(move, key, value_from_callable=True))
+
+    # -- retention ----------------------------------------------------------------------
+    def _retain(self, pipe: Any, job_id: str, *, target: str | None, tables: list[str],
+                finished: bool) -> None:
+        """A job that ends keeps its keys for the retention, then Redis drops them (the
+        volume keeps its record: `liteshift resume` restores it); a job that runs again
+        (retry, resume) keeps them until it ends again."""
+        if finished and not self.retention_s:
+            return
+        keys = [self.keys.job(job_id), self.keys.events(job_id), self.keys.ended(job_id),
+                *(self.keys.table(job_id, name) for name in tables)]
+        for name in keys:
+            if finished:
+                pipe.expire(name, self.retention_s)
+            else:
+                pipe.persist(name)
+        if target:
+            pipe.eval(_RETAIN_CLAIM, 1, self.keys.target(target), job_id,
+                      self.retention_s if finished else 0)
+
+    def expire_with_job(self, job_id: str, tables: Collection[str],
+                        pipeline: Any = None) -> None:
+        """The tables' keys (and the set of ended ones) expire when the job's hash does: for
+        keys a task creates while the job may be ending."""
+        target = pipeline if pipeline is not None else self.redis
+        keys = [self.keys.job(job_id), self.keys.ended(job_id),
+                *(self.keys.table(job_id, name) for name in tables)]
+        target.eval(_EXPIRE_WITH_JOB, len(keys), *keys)
+
+    def forget_expired(self) -> int:
+        """Drop from the jobs index the jobs whose keys expired (or Redis lost), so that it
+        does not grow for ever. Only jobs created more than the retention ago can have
+        expired: the oldest FORGET_BATCH of those are looked at. Returns how many left."""
+        cutoff = time.time() - self.retention_s
+        ids = self.redis.zrangebyscore(self.keys.jobs(), "-inf", cutoff, start=0,
+                                       num=FORGET_BATCH)
+        if not ids:
+            return 0
+        keys = [self.keys.jobs(), *(self.keys.job(job_id) for job_id in ids)]
+        return int(self.redis.eval(_FORGET_GONE, len(keys), *keys, *ids))
 
     def begin_publishing(self, job_id: str) -> bool:
         """The last word before the file is renamed into place (finalize, or a follow's
@@ -260,6 +341,7 @@ class StateStore:
             pipe.srem(self.keys.ended(job_id), table)
         self.add_event(job_id, "table_state", pipeline=pipe, table=table, state=state.value,
                        **{k: v for k, v in fields.items() if k == "error"})
+        self.expire_with_job(job_id, [table], pipeline=pipe)
         pipe.execute()
 
     def tables_ended(self, job_id: str) -> int:

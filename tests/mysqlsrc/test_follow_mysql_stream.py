@@ -154,3 +154,42 @@ def test_ddl_on_a_followed_table_stops_the_stream(tables):
             _read_all(stream)
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _bytes_to_end(db: Any, since: tuple[str, int]) -> int:
+    """Binlog bytes from `since` to the log's end, from the server's own file sizes."""
+    sizes = {str(name): int(size) for name, size, *_ in db.execute("SHOW BINARY LOGS")}
+    end = _master(db)
+    between = sum(size for name, size in sizes.items() if since[0] <= name < end[0])
+    return between - since[1] + end[1] if end[0] != since[0] else end[1] - since[1]
+
+
+def test_lag_in_bytes_and_reading_go_on_across_binlog_rotations(tables):
+    # Given changes on either side of two rotations of the binlog
+    plans = _plans(tables)
+    start = _master(tables)
+    tables.execute("INSERT INTO child VALUES (10, 1, 'before')")
+    tables.execute("FLUSH BINARY LOGS")
+    tables.execute("FLUSH BINARY LOGS")
+    tables.execute("INSERT INTO child VALUES (11, 1, 'after')")
+    stream, ctx = _stream(tables, plans, start)
+    try:
+        # When the lag is asked from the starting position (other databases' writes move
+        # the end meanwhile: the server is shared)
+        low = _bytes_to_end(tables, start)
+        lag = stream.lag_bytes(changes.position(*start))
+        high = _bytes_to_end(tables, start)
+
+        # Then it is the bytes in between, not the positions' difference (file << 32)
+        assert _master(tables)[0] > start[0]
+        assert 0 < low <= lag <= high, (low, lag, high)
+
+        # and the reader goes on into the new files: both rows come, and once applied the
+        # lag is what others wrote since
+        events = _read_all(stream)
+        notes = [e.new[2] for e in events if isinstance(e, Row) and e.table == "child"]
+        assert notes == ["before", "after"], notes
+        last = [e.resume for e in events if isinstance(e, Commit)][-1]
+        assert stream.lag_bytes(last) < lag + (1 << 20)
+    finally:
+        ctx.__exit__(None, None, None)

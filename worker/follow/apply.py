@@ -22,9 +22,9 @@ from worker.core.errors import TargetError
 from worker.core.identifiers import quote
 from worker.core.model import TablePlan
 from worker.follow import position
-from worker.follow.changes import Position, Row, Truncate
+from worker.follow.changes import Converted, Position, Row, Truncate, add_lossy
 
-Convert = Callable[[str, Sequence[list[str | None]]], list[tuple[Any, ...]]]
+Convert = Callable[[str, Sequence[list[str | None]]], Converted]
 
 
 @dataclass
@@ -42,6 +42,18 @@ class Batch:
         self.rows += 1
 
 
+@dataclass
+class Lossy:
+    """What a batch does to the tables' lossy counts: the values its rows wrote that could
+    not be stored exactly are added, and a table it truncated starts again from zero (its
+    counted values are gone; rows written before the truncation in the batch are not
+    counted). Values an update or delete replaces stay counted: the count is of values
+    written inexactly, which the file cannot tell apart once stored."""
+
+    added: dict[str, dict[str, int]] = field(default_factory=dict)
+    emptied: set[str] = field(default_factory=set)
+
+
 class Applier:
     def __init__(self, db: sqlite3.Connection, plans: Sequence[TablePlan]):
         self.db = db
@@ -50,7 +62,7 @@ class Applier:
 
     def apply(self, batch: Batch, convert: Convert, followed: position.Followed) -> int:
         """Commit the batch's changes and its position; returns how many were applied."""
-        new, old = self._convert(batch.items, convert)
+        new, old, lossy = self._convert(batch.items, convert)
         counts = position.counts(self.db)
         touched: dict[str, tuple[int, int]] = {}
         try:
@@ -70,29 +82,38 @@ class Applier:
                     followed.position = batch.position
                 if batch.resume is not None:
                     followed.resume = batch.resume
-                position.save(self.db, followed, touched)
+                position.save(self.db, followed, touched, lossy.added, emptied=lossy.emptied)
         except sqlite3.IntegrityError as exc:
             raise TargetError(f"a change from the source breaks a constraint in SQLite "
                               f"({exc}); the follow stops") from None
         return len(batch.items)
 
     def _convert(self, items: list[Row | Truncate], convert: Convert,
-                 ) -> tuple[dict[int, tuple], dict[int, tuple]]:
-        """Every row's values converted, one conversion per table and side."""
-        wanted: dict[tuple[str, str], list[tuple[int, list[str | None]]]] = {}
+                 ) -> tuple[dict[int, tuple], dict[int, tuple], Lossy]:
+        """Every row's values converted, one conversion per table, side and truncation;
+        and the lossy counts the batch leaves in each table (see Lossy)."""
+        wanted: dict[tuple[str, str, int], list[tuple[int, list[str | None]]]] = {}
+        emptied: dict[str, int] = {}  # table -> truncations so far in the batch
         for n, item in enumerate(items):
-            if isinstance(item, Row):
-                if item.new is not None:
-                    wanted.setdefault((item.table, "new"), []).append((n, item.new))
-                if item.old is not None:
-                    wanted.setdefault((item.table, "old"), []).append((n, item.old))
+            if isinstance(item, Truncate):
+                for table in item.tables:
+                    emptied[table] = emptied.get(table, 0) + 1
+                continue
+            cut = emptied.get(item.table, 0)
+            if item.new is not None:
+                wanted.setdefault((item.table, "new", cut), []).append((n, item.new))
+            if item.old is not None:
+                wanted.setdefault((item.table, "old", cut), []).append((n, item.old))
         new: dict[int, tuple] = {}
         old: dict[int, tuple] = {}
-        for (table, side), rows in wanted.items():
+        lossy = Lossy(emptied=set(emptied))
+        for (table, side, cut), rows in wanted.items():
             converted = convert(table, [values for _, values in rows])
             (new if side == "new" else old).update(
-                zip((n for n, _ in rows), converted, strict=True))
-        return new, old
+                zip((n for n, _ in rows), converted.rows, strict=True))
+            if side == "new" and cut == emptied.get(table, 0):
+                add_lossy(lossy.added.setdefault(table, {}), converted.lossy)
+        return new, old, lossy
 
     def _row(self, item: Row, new: tuple | None, old: tuple | None, rows: int,
              checksum: int) -> tuple[int, int]:

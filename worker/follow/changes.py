@@ -20,6 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from worker.core.model import TablePlan
+from worker.sqlite.chunks import make_chunks
+
 #: The ordinal recorded once a whole transaction is applied: above any change's.
 WHOLE = 2**62
 
@@ -61,6 +64,34 @@ class Commit:
 Event = Begin | Row | Truncate | Commit
 
 
+@dataclass
+class Converted:
+    """Changed rows as the copy would have written them, and per column how many of their
+    values could not be stored exactly (the copy's lossy count, for the report)."""
+
+    rows: list[tuple[Any, ...]]
+    lossy: dict[str, int] = field(default_factory=dict)
+
+
+def add_lossy(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """Add per-column lossy counts into `total`; returns it."""
+    for name, count in more.items():
+        if count:
+            total[name] = total.get(name, 0) + count
+    return total
+
+
+def encode(fetched: Sequence[Any], plan: TablePlan) -> Converted:
+    """Rows read back through the plan's select list, through the copy's own chunk encoder
+    (its conversions and its lossy counts)."""
+    out = Converted([])
+    for chunk in make_chunks(iter(fetched), plan, chunk_rows=len(fetched) or 1,
+                             chunk_bytes=1 << 30):
+        out.rows += chunk.rows
+        add_lossy(out.lossy, chunk.lossy)
+    return out
+
+
 class ChangeStream(Protocol):
     """A source's change stream for one job, opened at its recorded position."""
 
@@ -73,11 +104,19 @@ class ChangeStream(Protocol):
     def current_position(self) -> int:
         """Where the source's log ends now (cutover waits until this much is applied)."""
 
+    def lag_bytes(self, applied: int) -> int:
+        """How many bytes of the source's log lie between `applied` (a release point) and
+        its end now."""
+
+    def check_tables(self) -> None:
+        """Raise SchemaError naming a followed table that is gone from the source (a drop
+        the stream itself may not report)."""
+
     def read(self, limit: int) -> Iterator[Event]:
         """Events from the oldest unreleased transaction on; stops after about `limit`
         changes, at a transaction's end."""
 
-    def convert(self, table: str, rows: Sequence[list[str | None]]) -> list[tuple[Any, ...]]:
+    def convert(self, table: str, rows: Sequence[list[str | None]]) -> Converted:
         """Rows of source text as the copy would have written them (the plan's rules)."""
 
     def release(self, resume: int) -> None:

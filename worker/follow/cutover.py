@@ -59,9 +59,10 @@ def begin(settings: Settings, store: StateStore, job: dict[str, Any],
     states = {t["name"]: t for t in tables}
     counts = {p.name: (int(checks["rows"][p.name]), int(states[p.name]["checksum"], 16))
               for p in plans}
+    lossy = {p.name: dict(states[p.name].get("lossy") or {}) for p in plans}
     db = sqlite3.connect(path)
     try:
-        position.start(db, counts, resume=0)
+        position.start(db, counts, resume=0, lossy=lossy)
     finally:
         db.close()
     store.set_job_state(job["id"], JobState.FOLLOWING, follow={"lag_bytes": None,
@@ -107,8 +108,9 @@ def finish(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlit
     get_logger(job_id=job["id"], step="cutover").info(
         "cutover_checked", seconds=round(time.monotonic() - started, 3),
         since_request_s=round(time.time() - float(job["cutover"]["requested_at"]), 3))
+    lossy = position.lossy(db)
     write_json_atomic(settings.job_dir(job["id"]) / "follow_counts.json",
-                      {k: list(v) for k, v in position.counts(db).items()})
+                      {k: [*v, lossy.get(k, {})] for k, v in position.counts(db).items()})
     position.finish(db)
     return publish(settings, store, job, db, stream, list(plans))
 
@@ -133,7 +135,8 @@ def publish(settings: Settings, store: StateStore, job: dict[str, Any], db: sqli
     counts = read_json(job_dir / "follow_counts.json") or {}
     checks = {**built.get("checks", {}), "rows": {k: v[0] for k, v in counts.items()},
               "quick_check": "ok"}
-    tables = {name: {"checksum": f"{v[1]:016x}"} for name, v in counts.items()}
+    tables = {name: {"checksum": f"{v[1]:016x}", "lossy": v[2] if len(v) > 2 else {}}
+              for name, v in counts.items()}
     report = finalize.build_report(job, plans, built.get("objects", []), tables, checks)
     if not store.begin_publishing(job["id"]):  # cancelled: nothing may be published
         raise JobCancelled("job cancelled before its cutover published", job_id=job["id"])

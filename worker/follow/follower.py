@@ -40,6 +40,9 @@ from worker.state.store import JobState, StateStore
 
 FOLLOW_RUN_S = 60.0  # one task's share of the follow, before it hands over to the next
 MIRROR_EVERY_S = 0.5  # progress written to Redis at most this often
+#: How often the follower asks the source whether its tables are still there (a DROP
+#: reaches no change stream on PostgreSQL).
+TABLES_CHECK_EVERY_S = 2.0
 RATE_WINDOW_S = 10.0
 
 
@@ -97,6 +100,7 @@ def follow_job(settings: Settings, store: StateStore, job_id: str, *,
                                                        source=source)
             if not position.present(db):  # killed between the final checks and publishing
                 return cutover.publish(settings, store, job, db, stream, plans)
+            position.upgrade(db)
             return _loop(settings, store, job, db, stream, Applier(db, plans), lease,
                          run_for_s, log)
     finally:
@@ -113,7 +117,7 @@ def _loop(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlite
     # right after its commit did not make).
     stream.release(followed.resume)
     progress = Progress()
-    deadline, mirrored = time.monotonic() + run_for_s, 0.0
+    deadline, mirrored, checked = time.monotonic() + run_for_s, 0.0, 0.0
     while True:
         if lease.lost.is_set():
             raise LeaseLost("this job's follow lease was taken over", job_id=job_id)
@@ -121,12 +125,16 @@ def _loop(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlite
         if job.get("state") == JobState.CANCELLED.value:
             cutover.end_follow(settings, store, job, stream, db)
             return "cancelled"
+        if time.monotonic() - checked > TABLES_CHECK_EVERY_S:
+            checked = time.monotonic()
+            stream.check_tables()
         wanted = cutover.target(store, job, stream)
         before = stream.flush_position()
         _read_and_apply(settings, stream, applier, followed, progress, log)
         if stream.drained:
             progress.caught_up, progress.lag_bytes, progress.lag_s = before, 0, 0.0
         if wanted is not None and stream.drained and before >= wanted:
+            stream.check_tables()  # a table dropped since the last check is not published
             return cutover.finish(settings, store, job, db, stream, applier.plans.values())
         if time.monotonic() - mirrored > MIRROR_EVERY_S:
             mirrored = time.monotonic()
@@ -172,7 +180,7 @@ def _commit(stream: ChangeStream, applier: Applier, batch: Batch,
     applied = applier.apply(batch, stream.convert, followed)
     progress.applied += applied
     progress.lag_s = max(0.0, time.time() - committed_at) if committed_at else 0.0
-    progress.lag_bytes = max(0, stream.current_position() - followed.resume)
+    progress.lag_bytes = stream.lag_bytes(followed.resume)
     log.info("follow_batch", changes=applied, txn=followed.position[0],
              resume=followed.resume, lag_bytes=progress.lag_bytes,
              lag_s=round(progress.lag_s, 3), seconds=round(time.monotonic() - started, 3),

@@ -28,12 +28,11 @@ from typing import Any
 
 from worker.core.errors import SchemaError, SourceError, SourceRejected, SourceUnavailable
 from worker.core.model import TablePlan
-from worker.follow.changes import Begin, Commit, Event, Row, Truncate
+from worker.follow.changes import Begin, Commit, Converted, Event, Row, Truncate, encode
 from worker.sources.mysql import source as mysql_source
 from worker.sources.mysql.keys import backtick
 from worker.sources.mysql.source import Connection, translate_error
 from worker.sources.url import SourceURL
-from worker.sqlite.chunks import make_chunks
 
 _DDL = re.compile(r"^\s*(ALTER|DROP|RENAME|TRUNCATE)\s+TABLE\s+(.*)$", re.I | re.S)
 _NAME = re.compile(r"`((?:[^`]|``)+)`|([\w$]+)")
@@ -127,6 +126,33 @@ class MyChanges:
 
     def current_position(self) -> int:
         return self._master()
+
+    def check_tables(self) -> None:
+        """A DROP or RENAME run from another default database may not reach the stream as
+        this database's statement: a followed table gone by its planned name stops the
+        follow all the same."""
+        present = {str(r[0]) for r in self._sql(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (self.schema,))}
+        missing = sorted(set(self.plans) - present)
+        if missing:
+            raise SchemaError(f"followed table {missing[0]!r} was dropped or renamed on the "
+                              "source: the follow stops; submit the job again")
+
+    def lag_bytes(self, applied: int) -> int:
+        """Binlog bytes from `applied` to the log's end, across rotations: the rest of
+        `applied`'s file, the whole files after it (SHOW BINARY LOGS' sizes) and the current
+        file up to its end. Positions carry the file's number in their high bits, so their
+        difference is no count of bytes once the log rotated."""
+        applied = max(applied, self.start)
+        end = self._master()
+        if end >> 32 == applied >> 32:
+            return max(0, end - applied)
+        sizes = {position(str(r[0]), 0) >> 32: int(r[1])
+                 for r in self._sql("SHOW BINARY LOGS")}
+        between = sum(size for number, size in sizes.items()
+                      if applied >> 32 <= number < end >> 32)
+        return max(0, between - (applied & 0xFFFFFFFF) + (end & 0xFFFFFFFF))
 
     def release(self, resume: int) -> None:
         self.start = max(self.start, resume)
@@ -238,7 +264,7 @@ class MyChanges:
 
     # -- conversion ---------------------------------------------------------------------
 
-    def convert(self, table: str, rows: Sequence[list[Any]]) -> list[tuple[Any, ...]]:
+    def convert(self, table: str, rows: Sequence[list[Any]]) -> Converted:
         """Through a temporary table of the same column types and the copy's select list."""
         plan = self.plans[table]
         temp = f"_liteshift_chg_{sorted(self.plans).index(table)}"
@@ -263,12 +289,7 @@ class MyChanges:
                                       "ORDER BY `_liteshift_n`")
         except mysql_source.my_errors.Error as exc:
             raise translate_error(exc, what=f"converting changed rows of {table!r}") from None
-        converted: list[tuple] = []
-        for chunk in make_chunks(iter(fetched), plan, chunk_rows=len(fetched) or 1,
-                                 chunk_bytes=1 << 30):
-            converted += chunk.rows
-        return converted
-
+        return encode(fetched, plan)
 
 def _select_list(plan: TablePlan) -> str:
     from worker.sources.mysql.keys import raw_key_sql

@@ -29,10 +29,18 @@ from psycopg import sql
 
 from worker.core.errors import SchemaError, SourceRejected
 from worker.core.model import TablePlan
-from worker.follow.changes import Begin, Commit, Event, Row, Truncate
+from worker.follow.changes import (
+    Begin,
+    Commit,
+    Converted,
+    Event,
+    Row,
+    Truncate,
+    add_lossy,
+    encode,
+)
 from worker.sources.postgres.keys import select_list
 from worker.sources.postgres.source import translate_error
-from worker.sqlite.chunks import make_chunks
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 FETCH_ROWS = 1_000  # messages per fetch from the server-side cursor
@@ -187,9 +195,38 @@ class PgChanges:
     def current_position(self) -> int:
         return lsn_int(self._sql("SELECT pg_current_wal_lsn()::text")[0][0])
 
+    def lag_bytes(self, applied: int) -> int:
+        """WAL bytes from `applied` (or, before any whole transaction is, the slot's
+        confirmed point) to the server's current position."""
+        if not applied:
+            confirmed = self._sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                                  "WHERE slot_name = %s", (self.slot,))
+            applied = lsn_int(confirmed[0][0]) if confirmed and confirmed[0][0] else 0
+        return max(0, self.current_position() - applied)
+
     def slot_exists(self) -> bool:
         return bool(self._sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
                               (self.slot,)))
+
+    def check_tables(self) -> None:
+        """pgoutput sends nothing when a table is dropped, but a dropped table leaves the
+        job's publication (as does one dropped and made again, which is a new relation):
+        a followed table no longer in it by its planned name stops the follow."""
+        published = self._sql(
+            "SELECT c.relname FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = "
+            "p.oid JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE p.pubname = %s AND n.nspname = %s",
+            (publication_name(self.job_id), self.schema))
+        missing = sorted(set(self.plans) - {name for (name,) in published})
+        if not missing:
+            return
+        if not self._sql("SELECT 1 FROM pg_publication WHERE pubname = %s",
+                         (publication_name(self.job_id),)):
+            raise SourceRejected(f"the follow's publication {publication_name(self.job_id)} "
+                                 "is gone from the source (dropped by hand?): the follow "
+                                 "stops; submit the job again")
+        raise SchemaError(f"followed table {missing[0]!r} was dropped, renamed or moved on "
+                          "the source: the follow stops; submit the job again")
 
     def read(self, limit: int) -> Iterator[Event]:
         query = ("SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, "
@@ -225,14 +262,16 @@ class PgChanges:
 
     # -- conversion ---------------------------------------------------------------------
 
-    def convert(self, table: str, rows: Sequence[list[str | None]]) -> list[tuple[Any, ...]]:
+    def convert(self, table: str, rows: Sequence[list[str | None]]) -> Converted:
         plan = self.plans[table]
-        out: list[tuple[Any, ...]] = []
+        out = Converted([])
         for start in range(0, len(rows), VALUES_MAX):
-            out += self._convert(plan, rows[start:start + VALUES_MAX])
+            part = self._convert(plan, rows[start:start + VALUES_MAX])
+            out.rows += part.rows
+            add_lossy(out.lossy, part.lossy)
         return out
 
-    def _convert(self, plan: TablePlan, rows: Sequence[list[str | None]]) -> list[tuple]:
+    def _convert(self, plan: TablePlan, rows: Sequence[list[str | None]]) -> Converted:
         """Through the copy's own select list and chunk encoder: `SELECT <select list>
         FROM (VALUES ('text'::type, …), …) AS table(columns)`."""
         types = self._types[plan.name]
@@ -254,11 +293,7 @@ class PgChanges:
                 fetched = list(copy.rows())
         except psycopg.Error as exc:
             raise translate_error(exc, what=f"converting changed rows of {plan.name!r}") from None
-        converted: list[tuple] = []
-        for chunk in make_chunks(iter(fetched), plan, chunk_rows=len(fetched) or 1,
-                                 chunk_bytes=1 << 30):
-            converted += chunk.rows
-        return converted
+        return encode(fetched, plan)
 
     # -- pgoutput -----------------------------------------------------------------------
 

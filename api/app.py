@@ -24,6 +24,7 @@ from api.models import CutoverRequest, JobRequest, RetryRequest, VerifyRequest
 from api.queue import TaskQueue
 from api.snapshot import download_copy
 from api.source_check import Probe, keep_one_ready, run_probe, scrub
+from worker.core import filemodes
 from worker.core.config import Settings, get_settings
 from worker.core.errors import ConfigError, InputError, LiteshiftError, TargetConflict
 from worker.core.logs import configure_logging
@@ -246,6 +247,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
                send: Send | None = None, probe: Probe | None = None) -> FastAPI:
     """Build the app. Everything it talks to can be replaced, for tests."""
     settings = settings or get_settings()
+    filemodes.configure(settings.file_group)
     app = FastAPI(title="liteshift", version="0.1.0",
                   description="Move a live PostgreSQL database into a verified SQLite file.")
     app.state.services = Services(

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.core import filemodes
+
 STALE_AFTER_S = 24 * 3600  # a copy nobody asked for in a day goes; no download takes a day
 
 
@@ -31,7 +33,7 @@ def download_copy(path: Path, workdir: Path) -> Snapshot:
     SQLite's backup API reads under a lock and gives one committed state. The copy lives on
     the data volume (not /tmp) because it is as large as the database.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
+    filemodes.make_dirs(workdir)
     name = f"{path.stem}-{_identity(path)}"
     copy, digest = workdir / f"{name}.db", workdir / f"{name}.sha256"
     with _locked(workdir / ".lock"):
@@ -45,7 +47,8 @@ def download_copy(path: Path, workdir: Path) -> Snapshot:
         with open(made, "rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         os.replace(made, copy)
-        digest.write_text(sha256 + "\n")  # written last: a copy without it is unfinished
+        with os.fdopen(filemodes.open_new(digest), "w") as handle:
+            handle.write(sha256 + "\n")  # written last: a copy without it is unfinished
     return Snapshot(copy, sha256)
 
 
@@ -62,7 +65,10 @@ def _identity(path: Path) -> str:
 
 def _backup(path: Path, workdir: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix="making-", suffix=".db", dir=workdir)
-    os.close(fd)
+    try:
+        filemodes.adopt(fd)
+    finally:
+        os.close(fd)
     out = Path(name)
     try:
         source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -80,7 +86,8 @@ def _backup(path: Path, workdir: Path) -> Path:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One API process at a time makes or removes copies (uvicorn may run several)."""
-    with open(path, "a") as handle:
+    with os.fdopen(filemodes.open_new(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND),
+                   "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

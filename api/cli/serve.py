@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from api.cli.client import CliError
+from worker.core import filemodes
 from worker.core.config import Settings
 from worker.core.logs import configure_logging, get_logger
 
@@ -87,7 +88,7 @@ def serve(settings: Settings, *, host: str, port: int, concurrency: int,
           redis_server: str | None = None) -> int:
     configure_logging(settings.log_format)
     log = get_logger(component="serve")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.make_dirs(settings.state_dir)
     lock = _lock(settings.state_dir / "serve.lock")
     env = dict(os.environ)
     children: list[Child] = []

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.core import filemodes
 from worker.core.errors import ConfigError
 from worker.sources.hosts import HostAllow
 
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     # How long Redis keeps a finished (done, failed, cancelled) job's state; the volume
     # keeps its record for good, and `liteshift resume JOB` restores it. 0: for ever.
     job_retention_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # A group (name or number) that may read what liteshift writes on the volume: files
+    # 0640 and directories 0750 of that group. Unset: 0600 and 0700, the owner's only.
+    file_group: str | None = None
     log_format: str = Field(default="auto", pattern=r"^(auto|json|console)$")
     # Named sources, LITESHIFT_SOURCE_<NAME>=postgresql://…: jobs name them instead of
     # carrying a password; the API and the workers resolve the name from their own setting.
@@ -87,6 +91,16 @@ class Settings(BaseSettings):
         if value and not all("!" <= c <= "~" for c in value):
             raise ValueError("must be printable ASCII without spaces, e.g. the output of "
                              "`openssl rand -hex 24`")
+        return value
+
+    @field_validator("file_group")
+    @classmethod
+    def _known_group(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                filemodes.find_group(value)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
         return value
 
     @field_validator("source_allow")

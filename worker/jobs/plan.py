@@ -6,7 +6,7 @@ import shutil
 from typing import Any
 
 from worker import sources
-from worker.core import names
+from worker.core import filemodes, names
 from worker.core.config import Settings
 from worker.core.errors import JobCancelled, SchemaError, SourceRejected, VolumeFull
 from worker.core.logs import get_logger
@@ -141,7 +141,7 @@ def space_needed(source_bytes: int) -> int:
 
 
 def check_space(settings: Settings, source_bytes: int) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.make_dirs(settings.data_dir)
     free = shutil.disk_usage(settings.data_dir).free
     needed = space_needed(source_bytes)
     if free < needed:

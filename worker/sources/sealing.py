@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from worker.core import filemodes
 from worker.core.errors import ConfigError, InputError
 from worker.core.redact import remember
 from worker.sources.url import parse_source_url, resolve_source
@@ -25,9 +26,9 @@ if TYPE_CHECKING:  # pydantic's settings are slow to import: not in a reader or 
 
 def _key_file_key(state_dir: Path) -> bytes:
     path = state_dir / "secret.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    filemodes.make_dirs(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = filemodes.open_new(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return path.read_bytes().strip()
     key = Fernet.generate_key()

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from worker.core import filemodes
 from worker.core.errors import VerificationFailed
 from worker.core.identifiers import quote
 from worker.core.logs import get_logger
@@ -215,6 +216,7 @@ def _build_new(path: Path, plans: list[TablePlan], tables_dir: Path,
     """Merge every table into a new file. It is scratch until published, so it is built
     without a journal: a crash here means finalize starts again from the work files, which
     are only read."""
+    filemodes.create_file(path)  # the published file's mode, kept by the rename
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA synchronous=OFF")  # the file's one fsync comes when it is built

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.core import filemodes
 from worker.core.checksum import as_hex
 from worker.core.errors import LeaseLost, TargetError, VerificationFailed, VolumeFull, WorkFileBusy
 from worker.core.identifiers import CHECKPOINT_TABLE, quote
@@ -93,8 +94,9 @@ class WorkFile:
         self.path = path
         self.plan = plan
         with sqlite_errors(f"opening work file {path}"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            filemodes.make_dirs(path.parent)
             self._discard_if_built()
+            filemodes.create_file(path)  # its mode, which SQLite gives its -wal and -shm
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
                                       check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")

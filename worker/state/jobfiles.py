@@ -16,15 +16,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from worker.core import filemodes
+
 JOB_RECORD = "job.json"
 OUTCOME = "outcome.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file, fsync, rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    filemodes.make_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    tmp.unlink(missing_ok=True)  # one left by a crash has its own mode: made again
+    with os.fdopen(filemodes.open_new(tmp), "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, default=str)
         handle.flush()
         os.fsync(handle.fileno())

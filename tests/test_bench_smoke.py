@@ -66,6 +66,28 @@ def test_bench_runs_every_data_set_small(tmp_path):
     assert report.read_text().count("| liteshift |") >= 3
 
 
+def test_bench_runs_the_app_databases_tiny(tmp_path):
+    """The app-shaped databases (8 tables each, PostgreSQL and MariaDB) at a thousandth of
+    their size: liteshift and whichever DuckDB peers are installed; every table's rows are
+    checked in every output."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--only", "pg-app,mysql-app", "--sizes", "tiny",
+         "--rounds", "1", "--database", "liteshift_bench_smoke_all", "--redis-url",
+         "redis://127.0.0.1:6379/13", "--install", "no"],
+        cwd=REPO, capture_output=True, text=True, timeout=170)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "bench: every output's row count checked" in out, out
+    for title in ("### pg-app: 3,355 rows in 8 tables of liteshift_bench_smoke_all_app_tiny",
+                  "### mysql-app: 3,355 rows in 8 tables of liteshift_bench_smoke_all_app_tiny"):
+        assert title in out, out
+    # liteshift's file has every index of the source: 11 written (12 in MariaDB, where a
+    # foreign key brings its own), plus the composite and text primary keys' own.
+    assert "| liteshift | id | 3 (" in out and "13 (11 written, 1 partial; 2 SQLite's own)" \
+        in out, out
+    assert "14 (12 written, 0 partial; 2 SQLite's own)" in out, out
+
+
 def test_a_wrong_row_count_is_caught(tmp_path):
     bench = _load_bench()
     ds = bench.Dataset("pg-mixed", "pg", "unused", "bench_mixed", 5, "pg_mixed", ())
@@ -86,6 +108,16 @@ def test_a_wrong_row_count_is_caught(tmp_path):
     assert not ok and any("WRONG ROW COUNT" in line for line in lines)
     assert sqlite3.connect(run.extra["output"]).execute(
         "SELECT count(*) FROM bench_mixed").fetchone()[0] == 4
+
+
+def test_a_missing_table_of_a_whole_database_is_caught(tmp_path):
+    bench = _load_bench()
+    ds = bench.Dataset("pg-app", "pg", "unused", "issues", 3, "pg_app", (),
+                       tables={"issues": 2, "comments": 1})
+    out = tmp_path / "out.db"
+    sqlite3.connect(out).executescript(
+        "CREATE TABLE issues (id INTEGER PRIMARY KEY); INSERT INTO issues VALUES (1), (2);")
+    assert "comments: no such table: comments" in bench.count_mismatch(out, ds, "the output")
 
 
 def test_the_guarantee_switches_still_apply_to_the_worker():

@@ -2,7 +2,7 @@
 
     .venv/bin/python ops/bench/bench.py [--rows 1000000] [--narrow-rows 5000000] [--rounds 3]
         [--only pg-mixed,pg-narrow,mysql-mixed] [--tools duckdb,sequel,...] [--concurrency 2]
-        [--install auto|no|only] [--write REPORT.md]
+        [--sizes full|small] [--install auto|no|only] [--write REPORT.md]
 
 Data sets (kept between runs, rebuilt only when their row count differs):
   pg-mixed     PostgreSQL liteshift_bench.bench_mixed: bigint key, integer, text, jsonb,
@@ -12,12 +12,16 @@ Data sets (kept between runs, rebuilt only when their row count differs):
                and one secondary index, on (user_id, happened_at) (issue 22)
   mysql-mixed  MariaDB/MySQL liteshift_bench.bench_mixed: the same values as json, a JSON
                array, decimal(12,2), datetime(6), tinyint(1), char(36) uuid, varbinary(16)
+  pg-app       PostgreSQL liteshift_bench_app: an issue tracker's 8 tables, 3.2M rows, foreign
+               keys, 11 secondary indexes (app_db.py; --sizes small: a twentieth)
+  mysql-app    the same database in MariaDB/MySQL
 
 Tools, each run as a subprocess in turn, several rounds, medians:
   liteshift         through the real queue: HTTP API (uvicorn) -> Redis -> Celery worker
                     (prefork, --concurrency) -> verified, published <target>.db; a new
                     worker per round, timed from POST /jobs until the job is done
   duckdb            DuckDB + postgres/mysql scanner + sqlite extensions (PyPI wheels)
+  duckdb-indexes    the same, then the data set's indexes built with Python's sqlite3
   sequel            `sequel -C` (Debian's ruby-sequel, ruby-pg, ruby-mysql2, ruby-sqlite3)
   db-to-sqlite      PyPI db-to-sqlite (PostgreSQL only here)
   mysql-to-sqlite3  PyPI mysql-to-sqlite3's `mysql2sqlite` (MySQL only)
@@ -65,6 +69,7 @@ MY_HOST, MY_PORT, MY_USER = "127.0.0.1", 3306, "root"
 SAMPLE_ID = 3  # the row whose values the fidelity table shows (exists at any size >= 3)
 
 sys.path.insert(0, str(BENCH_DIR))
+import app_db  # noqa: E402
 from bench_pg import CREATE_SQL as PG_MIXED_SQL  # noqa: E402  (one definition of the table)
 
 PG_NARROW_SQL = """
@@ -110,6 +115,7 @@ SELECT g, (g * 7919) % 1000003, concat('row ', g, ' ', h),
 FROM (SELECT seq AS g, md5(seq) AS h FROM seq_1_to_%(rows)s) s
 """
 MIXED_COLUMNS = ("j", "tags", "price", "at", "flag", "u", "b")
+APP_COLUMNS = ("state", "created_at", "closed_at")
 
 
 # -- data sets --------------------------------------------------------------------------
@@ -123,6 +129,20 @@ class Dataset:
     rows: int
     target: str
     columns: tuple[str, ...]
+    # A whole database: every table's rows, checked one by one (`table` is the one the
+    # fidelity table shows, `rows` their sum). Empty: `table` alone, `rows` rows.
+    tables: dict[str, int] = field(default_factory=dict)
+    size: str = "full"  # of a whole database (app_db.DIVISORS)
+
+    @property
+    def expected(self) -> dict[str, int]:
+        return self.tables or {self.table: self.rows}
+
+    @property
+    def title(self) -> str:
+        if self.tables:
+            return (f"{self.rows:,} rows in {len(self.tables)} tables of {self.database}")
+        return f"{self.rows:,} rows of {self.database}.{self.table}"
 
     @property
     def liteshift_url(self) -> str:
@@ -142,7 +162,26 @@ def datasets(args: argparse.Namespace) -> list[Dataset]:
         "mysql-mixed": Dataset("mysql-mixed", "mysql", args.database, "bench_mixed", args.rows,
                                "mysql_mixed", MIXED_COLUMNS),
     }
+    app_rows = app_db.rows(args.sizes)
+    app_base = app_db.database(args.database, args.sizes)
+    for kind in ("pg", "mysql"):
+        every[f"{kind}-app"] = Dataset(f"{kind}-app", kind, app_base, "issues",
+                                       sum(app_rows.values()), f"{kind}_app", APP_COLUMNS,
+                                       tables=app_rows, size=args.sizes)
     return [every[key] for key in args.only]
+
+
+def ensure_dataset(ds: Dataset) -> None:
+    if ds.tables and ds.kind == "pg":
+        app_db.ensure_pg(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}", ds.database, ds.size)
+    elif ds.tables:
+        import mysql.connector
+
+        app_db.ensure_mysql(lambda: mysql.connector.connect(host=MY_HOST, port=MY_PORT,
+                                                            user=MY_USER),
+                            ds.database, ds.size)
+    else:
+        (ensure_pg if ds.kind == "pg" else ensure_mysql)(ds)
 
 
 def ensure_pg(ds: Dataset) -> None:
@@ -330,6 +369,21 @@ def sqlite_count(path: Path, table: str) -> int:
         db.close()
 
 
+def count_mismatch(path: Path, ds: Dataset, where: str) -> str | None:
+    """None when every table of the data set holds its rows, else what differs."""
+    wrong = []
+    for table, rows in ds.expected.items():
+        try:
+            got = sqlite_count(path, table)
+        except sqlite3.OperationalError as exc:  # no such table
+            wrong.append(f"{table}: {exc}")
+            continue
+        if got != rows:
+            wrong.append(f"row count {got} in {where}, not {rows:,}"
+                         + (f" ({table})" if ds.tables else ""))
+    return "; ".join(wrong) or None
+
+
 @dataclass
 class Tool:
     """A peer: how to run it on a data set, writing `out` (None: a read floor)."""
@@ -376,7 +430,14 @@ def _duckdb(ds: Dataset, out: Path, scratch: Path) -> tuple[list[str], dict[str,
     dsn = (_pg_libpq(ds) if ds.kind == "pg" else
            f"host={MY_HOST} port={MY_PORT} user={MY_USER} database={ds.database}")
     return ([str(peers_python()), str(BENCH_DIR / "peer_duckdb.py"), "copy",
-             str(DUCKDB_EXT_DIR), ds.kind, dsn, ds.table, str(out)], {})
+             str(DUCKDB_EXT_DIR), ds.kind, dsn, ",".join(ds.expected), str(out)], {})
+
+
+def _duckdb_indexes(ds: Dataset, out: Path, scratch: Path) -> tuple[list[str], dict[str, str]]:
+    """DuckDB's copy, then the indexes liteshift's file has, by sqlite3 in the same process:
+    what a do-it-yourself pipeline needs to produce what liteshift produces."""
+    argv, env = _duckdb(ds, out, scratch)
+    return [*argv, ";\n".join(app_db.SQLITE_INDEXES[ds.kind] if ds.tables else [])], env
 
 
 def _sequel(ds: Dataset, out: Path, scratch: Path) -> tuple[list[str], dict[str, str]]:
@@ -441,6 +502,11 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("duckdb", ("pg", "mysql"), _duckdb,
          lambda: None if DUCKDB_EXT_DIR.is_dir() else "not installed (run with --install auto)",
          lambda: _version([str(peers_python()), "-c", "import duckdb; print(duckdb.__version__)"])),
+    Tool("duckdb-indexes", ("pg", "mysql"), _duckdb_indexes,
+         lambda: None if DUCKDB_EXT_DIR.is_dir() else "not installed (run with --install auto)",
+         lambda: _version([str(peers_python()), "-c", "import duckdb, sqlite3; "
+                           "print(duckdb.__version__, 'sqlite', sqlite3.sqlite_version)"],
+                          r"(\S+ sqlite \S+)")),
     Tool("sequel", ("pg", "mysql"), _sequel, _which("sequel", "apt-get install ruby-sequel "
                                                     "ruby-pg ruby-mysql2 ruby-sqlite3"),
          lambda: _version(["sequel", "--version"])),
@@ -472,7 +538,13 @@ DEFAULT_TOOLS: dict[str, tuple[str, ...]] = {
     "pg-narrow": ("duckdb", "sling", "psql-copy"),
     "pg-events": ("duckdb", "psql-copy"),
     "mysql-mixed": ("duckdb", "mysql-to-sqlite3", "sequel", "sling", "mysql-read"),
+    "pg-app": ("duckdb", "duckdb-indexes"),
+    "mysql-app": ("duckdb", "duckdb-indexes"),
 }
+
+
+# The tools that copy a whole database's tables (the app data sets), the rest one table.
+WHOLE_DATABASE_TOOLS = ("duckdb", "duckdb-indexes", "sequel", "liteshift-no-snapshot")
 
 
 def run_peer(tool: Tool, ds: Dataset, scratch: Path, timeout_s: float) -> Run:
@@ -495,14 +567,14 @@ def run_peer(tool: Tool, ds: Dataset, scratch: Path, timeout_s: float) -> Run:
     if tool.floor:
         got = tool.count_from_output(log.read_text(errors="replace")) if tool.count_from_output \
             else None
-    else:
-        try:
-            got = sqlite_count(out, ds.table)
-        except sqlite3.Error as exc:
-            return Run(seconds=seconds, rss_mb=rss, error=f"no readable output table: {exc}")
-        run.extra["output"] = out
-    if got != ds.rows:
-        run.mismatch = f"row count {got} in the output, not {ds.rows:,}"
+        if got != ds.rows:
+            run.mismatch = f"row count {got} in the output, not {ds.rows:,}"
+        return run
+    try:
+        run.mismatch = count_mismatch(out, ds, "the output")
+    except sqlite3.Error as exc:
+        return Run(seconds=seconds, rss_mb=rss, error=f"no readable output table: {exc}")
+    run.extra["output"] = out
     return run
 
 
@@ -656,14 +728,14 @@ class Liteshift:
         run = Run(seconds=seconds, rss_mb=sum(hwms), cpu_s=cpu,
                   extra={"largest_process_mb": max(hwms), "processes": len(hwms),
                          "output": data / f"{ds.target}.db"})
-        got = sqlite_count(data / f"{ds.target}.db", ds.table)
-        if got != ds.rows:
-            run.mismatch = f"row count {got} in the published file, not {ds.rows:,}"
+        run.mismatch = count_mismatch(data / f"{ds.target}.db", ds, "the published file")
         entered = {e["state"]: e["at"] for _, e in self.store.events(job_id, count=10_000)
                    if e["event"] == "job_state"}
         run.extra["phases"] = {name: entered[end] - entered[start]
                                for name, start, end in self.PHASES
                                if start in entered and end in entered}
+        steps = ((self.store.job(job_id) or {}).get("finalize") or {}).get("steps") or []
+        run.extra["finalize_steps"] = {s["step"]: s["seconds"] for s in steps}
         return run
 
     def close(self) -> None:
@@ -713,6 +785,21 @@ def inspect_output(path: Path, table: str, columns: tuple[str, ...]) -> dict[str
         return result
     finally:
         db.close()
+
+
+def file_indexes(path: Path) -> str:
+    """How many indexes the whole file has, besides the tables' own rowid b-trees: written
+    ones (CREATE INDEX, partial or on expressions included) and SQLite's own (UNIQUE and
+    non-rowid PRIMARY KEY constraints)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT sql IS NULL, sql LIKE '% WHERE %', sql LIKE '%(%(%' "
+                          "FROM sqlite_master WHERE type = 'index'").fetchall()
+    finally:
+        db.close()
+    own = sum(1 for auto, _, _ in rows if auto)
+    partial = sum(1 for auto, where, _ in rows if not auto and where)
+    return f"{len(rows)} ({len(rows) - own} written, {partial} partial; {own} SQLite's own)"
 
 
 # -- the report -------------------------------------------------------------------------
@@ -765,7 +852,7 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
     lite = [r.seconds for r in runs.get("liteshift", []) if r.seconds and not r.error]
     lite_s = statistics.median(lite) if lite else None
     rounds = max((len(v) for v in runs.values()), default=0)
-    lines = [f"### {ds.key}: {ds.rows:,} rows of {ds.database}.{ds.table} "
+    lines = [f"### {ds.key}: {ds.title} "
              f"({'PostgreSQL' if ds.kind == 'pg' else 'MariaDB/MySQL'}), median of "
              f"{rounds} round(s)", "",
              "| tool | seconds | rows/s | CPU s | peak RSS MB | ratio | rows checked | note |",
@@ -813,6 +900,11 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
         lines.append("liteshift phases (medians, from the job's own events): " + ", ".join(
             f"{k} {statistics.median(p[k] for p in phases if k in p):.2f} s"
             for k in phases[0]))
+    steps = [r.extra["finalize_steps"] for r in runs.get("liteshift", [])
+             if r.extra.get("finalize_steps")]
+    if steps:
+        lines.append("liteshift finalize steps (medians): " + ", ".join(
+            f"{k} {statistics.median(p.get(k, 0.0) for p in steps):.2f} s" for k in steps[0]))
     lines.append("")
     # What each output keeps: inspected in the last round's files.
     inspected = {}
@@ -821,10 +913,14 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
         if last:
             try:
                 inspected[name] = inspect_output(last[-1].extra["output"], ds.table, ds.columns)
+                if ds.tables:
+                    inspected[name]["indexes in the file"] = file_indexes(
+                        last[-1].extra["output"])
             except sqlite3.Error as exc:
                 inspected[name] = {"primary key": f"unreadable: {exc}"}
     if inspected:
-        heads = ["primary key", "indexes", *ds.columns]
+        heads = ["primary key", "indexes", *(["indexes in the file"] if ds.tables else []),
+                 *ds.columns]
         sample = f" (row id = {SAMPLE_ID}: declared type → storage class: value)" \
             if ds.columns else ""
         lines += [f"What each output holds{sample}:", "",
@@ -847,6 +943,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--narrow-rows", type=int, default=5_000_000,
                         help="rows of the narrow table (default 5,000,000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are shown")
+    parser.add_argument("--sizes", choices=tuple(app_db.DIVISORS), default="full",
+                        help="size of the app-shaped databases (pg-app, mysql-app): full "
+                        "(3.2M rows), small (a twentieth, a quick run) or tiny (a thousandth, "
+                        "the smoke test)")
     parser.add_argument("--only", default="pg-mixed,pg-narrow,mysql-mixed",
                         help="data sets, comma-separated (default all three)")
     parser.add_argument("--tools", default=None,
@@ -905,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if install_problems else 0
     dsets = datasets(args)
     for ds in dsets:
-        (ensure_pg if ds.kind == "pg" else ensure_mysql)(ds)
+        ensure_dataset(ds)
     if args.prepare:
         return 1 if install_problems else 0
 
@@ -939,7 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
         lite.wait_api()
         for ds in dsets:
             chosen = DEFAULT_TOOLS[ds.key] if args.tools is None else args.tools
-            names = ["liteshift"] + [t for t in chosen if ds.kind in TOOLS[t].kinds]
+            names = ["liteshift"] + [t for t in chosen if ds.kind in TOOLS[t].kinds and (
+                t in WHOLE_DATABASE_TOOLS if ds.tables else t != "duckdb-indexes")]
             skipped = {t: TOOLS[t].missing() for t in names[1:] if TOOLS[t].missing()}
             runs: dict[str, list[Run]] = {name: [] for name in names}
             for round_no in range(1, args.rounds + 1):

@@ -85,7 +85,8 @@ def redis_values(store) -> Iterator[str]:
         kind = client.type(key)
         yield key
         if kind == "string":
-            yield client.get(key)
+            # A lease or lock can expire between SCAN and GET.
+            yield client.get(key) or ""
         elif kind == "hash":
             yield json.dumps(client.hgetall(key))
         elif kind == "stream":

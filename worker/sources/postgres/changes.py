@@ -44,7 +44,7 @@ from worker.sources.postgres.source import translate_error
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 FETCH_ROWS = 1_000  # messages per fetch from the server-side cursor
-VALUES_MAX = 500  # rows per conversion query
+CONVERT_ROWS = 5_000  # rows per conversion query, so its arrays stay a few MB
 
 
 def publication_name(job_id: str) -> str:
@@ -174,6 +174,7 @@ class PgChanges:
         self._relations: dict[int, tuple[str, list[str]]] = {}  # oid -> (table, columns)
         self._types = {p.name: self._column_types(p.name) for p in plans}
         self._signatures: dict[str, list[tuple[str, int, int]]] = {}
+        self._conversions: dict[str, sql.Composed] = {}
         self.drained = False  # the last read returned everything there was
 
     def _column_types(self, table: str) -> dict[str, str]:
@@ -265,35 +266,46 @@ class PgChanges:
     def convert(self, table: str, rows: Sequence[list[str | None]]) -> Converted:
         plan = self.plans[table]
         out = Converted([])
-        for start in range(0, len(rows), VALUES_MAX):
-            part = self._convert(plan, rows[start:start + VALUES_MAX])
+        for start in range(0, len(rows), CONVERT_ROWS):
+            part = self._convert(plan, rows[start:start + CONVERT_ROWS])
             out.rows += part.rows
             add_lossy(out.lossy, part.lossy)
         return out
 
     def _convert(self, plan: TablePlan, rows: Sequence[list[str | None]]) -> Converted:
-        """Through the copy's own select list and chunk encoder: `SELECT <select list>
-        FROM (VALUES ('text'::type, …), …) AS table(columns)`."""
-        types = self._types[plan.name]
-        names = [c.name for c in plan.columns]
-        values = sql.SQL(", ").join(
-            sql.SQL("({})").format(sql.SQL(", ").join(
-                [sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(types[n]))
-                 for n, v in zip(names, row)] + [sql.Literal(i)]))
-            for i, row in enumerate(rows))
-        query = sql.SQL("COPY (SELECT {cols} FROM (VALUES {values}) AS {table}({names}) "
-                        "ORDER BY {order}) TO STDOUT (FORMAT BINARY)").format(
-            cols=sql.SQL(", ").join(sql.SQL(s) for s in select_list(plan)),
-            values=values, table=sql.Identifier(plan.name),
-            names=sql.SQL(", ").join(map(sql.Identifier, [*names, "_liteshift_n"])),
-            order=sql.Identifier("_liteshift_n"))
+        """Through the copy's own select list and chunk encoder, the values sent as one
+        text array per column (the query's text does not grow with the rows, and psycopg
+        sends arrays in C where literals would be composed in Python)."""
+        columns = list(zip(*rows)) if rows else [() for _ in plan.columns]
         try:
-            with self.conn.cursor() as cur, cur.copy(query) as copy:
+            with self.conn.cursor() as cur, cur.copy(self._conversion(plan),
+                                                    [list(c) for c in columns]) as copy:
                 copy.set_types(list(plan.wire_types))
                 fetched = list(copy.rows())
         except psycopg.Error as exc:
             raise translate_error(exc, what=f"converting changed rows of {plan.name!r}") from None
         return encode(fetched, plan)
+
+    def _conversion(self, plan: TablePlan) -> sql.Composed:
+        """`COPY (SELECT <select list> FROM (SELECT col::type, … FROM unnest(%s::text[], …)
+        WITH ORDINALITY) AS table ORDER BY ordinality) TO STDOUT`: `text::type` is the
+        type's input function, the exact inverse of the text pgoutput sent."""
+        if plan.name not in self._conversions:
+            types = self._types[plan.name]
+            names = [c.name for c in plan.columns]
+            n = sql.Identifier("_liteshift_n")
+            self._conversions[plan.name] = sql.SQL(
+                "COPY (SELECT {cols} FROM (SELECT {casts}, {n} FROM unnest({arrays}) WITH "
+                "ORDINALITY AS _liteshift_u({names}, {n})) AS {table} ORDER BY {n}) "
+                "TO STDOUT (FORMAT BINARY)").format(
+                cols=sql.SQL(", ").join(sql.SQL(s) for s in select_list(plan)),
+                casts=sql.SQL(", ").join(
+                    sql.SQL("{}::{} AS {}").format(sql.Identifier(c), sql.SQL(types[c]),
+                                                  sql.Identifier(c)) for c in names),
+                arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+                names=sql.SQL(", ").join(map(sql.Identifier, names)), n=n,
+                table=sql.Identifier(plan.name))
+        return self._conversions[plan.name]
 
     # -- pgoutput -----------------------------------------------------------------------
 

@@ -144,7 +144,7 @@ def _loop(settings: Settings, store: StateStore, job: dict[str, Any], db: sqlite
         if time.monotonic() > deadline and wanted is None:
             return "again"
         if stream.drained:
-            time.sleep(0.02 if wanted is not None else settings.follow_idle_s)
+            _wait(store, job_id, 0.02 if wanted is not None else settings.follow_idle_s)
 
 
 def _read_and_apply(settings: Settings, stream: ChangeStream, applier: Applier,
@@ -185,6 +185,14 @@ def _commit(stream: ChangeStream, applier: Applier, batch: Batch,
              resume=followed.resume, lag_bytes=progress.lag_bytes,
              lag_s=round(progress.lag_s, 3), seconds=round(time.monotonic() - started, 3),
              changes_per_s=round(progress.rate(), 1))
+
+
+def _wait(store: StateStore, job_id: str, seconds: float) -> None:
+    """The source had nothing more: wait for it, woken at once by a cutover or a cancel."""
+    try:
+        store.wait_for_wake(job_id, seconds)
+    except redis.RedisError:
+        time.sleep(seconds)
 
 
 def _job(store: StateStore, job_id: str) -> dict[str, Any] | None:

@@ -284,7 +284,10 @@ def request_cutover(store: StateStore, send: Send, job_id: str, *,
         raise InputError(f"job {job_id} is {job['state']}: cutover needs a job that is "
                          "following (wait until `liteshift status` says following)")
     asked = {"state": "waiting", "requested_at": time.time(), "timeout_s": timeout_s}
-    store.update_job(job_id, cutover=asked)
+    with store.redis.pipeline() as pipe:
+        store.update_job(job_id, pipe, cutover=asked)
+        store.wake_follower(job_id, pipe)
+        pipe.execute()
     send(FOLLOW_TASK, job_id)  # in case no follower runs right now; a second one waits
     return asked
 
@@ -314,6 +317,7 @@ def cancel_job(settings: Settings, store: StateStore, job_id: str,
     clean_cancelled(settings, job_id)
     store.release_target(job["target"], job_id)
     if send is not None and (job.get("options") or {}).get("follow"):
+        store.wake_follower(job_id)  # a running follower ends the follow at once
         send(FOLLOW_TASK, job_id)  # ends the follow on the source: its slot is dropped
 
 

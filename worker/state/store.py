@@ -43,6 +43,7 @@ class TableState(str, Enum):
 
 ENDED = (TableState.VERIFIED, TableState.FAILED)  # a table's copy is over, for now
 EVENTS_MAX = 10_000  # per job; `watch` only needs the recent past
+WAKE_TTL_S = 60  # a wake nobody waited for goes: the follower reads the job anyway
 
 #: Histograms the workers add to and the API's /metrics reads (api/metrics.py): each
 #: name's upper bounds, in seconds. Changing a name's bounds needs a new name, or the counts
@@ -128,6 +129,11 @@ class Keys:
 
     def lease(self, job_id: str, name: str) -> str:
         return f"{self.prefix}:lease:{job_id}:{name}"
+
+    def wake(self, job_id: str) -> str:
+        """A list the job's follower blocks on while the source is quiet: a push wakes it
+        (StateStore.wake_follower)."""
+        return f"{self.prefix}:job:{job_id}:wake"
 
     def fence(self) -> str:
         return f"{self.prefix}:fence"
@@ -304,6 +310,21 @@ class StateStore:
             return True
 
         return bool(self.redis.transaction(mark, key, value_from_callable=True))
+
+    def wake_follower(self, job_id: str, pipeline: Any = None) -> None:
+        """Wake the job's follower now (a cutover or a cancel was asked for), rather than
+        at the end of its wait for the source."""
+        target = pipeline or self.redis
+        target.rpush(self.keys.wake(job_id), "wake")
+        target.expire(self.keys.wake(job_id), WAKE_TTL_S)
+
+    def wait_for_wake(self, job_id: str, timeout_s: float) -> bool:
+        """Block up to timeout_s, or until wake_follower; True when woken."""
+        key = self.keys.wake(job_id)
+        if self.redis.blpop([key], timeout=timeout_s) is None:
+            return False
+        self.redis.delete(key)  # several wakes while busy wake it once
+        return True
 
     def job_state(self, job_id: str) -> JobState | None:
         value = self.redis.hget(self.keys.job(job_id), "state")

@@ -173,10 +173,17 @@ class MyChanges:
             WriteRowsEvent,
         )
 
+        from worker.sources.mysql.binlog_connection import ReaderConnection
+
         log_file, log_pos = _file_of(self.base, self.start)
         stream = BinLogStreamReader(
             connection_settings=_settings(self.source), server_id=random.randint(2**20, 2**31),
             log_file=log_file, log_pos=log_pos, resume_stream=True, blocking=False,
+            pymysql_wrapper=ReaderConnection,
+            # A table's map is decoded once per read, not before each of its row events:
+            # DDL on a followed table stops the follow at its query event, before any row
+            # event of the new definition.
+            freeze_schema=True,
             # is_mariadb would start from a GTID state, ignoring log_file and log_pos: the
             # plain COM_BINLOG_DUMP at a file and offset works on MariaDB as on MySQL.
             is_mariadb=False,

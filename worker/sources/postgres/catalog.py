@@ -38,8 +38,10 @@ LEFT JOIN LATERAL (
   JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = s.relnamespace
   LEFT JOIN pg_sequences ps ON ps.schemaname = sn.nspname AND ps.sequencename = s.relname
-  WHERE dep.classid = 'pg_class'::regclass AND dep.refobjid = c.oid
-    AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+  -- refclassid too: pg_depend's index on the referenced object starts with it; without
+  -- it each column scans the whole of pg_depend, quadratic in a schema's tables.
+  WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+    AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
   LIMIT 1) sq ON true
 WHERE n.nspname = %s AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY c.relname, a.attnum

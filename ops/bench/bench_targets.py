@@ -13,14 +13,18 @@ Targets (each printed with its measured value, the target and PASS/MISS):
   overhead  a job of --empty-tables empty tables published in <= 10 s; progress mirroring
             (the after-commit Redis write and log line) < 2% of the copy time of a
             --parallel-rows table
+  manytables  jobs of --many-tables tables of --many-rows rows each: 200 in <= 3 s and
+            2,000 in <= 20 s (issue 22), with phases, tasks, Redis round trips and CPU
   resume    kill -9 of the worker at about half a --resume-rows table: the rows the source
             streams again after resume are at most one chunk
 
 Source tables live in their own PostgreSQL database (--database, dropped at the end unless
 --keep-source). Every run uses its own Redis prefix and queue and a data directory under /tmp,
 removed at the end. Workers are started through a small shim (this file, `_worker`) that
-times the copy and the progress mirror and records each phase's peak RSS in a side file;
-nothing is added to the worker's own code.
+times the copy and the progress mirror and records each phase's peak RSS in a side file, and
+counts each task's Redis round trips and CPU; nothing is added to the worker's own code.
+`--worker-env LITESHIFT_BENCH_PROFILE=DIR` also profiles each pool process (cProfile, a file
+per process in DIR: `python -m pstats DIR/worker-PID.prof`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ MB = 1024 * 1024
 RSS_TARGET_MB = 256
 SPEEDUP_TARGET = 1.4
 EMPTY_JOB_TARGET_S = 10.0
+MANY_TABLES_TARGET_S = {200: 3.0, 2000: 20.0}  # issue 22: tables of 10 rows
 MIRROR_TARGET_PCT = 2.0
 
 
@@ -131,10 +136,53 @@ def worker_shim(celery_args: list[str]) -> None:
         (finalize, "build_database"): phased("build_database", finalize.build_database)}
     for (module, name), replacement in patches.items():
         setattr(module, name, replacement)
+    count_tasks(record)
     from celery.__main__ import main as celery_main
 
     sys.argv = ["celery", *celery_args]
     celery_main()
+
+
+def count_tasks(record: Callable[..., None]) -> None:
+    """After each task: its name, the Redis round trips it made (a pipeline is one), and the
+    CPU seconds of the process meanwhile. With $LITESHIFT_BENCH_PROFILE (a directory), each
+    pool process also runs under cProfile and writes its statistics there after each
+    task."""
+    import redis.connection
+    from celery import signals
+
+    sent = [0]
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        send(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    marks: dict[str, tuple[int, float]] = {}
+    profile_dir = os.environ.get("LITESHIFT_BENCH_PROFILE")
+    profiler: list[Any] = []
+
+    @signals.worker_process_init.connect(weak=False)
+    def start_profile(**_: Any) -> None:
+        if profile_dir:
+            import cProfile
+
+            profiler.append(cProfile.Profile())
+            profiler[0].enable()
+
+    @signals.task_prerun.connect(weak=False)
+    def before(task_id: str, **_: Any) -> None:
+        marks[task_id] = (sent[0], time.process_time())
+
+    @signals.task_postrun.connect(weak=False)
+    def after(task_id: str, task: Any, **_: Any) -> None:
+        trips, cpu = marks.pop(task_id, (sent[0], time.process_time()))
+        record(phase="task", task=task.name, redis_round_trips=sent[0] - trips,
+               cpu_seconds=time.process_time() - cpu)
+        if profiler:
+            profiler[0].dump_stats(f"{profile_dir}/worker-{os.getpid()}.prof")
+            profiler[0].enable()  # dump_stats stopped it
 
 
 def bounded_verify(budget: int) -> Callable[..., None]:
@@ -617,6 +665,92 @@ def target_overhead(bench: Bench) -> None:
            f"{sum(p['seconds'] for p in before) * 1000:.0f} ms wall")
 
 
+def target_manytables(bench: Bench) -> None:
+    """Jobs of many small tables (--many-tables, --many-rows rows each), through the queue:
+    submit to published, per phase, tasks and Redis round trips per table, and the CPU the
+    worker's processes and the whole machine spent (the machine is shared: load average
+    printed)."""
+    a = bench.args
+    pool = a.many_concurrency
+    for count in (int(n) for n in a.many_tables.split(",")):
+        schema = f"bench_many_{count}x{a.many_rows}"
+        names = [f"m{i:05d}" for i in range(1, count + 1)]
+        make_many_tables(a.database, schema, names, a.many_rows)
+        for round_ in range(a.rounds):
+            load = os.getloadavg()
+            print(f"manytables: {count} tables x {a.many_rows} rows, round {round_ + 1}, "
+                  f"load average {load[0]:.1f} {load[1]:.1f}", flush=True)
+            with bench.worker(pool="prefork", concurrency=pool) as worker:
+                # A warm worker, as a running service has: each pool process has planned
+                # and copied once, and its snapshot holder is started ahead.
+                for _ in range(pool):
+                    bench.run_job("manywarm", names[:2], schema=schema, workers=[worker])
+                    bench.drop_published("manywarm")
+                time.sleep(1)
+                pids = worker.pids()
+                cpu_before, busy_before = [process_cpu_s(p) for p in pids], busy_cpu_s()
+                since = time.time()
+                job_id, seconds = bench.run_job(
+                    f"many{count}", names, schema=schema, workers=[worker],
+                    expected_rows=dict.fromkeys(names, a.many_rows))
+                cpu = [process_cpu_s(p) - c for p, c in zip(pids, cpu_before, strict=True)]
+                busy = busy_cpu_s() - busy_before
+                unusual = {e: len(worker.events(e)) for e in (
+                    "stalled_work_requeued", "table_retrying", "table_skipped", "table_failed")}
+                bench.drop_published(f"many{count}")
+                phases = job_phases(bench, job_id)
+                tasks = bench.probes(since, "task")
+            goal = MANY_TABLES_TARGET_S.get(count)
+            by_name: dict[str, int] = {}
+            for t in tasks:
+                by_name[t["task"].rsplit(".", 1)[-1]] = by_name.get(
+                    t["task"].rsplit(".", 1)[-1], 0) + 1
+            trips = sum(t["redis_round_trips"] for t in tasks)
+            result(f"{count} tables x {a.many_rows} rows, {pool} processes",
+                   f"{seconds:.1f} s submit to published",
+                   f"<= {goal:g} s" if goal else "no target",
+                   goal is None or seconds <= goal,
+                   "phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()),
+                   f"load average at the start {load[0]:.1f}; machine busy {busy:.1f} CPU s "
+                   f"of {seconds * (os.cpu_count() or 1):.1f} (all processes, every user)",
+                   "worker CPU s, main then pool processes: "
+                   + ", ".join(f"{c:.2f}" for c in cpu),
+                   f"tasks: {by_name}; Redis round trips {trips} ({trips / count:.1f} per "
+                   "table)", f"worker events (whole run, warm-up included): {unusual}")
+
+
+def make_many_tables(database: str, schema: str, names: list[str], rows: int) -> None:
+    """`names` tables of `rows` rows in `schema`, made once (in one transaction)."""
+    import psycopg
+
+    have = {r[0] for r in pg(database, "SELECT tablename FROM pg_tables WHERE schemaname = "
+                                       "%s", (schema,))}
+    missing = [n for n in names if n not in have]
+    if not missing:
+        return
+    started = time.perf_counter()
+    with psycopg.connect(f"{SERVER}/{database}") as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for name in missing:
+            conn.execute(f'CREATE UNLOGGED TABLE "{schema}"."{name}" '
+                         "(id bigint PRIMARY KEY, s text, at timestamptz)")
+            conn.execute(f'INSERT INTO "{schema}"."{name}" SELECT i, md5(i::text), '
+                         "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 day' "
+                         f"FROM generate_series(1, {int(rows)}) i")
+    pg(database, "ANALYZE")
+    print(f"  made {len(missing)} tables in {schema} in {time.perf_counter() - started:.1f} s",
+          flush=True)
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's user + system CPU seconds (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def job_phases(bench: Bench, job_id: str) -> dict[str, float]:
     entered = {e["state"]: e["at"] for _, e in bench.store.events(job_id, count=100_000)
                if e["event"] == "job_state"}
@@ -686,7 +820,8 @@ def read_checkpoint(bench: Bench, job_id: str, table: str) -> dict[str, Any]:
 
 
 TARGETS = {"memory": target_memory, "parallel": target_parallel,
-           "overhead": target_overhead, "resume": target_resume}
+           "overhead": target_overhead, "resume": target_resume,
+           "manytables": target_manytables}
 SMALL = {"blob_rows": 100, "text_rows": 10_000, "parallel_rows": 200_000, "empty_tables": 200,
          "resume_rows": 200_000}
 
@@ -708,6 +843,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="parallel rounds (best is kept)")
     parser.add_argument("--empty-tables", type=int, default=200)
     parser.add_argument("--resume-rows", type=int, default=1_000_000)
+    parser.add_argument("--many-tables", default="200,2000",
+                        help="manytables: comma-separated table counts, one job each")
+    parser.add_argument("--many-rows", type=int, default=10,
+                        help="manytables: rows in each table")
+    parser.add_argument("--many-concurrency", type=int, default=2,
+                        help="manytables: the worker's pool processes")
     parser.add_argument("--chunk-rows", type=int, default=20_000,
                         help="rows per chunk in the resume target (the default is the "
                         "service's)")

@@ -12,6 +12,10 @@ from worker.state.store import StateStore
 
 PUBLISHING = "publishing"
 
+#: A step's progress is written at most this often (its start and each new step always):
+#: merging a thousand small tables must not cost a thousand Redis round trips.
+WRITE_EVERY_S = 0.25
+
 
 class StepRecorder:
     """Writes the job's `finalize` field at every report: {"step", "done", "total", "item",
@@ -24,6 +28,7 @@ class StepRecorder:
         self.current: str | None = None
         self.total = 0
         self.started = time.monotonic()
+        self.written = 0.0
 
     def __call__(self, name: str, done: int, total: int, item: str | None) -> None:
         now = time.monotonic()
@@ -31,7 +36,11 @@ class StepRecorder:
             self._close(now)
             self.current, self.started = name, now
             self.log.info("finalize_step", step=name, total=total)
+        elif now - self.written < WRITE_EVERY_S and done < total:
+            self.total = total
+            return
         self.total = total
+        self.written = now
         self._write({"step": name, "done": done, "total": total, "item": item})
 
     def finish(self) -> None:

@@ -20,7 +20,7 @@ from worker.core.errors import VerificationFailed
 from worker.core.model import ColumnPlan, TablePlan
 from worker.sqlite.build import build_database
 from worker.sqlite.chunks import copy_rows
-from worker.sqlite.workfile import WorkFile
+from worker.sqlite.workfile import WorkFile, open_work_db
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -318,3 +318,87 @@ def test_an_index_sqlite_refuses_while_copying_is_left_to_finalize(tmp_path):
         work.close()
     with pytest.raises(VerificationFailed, match="index 'one_body' on 'small' cannot be built"):
         build_database(out, plans, tables_dir)
+
+
+def write_grouped(tables_dir: Path, group: list[str]) -> list[TablePlan]:
+    """The tables in `group` share one work file (as a group of small tables does, one
+    connection for all of them), the others each have their own; all finished, closed."""
+    plans = [table_plan(name, "group00001.db" if name in group else f"{n:05d}.db")
+             for n, name in enumerate(SOURCES)]
+    shared = open_work_db(tables_dir / "group00001.db", group)
+    try:
+        for plan in plans:
+            rows = source_rows(plan.name)
+            work = WorkFile(tables_dir / plan.file, plan,
+                            db=shared if plan.name in group else None)
+            copy_rows(plan=plan, work=work, token=1, chunk_rows=1000, chunk_bytes=1 << 20,
+                      source=lambda after, rows=rows: iter(rows))
+            work.close()
+    finally:
+        shared.close()
+    return plans
+
+
+@pytest.mark.parametrize("group", [["small", "tiny"], ["small", "big"]],
+                         ids=["group-merged", "group-built-on"])
+def test_tables_sharing_a_work_file_are_built_like_the_others(tmp_path, group):
+    # Given two of the three tables in one shared work file (in the second case the largest
+    # table is in it, so the build happens on the shared file)
+    tables_dir, out = tmp_path / "tables", tmp_path / "out" / "app.db.partial"
+    out.parent.mkdir()
+    plans = write_grouped(tables_dir, group)
+
+    # When the file is built
+    checks = build_database(out, plans, tables_dir)
+
+    # Then every table is there once, with its index, and the build record keeps the
+    # checkpoint of every table of the file built on
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+    record = json.loads(out.with_name(out.name + ".json").read_text())
+    built_on = {p.name for p in plans if p.file == record["file"]}
+    assert {c["table"]: c["rows"] for c in record["checkpoints"]} == {
+        name: SOURCES[name] for name in built_on}
+
+
+def test_a_table_of_a_shared_work_file_resumes_alone(tmp_path):
+    # Given a shared work file where "tiny" is finished and "small" stopped after its
+    # first chunk (its writer killed)
+    plans = {p.name: p for p in (table_plan("tiny", "g.db"), table_plan("small", "g.db"))}
+    path = tmp_path / "g.db"
+    rows = source_rows("small")
+    shared = open_work_db(path, list(plans))
+    copy_rows(plan=plans["tiny"], work=WorkFile(path, plans["tiny"], db=shared), token=1,
+              chunk_rows=1000, chunk_bytes=1 << 20, source=lambda after: iter(source_rows("tiny")))
+
+    def stop_after_first(after):
+        yield from rows[:100]
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        copy_rows(plan=plans["small"], work=WorkFile(path, plans["small"], db=shared), token=1,
+                  chunk_rows=100, chunk_bytes=1 << 20, source=stop_after_first)
+    shared.close()
+
+    # When each table is taken up again by a new writer, alone (a retry of one table)
+    resumed_from = []
+
+    def source(after):
+        resumed_from.append(after)
+        return (r for r in rows if after is None or r[0] > after[0])
+
+    small = WorkFile(path, plans["small"])
+    committed = small.checkpoint()
+    done = copy_rows(plan=plans["small"], work=small, token=2, chunk_rows=100,
+                     chunk_bytes=1 << 20, source=source)
+    tiny = WorkFile(path, plans["tiny"])
+    again = copy_rows(plan=plans["tiny"], work=tiny, token=2, chunk_rows=100,
+                      chunk_bytes=1 << 20, source=lambda after: pytest.fail("copied again"))
+
+    # Then "small" resumed after its committed rows, "tiny" was not read again, and each
+    # holds its rows once
+    assert committed.rows > 0 and resumed_from == [committed.last_key]
+    assert (done.rows, small.count()) == (300, 300)
+    assert again.done and (again.rows, tiny.count()) == (3, 3)
+    small.close()
+    tiny.close()

@@ -5,7 +5,13 @@ Redis, in the orders tables can end in."""
 
 from __future__ import annotations
 
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, retry_job, submit_job
+from worker.jobs.control import (
+    COPY_TABLES_TASK,
+    COPY_TASK,
+    FINALIZE_TASK,
+    retry_job,
+    submit_job,
+)
 from worker.jobs.copying import finish_if_complete
 from worker.jobs.plan import plan_job
 from worker.jobs.recover import ALREADY_REBUILT, BEING_REBUILT, rebuild_forgotten, rebuild_job
@@ -87,9 +93,9 @@ def test_a_forgotten_job_is_rebuilt_once_though_two_workers_try(pg_db, settings_
     # and once a rebuild is done and a table verified, a late one changes nothing
     sent.clear()
     rebuild_job(settings_env, store, lambda *task: sent.append(task), job_id)
-    assert sorted(sent) == [(COPY_TASK, job_id, "a"), (COPY_TASK, job_id, "b")]
+    assert sent == [(COPY_TABLES_TASK, job_id, ["a", "b"])]  # two small tables: one group
     store.set_table_state(job_id, "a", TableState.VERIFIED)
     assert rebuild_job(settings_env, store, lambda *task: sent.append(task),
                        job_id) == ALREADY_REBUILT
-    assert store.table(job_id, "a")["state"] == "verified" and len(sent) == 2
+    assert store.table(job_id, "a")["state"] == "verified" and len(sent) == 1
     assert store.tables_ended(job_id) == 1

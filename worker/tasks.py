@@ -7,7 +7,9 @@ job) with its message.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -20,6 +22,7 @@ from worker.core.redact import redact
 from worker.follow import cutover, follower
 from worker.jobs import control, copying, finalize, plan, recover, verify
 from worker.jobs.control import (
+    COPY_TABLES_TASK,
     COPY_TASK,
     FINALIZE_TASK,
     FOLLOW_TASK,
@@ -84,28 +87,56 @@ def plan_job(self: Any, job_id: str) -> None:
 def copy_table(self: Any, job_id: str, table: str) -> None:
     structlog.contextvars.bind_contextvars(job_id=job_id, table=table, task_id=self.request.id)
     try:
-        copying.copy_table(settings, store(), send, job_id, table)
-    except (LeaseLost, JobCancelled) as exc:
+        _copy_and_map(self, job_id, table,
+                      lambda: copying.copy_table(settings, store(), send, job_id, table))
+    finally:
+        _clean_if_cancelled(job_id)
+        structlog.contextvars.clear_contextvars()
+
+
+@app.task(bind=True, name=COPY_TABLES_TASK)
+def copy_tables(self: Any, job_id: str, tables: list[str]) -> None:
+    """A group of small tables (worker/jobs/grouping.py); a retry runs the group again, and
+    the tables it already copied are skipped."""
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+    try:
+        with copying.TableGroup(settings, store(), send, job_id, tables) as group:
+            for table in group.pending():
+                structlog.contextvars.bind_contextvars(table=table)
+                if not _copy_and_map(self, job_id, table, functools.partial(group.copy, table)):
+                    break
+    finally:
+        _clean_if_cancelled(job_id)
+        structlog.contextvars.clear_contextvars()
+
+
+def _copy_and_map(task: Any, job_id: str, table: str, copy: Callable[[], None]) -> bool:
+    """Copy one table and map its errors: retry a transient one (raises Celery's Retry),
+    fail the table otherwise. False when the job was cancelled."""
+    try:
+        copy()
+    except JobCancelled as exc:
+        get_logger().info("table_stopped", reason=str(exc))
+        return False
+    except LeaseLost as exc:
         get_logger().info("table_stopped", reason=str(exc))
     except LiteshiftError as exc:
-        if exc.transient and self.request.retries < settings.source_retry_limit:
+        if exc.transient and task.request.retries < settings.source_retry_limit:
             get_logger().warning("table_retrying", error=str(exc),
-                                 attempt=self.request.retries + 1)
-            countdown = _backoff(self.request.retries)
+                                 attempt=task.request.retries + 1)
+            countdown = _backoff(task.request.retries)
             # retry_at tells the reaper when this table's retry is due: were this worker to
             # die holding the retry's message, the reaper queues the table again after that.
             store().set_table_state(job_id, table, TableState.PENDING, error=str(exc),
                                     retry_at=time.time() + countdown)
-            raise self.retry(countdown=countdown) from None
+            raise task.retry(countdown=countdown) from None
         copying.fail_table(store(), send, job_id, table, exc)
     except Exception as exc:
         get_logger().exception("table_crashed")
         copying.fail_table(store(), send, job_id, table, LiteshiftError(
             f"unexpected error: {redact(repr(exc))}; this is a liteshift bug, please report it",
             job_id=job_id, table=table))
-    finally:
-        _clean_if_cancelled(job_id)
-        structlog.contextvars.clear_contextvars()
+    return True
 
 
 @app.task(bind=True, name=FINALIZE_TASK)

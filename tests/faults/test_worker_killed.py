@@ -22,6 +22,7 @@ from faults.support import (
     table_states,
 )
 from worker.jobs import control
+from worker.state.manifest import read_manifest
 
 # 4.5 million rows in four narrow tables, committed 4,000 rows at a time: 1,125 commits
 SIZES = {"ka": 1_800_000, "kb": 1_350_000, "kc": 900_000, "kd": 450_000}
@@ -107,3 +108,40 @@ def test_killing_a_prefork_child_redelivers_its_task(pg_db, settings_env, store,
     assert_exactly_once(settings_env, store, job_id, "prefork", PREFORK_SIZES)
     assert table_states(store, job_id)["pa"]["attempts"] >= 2
 
+
+
+# Small tables: copied in groups, one task and one shared work file for several of them
+GROUPED_SIZES = {f"g{i:02d}": 3_000 for i in range(24)}
+
+
+def test_sigkill_during_a_job_of_small_tables_copied_in_groups(pg_db, settings_env, store,
+                                                               send, worker_proc, wait_for,
+                                                               wait_until, monkeypatch):
+    # Given 24 small tables, which the plan puts in groups sharing work files, copied in
+    # chunks of 500 rows
+    monkeypatch.setenv("LITESHIFT_LEASE_TTL_S", "2")
+    make_narrow_tables(pg_db, GROUPED_SIZES)
+    worker = worker_proc()
+    job_id = control.submit_job(settings_env, store, send, source=pg_db.url, target="grouped",
+                                options={"chunk_rows": 500})
+
+    # When the worker is killed with SIGKILL twice in the middle of the copy, a fresh one
+    # started each time
+    kills = []
+    for kill in (1, 2):
+        wait_until(lambda kill=kill: rows_done(store, job_id) >= kill * 20_000
+                   or store.job_state(job_id).value != "copying" and
+                   rows_done(store, job_id) > 0, 120, "rows to be copied", interval=0.005,
+                   workers=[worker])
+        kills.append((store.job_state(job_id).value, rows_done(store, job_id)))
+        worker.kill()
+        worker = worker_proc()
+    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[worker])
+
+    # Then the job finished by itself with every row exactly once, the tables having shared
+    # work files, and at least one kill came in the middle of the copy
+    assert view["state"] == "done", view
+    assert kills[0][0] == "copying", kills
+    assert_exactly_once(settings_env, store, job_id, "grouped", GROUPED_SIZES)
+    _, plans, _ = read_manifest(settings_env.job_dir(job_id))
+    assert len({p.file for p in plans}) < len(plans) // 4

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # reading and writing use two cores (worker/sources/reader_process.py); 0 for every table,
     # -1 for none.
     reader_process_bytes: int = Field(default=32 * 1024 * 1024, ge=-1)
+    # Tables at most this big (the source's own size) are copied in groups: one task and one
+    # work file for up to group_tables of them (worker/jobs/grouping.py). 0: a task and a
+    # work file per table.
+    group_table_bytes: int = Field(default=1024 * 1024, ge=0)
+    group_tables: int = Field(default=100, ge=2, le=10_000)
     lease_ttl_s: float = Field(default=30.0, gt=0.5, le=3600)
     source_retry_limit: int = Field(default=5, ge=0, le=100)
     source_retry_backoff_s: float = Field(default=2.0, ge=0, le=600)

@@ -25,11 +25,11 @@ Send = Callable[..., Any]  # send(task_name, *args)
 
 PLAN_TASK = "liteshift.plan_job"
 COPY_TASK = "liteshift.copy_table"
+COPY_TABLES_TASK = "liteshift.copy_tables"  # a group of small tables (worker/jobs/grouping.py)
 FINALIZE_TASK = "liteshift.finalize_job"
 RESUME_TASK = "liteshift.resume_job"
 VERIFY_TASK = "liteshift.verify_job"
 FOLLOW_TASK = "liteshift.follow_job"
-
 
 
 def new_job_id() -> str:
@@ -80,6 +80,15 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     write_job_record(settings.job_dir(job_id), {**record, "id": job_id})
     send(PLAN_TASK, job_id)
     return job_id
+
+
+def queue_copies(send: Send, job_id: str, units: list[list[str]]) -> None:
+    """A task per copy unit: a table alone, or a group of small tables."""
+    for unit in units:
+        if len(unit) == 1:
+            send(COPY_TASK, job_id, unit[0])
+        else:
+            send(COPY_TABLES_TASK, job_id, unit)
 
 
 def check_request(settings: Settings, *, target: str, tables: list[str] | None,

@@ -1,9 +1,11 @@
-"""copy_table: one table from source to its work file, resumably, under a lease."""
+"""copy_table: one table from source to its work file, resumably, under a lease;
+TableGroup: a group of small tables copied the same way, one after another, by one task."""
 
 from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -31,7 +33,7 @@ from worker.sources.reader_process import chunks_from_child, chunks_from_holder
 from worker.sources.sealing import unseal, unseal_secret
 from worker.sources.url import SourceURL, parse_source_url
 from worker.sqlite.chunks import Chunk, Progress, copy_rows
-from worker.sqlite.workfile import Checkpoint, WorkFile
+from worker.sqlite.workfile import Checkpoint, WorkFile, open_work_db
 from worker.state.lease import Lease
 from worker.state.manifest import read_manifest, table_plan
 from worker.state.store import JobState, StateStore, TableState
@@ -51,11 +53,116 @@ def copy_table(settings: Settings, store: StateStore, send: Send, job_id: str,
         log.info("table_skipped", reason="already copied")
         finish_if_complete(store, send, job_id)
         return
+    _copy_one(settings, store, job, table, log)
+    finish_if_complete(store, send, job_id)
+
+
+class TableGroup:
+    """The tables of a group (worker/jobs/grouping.py), copied one after another by one
+    task over one source connection and one connection to their shared work file. Each
+    table is copied as copy_table copies one (its own lease, checkpoint and progress), so any
+    of them can also be copied alone: a retry, the reaper, a resume."""
+
+    def __init__(self, settings: Settings, store: StateStore, send: Send, job_id: str,
+                 tables: list[str]):
+        self.settings, self.store, self.send = settings, store, send
+        self.job_id, self.tables = job_id, tables
+        self.job: dict[str, Any] = {}
+        self.source: SourceURL | None = None
+        self._conn: Any = None
+        self._conn_stack = ExitStack()
+        # The connection's read transaction is in the job's moment: the group's tables are
+        # read in one transaction rather than each entering the moment again (three round
+        # trips). Any error drops the connection, and this with it.
+        self.in_moment = False
+        self._work_dbs: dict[Path, sqlite3.Connection] = {}
+        self._waiting: list[str] = []
+        self._touched = 0.0
+
+    def __enter__(self) -> TableGroup:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._drop_connection()
+        for db in self._work_dbs.values():
+            db.close()
+        if exc_type is None:
+            finish_if_complete(self.store, self.send, self.job_id)
+
+    def pending(self) -> list[str]:
+        """The group's tables still to copy, in order; none when the job is not copying."""
+        job = self.store.job(self.job_id)
+        if job is None or JobState(job["state"]) != JobState.COPYING:
+            get_logger(job_id=self.job_id).info("tables_skipped",
+                                                reason=f"job is {job and job['state']}")
+            return []
+        self.job = job
+        self.source = parse_source_url(unseal(self.settings, job["source_sealed"]),
+                                       allow=self.settings.host_allow)
+        done = {t["name"] for t in self.store.tables(self.job_id, self.tables)
+                if t.get("state") in DONE_STATES}
+        self._waiting = [t for t in self.tables if t not in done]
+        self._touch_waiting()
+        return list(self._waiting)
+
+    def copy(self, table: str) -> None:
+        """Copy one of the group's tables; raises as copy_table does."""
+        if table in self._waiting:
+            self._waiting.remove(table)
+        try:
+            _copy_one(self.settings, self.store, self.job, table,
+                      get_logger(job_id=self.job_id, table=table), group=self)
+        except BaseException:
+            self._drop_connection()  # a read stopped halfway may leave it unusable
+            raise
+        if time.monotonic() - self._touched > self.settings.lease_ttl_s / 2:
+            self._touch_waiting()
+
+    def _touch_waiting(self) -> None:
+        """Mark the tables still waiting in this task as recently seen: the reaper queues a
+        `pending` table that stayed quiet while the queue was empty (its task lost), and
+        these wait in a live task. Were this worker to die, they go quiet and are queued."""
+        self._touched = time.monotonic()
+        if self._waiting:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for name in self._waiting:
+                self.store.update_table(self.job_id, name, pipeline=pipe)
+            pipe.execute()
+
+    def connection(self) -> Any:
+        """The group's source connection, opened at its first use."""
+        if self._conn is None:
+            assert self.source is not None, "pending() first"
+            reader = sources.for_kind(self.source.kind)
+            self._conn = self._conn_stack.enter_context(
+                reader.connect(self.source, timeout_s=self.settings.connect_timeout_s))
+        return self._conn
+
+    def work_db(self, path: Path) -> sqlite3.Connection:
+        """One connection to a work file for all of the group's tables in it: a table's
+        WorkFile closing it would checkpoint and sync the WAL for each table."""
+        if path not in self._work_dbs:
+            self._work_dbs[path] = open_work_db(path, self.tables)
+        return self._work_dbs[path]
+
+    def _drop_connection(self) -> None:
+        self._conn, self.in_moment = None, False
+        stack, self._conn_stack = self._conn_stack, ExitStack()
+        try:
+            stack.close()
+        except Exception as exc:  # closing a broken connection: the table's error matters
+            get_logger(job_id=self.job_id).warning("source_close_failed", error=repr(exc))
+
+
+def _copy_one(settings: Settings, store: StateStore, job: dict[str, Any], table: str,
+              log: Any, *, group: TableGroup | None = None) -> None:
+    job_id = job["id"]
     job_dir = settings.job_dir(job_id)
     plan = table_plan(job_dir, table)
+    path = job_dir / "tables" / plan.file
     work: WorkFile | None = None
     try:
-        work = WorkFile(job_dir / "tables" / plan.file, plan)
+        work = WorkFile(path, plan, db=group.work_db(path) if group else None)
         lease = Lease(store.redis, store.keys, job_id, f"table:{table}", settings.lease_ttl_s)
         if not lease.acquire(floor=work.checkpoint().token):
             log.info("table_skipped", reason="another worker holds this table's lease")
@@ -63,14 +170,13 @@ def copy_table(settings: Settings, store: StateStore, send: Send, job_id: str,
         with lease:
             if store.job_state(job_id) != JobState.COPYING:  # cancelled since the look above
                 raise JobCancelled("job cancelled", job_id=job_id, table=table)
-            _copy_under_lease(settings, store, job, plan, work, lease, log)
+            _copy_under_lease(settings, store, job, plan, work, lease, log, group=group)
     except VolumeFull as exc:
         raise VolumeFull(_space_needed(settings, job_dir, plan, exc), job_id=job_id,
                          table=table) from None
     finally:
         if work is not None:
             work.close()
-    finish_if_complete(store, send, job_id)
 
 
 def _space_needed(settings: Settings, job_dir: Path, plan: TablePlan, exc: VolumeFull) -> str:
@@ -89,16 +195,18 @@ def _mb(n: int) -> str:
 
 
 def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any],
-                      plan: TablePlan, work: WorkFile, lease: Lease, log: Any) -> None:
+                      plan: TablePlan, work: WorkFile, lease: Lease, log: Any, *,
+                      group: TableGroup | None = None) -> None:
     job_id = job["id"]
-    store.redis.hincrby(store.keys.table(job_id, plan.name), "attempts", 1)
-    store.set_table_state(job_id, plan.name, TableState.COPYING, error=None, error_key=None)
+    store.set_table_state(job_id, plan.name, TableState.COPYING, new_attempt=True, error=None,
+                          error_key=None)
     resume = work.checkpoint()
     log.info("table_copying", rows_done=resume.rows, resume_after=resume.last_key,
              token=lease.token)
     options = job.get("options") or {}
-    source = parse_source_url(unseal(settings, job["source_sealed"]),
-                              allow=settings.host_allow)
+    source = (group.source if group and group.source else
+              parse_source_url(unseal(settings, job["source_sealed"]),
+                               allow=settings.host_allow))
 
     def before_commit() -> None:
         if lease.lost.is_set():
@@ -112,31 +220,38 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
 
     chunk_rows = options.get("chunk_rows") or settings.chunk_rows
     chunk_bytes = options.get("chunk_bytes") or settings.chunk_bytes
+    mirror = _Mirror(store, job_id, plan, log, hold_last=group is not None)
     with ExitStack() as stack:
         final = copy_rows(
             plan=plan, work=work, token=lease.token, chunk_rows=chunk_rows,
             chunk_bytes=chunk_bytes, before_commit=before_commit,
-            after_commit=lambda p: _mirror(store, job_id, plan, p, log),
+            after_commit=mirror.committed,
+            read_ahead=group is None,  # a group's tables are small
             **_reader(settings, stack, source, job["schema"], plan, chunk_rows, chunk_bytes,
-                      job.get("snapshot")),
+                      job.get("snapshot"), group=group),
         )
     verify_work_file(work, final)
     started = time.monotonic()
     if indexes := work.build_indexes(lease.token):
         log.info("table_indexed", indexes=indexes, seconds=round(time.monotonic() - started, 3))
-    store.set_table_state(job_id, plan.name, TableState.VERIFIED, rows_done=final.rows,
+    pipe = store.redis.pipeline(transaction=True)
+    mirror.flush(pipe)
+    store.set_table_state(job_id, plan.name, TableState.VERIFIED, pipeline=pipe,
+                          rows_done=final.rows,
                           rows_estimated=final.rows,  # counted now, no longer estimated
                           checksum=as_hex(final.checksum), lossy=final.lossy, eta_s=0)
+    pipe.execute()
     log.info("table_verified", rows=final.rows, checksum=as_hex(final.checksum),
              lossy=final.lossy)
 
 
 def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
             plan: TablePlan, chunk_rows: int, chunk_bytes: int,
-            moment: dict[str, Any] | None) -> dict[str, Any]:
+            moment: dict[str, Any] | None, *, group: TableGroup | None = None,
+            ) -> dict[str, Any]:
     """copy_rows' reader: a child process for a big table (two cores), else the rows of a
-    connection that `stack` closes. Each read, first or resumed, enters the job's moment
-    (worker/sources/snapshot.py)."""
+    connection: the group's, or one that `stack` closes. Each read, first or resumed,
+    enters the job's moment (worker/sources/snapshot.py)."""
     if moment and moment.get("consistent") and moment.get("address"):  # MySQL's moment
         token = unseal_secret(settings, moment["token_sealed"])
 
@@ -154,17 +269,58 @@ def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str
                 connect_timeout_s=settings.connect_timeout_s, snapshot=moment)
         return {"chunk_source": chunk_source}
     reader = sources.for_kind(source.kind)
-    conn = stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s))
+    conn = (group.connection() if group else
+            stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s)))
 
     def rows(after: Any) -> Any:
-        snapshot.enter(source.kind, conn, moment)
+        if group is None or not group.in_moment:
+            snapshot.enter(source.kind, conn, moment)
+        if group is not None:  # its next tables are read in the same transaction
+            group.in_moment = True
         return reader.stream_table(conn, schema=schema, plan=plan, after=after)
     return {"source": rows}
+
+
+class _Mirror:
+    """Each committed chunk's progress to Redis. With `hold_last` (a group's small table,
+    most often one chunk), a chunk's progress waits for the next chunk or for the table's
+    end, and then goes in the same round trip as its state: one round trip less per table."""
+
+    def __init__(self, store: StateStore, job_id: str, plan: TablePlan, log: Any, *,
+                 hold_last: bool):
+        self.store, self.job_id, self.plan, self.log = store, job_id, plan, log
+        self.hold_last = hold_last
+        self.held: Progress | None = None
+
+    def committed(self, p: Progress) -> None:
+        if not self.hold_last:
+            _mirror(self.store, self.job_id, self.plan, p, self.log)
+            return
+        if self.held is not None:
+            _mirror(self.store, self.job_id, self.plan, self.held, self.log)
+        self.held = p
+
+    def flush(self, pipe: Any) -> None:
+        """The held progress, into `pipe` (the caller executes it)."""
+        if self.held is not None:
+            _mirror_into(pipe, self.store, self.job_id, self.plan, self.held, self.log)
+            self.held = None
 
 
 def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: Any) -> None:
     """After a chunk is durable: one Redis round trip and one log line. Redis being away
     costs only the mirror, never the copy."""
+    try:
+        pipe = store.redis.pipeline(transaction=False)
+        _mirror_into(pipe, store, job_id, plan, p, log)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("progress_mirror_failed", error=str(exc))
+
+
+def _mirror_into(pipe: Any, store: StateStore, job_id: str, plan: TablePlan, p: Progress,
+                 log: Any) -> None:
+    """The chunk's log line, and its progress written into `pipe`."""
     total = max(plan.rows_estimated, p.rows_done)
     rate = p.rows_copied_now / p.elapsed_s if p.elapsed_s > 0 else 0.0  # the attempt's
     # The ETA follows the last seconds' pace (chunks.RecentRate), known from the second
@@ -179,15 +335,10 @@ def _mirror(store: StateStore, job_id: str, plan: TablePlan, p: Progress, log: A
     log.info("chunk_committed", rows_done=p.rows_done, rows_total=total,
              chunk_rows=p.chunk_rows, chunk_bytes=p.chunk_bytes, rows_per_s=round(rate),
              eta_s=eta, last_key=p.last_key)
-    try:
-        pipe = store.redis.pipeline(transaction=False)
-        store.update_table(job_id, plan.name, pipeline=pipe, **fields)
-        store.add_event(job_id, "chunk_committed", pipeline=pipe, table=plan.name, **fields)
-        store.add_bytes_done(job_id, plan.name, p.chunk_bytes, pipeline=pipe)
-        store.observe("chunk_commit_seconds", p.commit_s, pipeline=pipe)
-        pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("progress_mirror_failed", error=str(exc))
+    store.update_table(job_id, plan.name, pipeline=pipe, **fields)
+    store.add_event(job_id, "chunk_committed", pipeline=pipe, table=plan.name, **fields)
+    store.add_bytes_done(job_id, plan.name, p.chunk_bytes, pipeline=pipe)
+    store.observe("chunk_commit_seconds", p.commit_s, pipeline=pipe)
 
 
 def verify_work_file(work: WorkFile, expected: Checkpoint) -> None:

@@ -13,7 +13,8 @@ from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.follow import prepare as follow_prepare
 from worker.jobs import snapshot_holder
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, Send, choose_tables
+from worker.jobs.control import FINALIZE_TASK, Send, choose_tables, queue_copies
+from worker.jobs.grouping import group_small_tables
 from worker.sources import snapshot
 from worker.sources.probe import no_schema
 from worker.sources.sealing import unseal
@@ -70,6 +71,8 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         if follow:
             store.update_job(job_id, warnings=follow_prepare.prepare(settings, job, source,
                                                                      plan.tables))
+        copy_units = group_small_tables(plan.tables, table_bytes=settings.group_table_bytes,
+                                        max_tables=settings.group_tables)
         moment = _take_snapshot(settings, job, source, plan.tables, permanent=follow)
         if follow:
             follow_prepare.check_moment(moment)
@@ -86,8 +89,7 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
                  rows_estimated=sum(t.rows_estimated for t in plan.tables),
                  snapshot=snapshot.public(moment))
     check_cancelled(store, job_id)
-    for table in plan.tables:
-        send(COPY_TASK, job_id, table.name)
+    queue_copies(send, job_id, copy_units)
     if not plan.tables:
         send(FINALIZE_TASK, job_id)
 

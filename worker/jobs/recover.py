@@ -19,8 +19,9 @@ from worker.core.config import Settings
 from worker.core.errors import InputError
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
-from worker.jobs.control import COPY_TASK, FINALIZE_TASK, PLAN_TASK, Send
+from worker.jobs.control import FINALIZE_TASK, PLAN_TASK, Send, queue_copies
 from worker.jobs.finalize import PUBLISHING, partial_path
+from worker.jobs.grouping import units
 from worker.sqlite.build import committed_build
 from worker.state.jobfiles import job_dirs, read_job_record, read_json, read_outcome
 from worker.state.lease import Lease
@@ -45,14 +46,16 @@ def resume_job(settings: Settings, store: StateStore, send: Send, job_id: str) -
         send(FINALIZE_TASK, job_id)
         return "finalizing again"
     store.set_job_state(job_id, JobState.COPYING, error=None)
-    queued = []
+    queued = set()
     for table in store.tables(job_id, job["tables"]):
         leased = store.redis.exists(store.keys.lease(job_id, f"table:{table['name']}"))
         if table.get("state") != TableState.VERIFIED.value and not leased:
             store.set_table_state(job_id, table["name"], TableState.PENDING, error=None)
-            send(COPY_TASK, job_id, table["name"])
-            queued.append(table["name"])
-    if not queued:
+            queued.add(table["name"])
+    if queued:  # a group's tables together again
+        _, plans, _ = read_manifest(settings.job_dir(job_id))
+        queue_copies(send, job_id, units([p for p in plans if p.name in queued]))
+    else:
         send(FINALIZE_TASK, job_id)  # every table verified: only finalize was left
     return f"queued {len(queued)} table(s)"
 
@@ -100,8 +103,7 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
         send(FINALIZE_TASK, job_id)
         log.warning("job_rebuilt_from_volume", tables=len(plans), built=True)
         return "rebuilt from the volume; its file was already built: finalizing"
-    for plan in plans:
-        send(COPY_TASK, job_id, plan.name)
+    queue_copies(send, job_id, units(plans))
     log.warning("job_rebuilt_from_volume", tables=len(plans))
     return f"rebuilt from the volume; queued {len(plans)} table(s)"
 
@@ -115,7 +117,8 @@ def _restore_tables(store: StateStore, job_id: str, job_dir: Path, plans: list[T
     state = TableState.VERIFIED if built else TableState.PENDING
     for plan in plans:
         # The built-on table's work file is now the job's file: its checkpoint is the build's
-        done = (built or {}).get(plan.name) or _checkpoint(job_dir / "tables" / plan.file)
+        done = ((built or {}).get(plan.name)
+                or _checkpoint(job_dir / "tables" / plan.file, plan.name))
         store.update_table(job_id, plan.name, pipeline=pipe, name=plan.name, state=state.value,
                            rows_estimated=done.get("rows_done") if built else plan.rows_estimated,
                            attempts=0, error=None, error_key=None, key=plan.key,
@@ -139,19 +142,19 @@ def _built_checkpoints(job_dir: Path, target: str) -> dict[str, dict[str, Any]] 
     record = committed_build(partial_path(job_dir, target), job_dir / "tables")
     if record is None:
         return None
-    kept = record["checkpoint"]
     return {kept["table"]: {"rows_done": kept["rows"], "checksum": kept["checksum"],
-                            "lossy": kept["lossy"]}}
+                            "lossy": kept["lossy"]} for kept in record["checkpoints"]}
 
 
-def _checkpoint(path: Path) -> dict[str, Any]:
-    """Progress as the work file records it (read-only: the writer may come back)."""
+def _checkpoint(path: Path, table: str) -> dict[str, Any]:
+    """The table's progress as its work file records it (read-only: the writer may come
+    back)."""
     if not path.exists():
         return {"rows_done": 0}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        row = db.execute("SELECT rows, checksum, last_key, lossy "
-                         "FROM _liteshift_checkpoint").fetchone()
+        row = db.execute("SELECT rows, checksum, last_key, lossy FROM _liteshift_checkpoint "
+                         "WHERE name = ?", (table,)).fetchone()
     except sqlite3.Error:
         return {"rows_done": 0}
     finally:

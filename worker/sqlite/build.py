@@ -1,12 +1,13 @@
 """build_database: the job's SQLite file, built from the tables' work files.
 
-The largest table's work file is built on where it lies, not copied: a copy would cost its
-size again, in time and in disk (docs/architecture.md, "Finalize builds on the largest work
-file").
+The largest work file is built on where it lies, not copied: a copy would cost its size
+again, in time and in disk (docs/architecture.md, "Finalize builds on the largest work
+file"). A work file holds one table, or a group of small tables (worker/jobs/grouping.py);
+the build goes file by file.
 Everything that changes it happens so that the work file is never lost half-changed:
-- Other tables are merged into it first, a few per transaction, each dropped and re-created
-  by it, so a merge can be repeated. Its own table and checkpoint stay as
-  they were: until the last step it is still a valid work file.
+- The other files' tables are merged into it first, a few files per transaction, each table
+  dropped and re-created by it, so a merge can be repeated. Its own tables and checkpoints
+  stay as they were: until the last step it is still a valid work file.
 - Indexes, sequences, views, dropping the checkpoint table and the checks run in one
   transaction under a rollback journal. A check that fails rolls it all back; a worker killed
   inside it leaves a hot journal that SQLite rolls back when the file is next opened.
@@ -102,10 +103,18 @@ def _built_earlier(path: Path, tables_dir: Path,
     return dict(record["checks"])
 
 
-def _largest(plans: list[TablePlan], tables_dir: Path) -> TablePlan:
+def by_file(plans: list[TablePlan]) -> dict[str, list[TablePlan]]:
+    """The plans of each work file, in plan order."""
+    files: dict[str, list[TablePlan]] = {}
+    for plan in plans:
+        files.setdefault(plan.file, []).append(plan)
+    return files
+
+
+def _largest(plans: list[TablePlan], tables_dir: Path) -> str:
     # With its WAL: pages not yet checkpointed are only there (all, while a reader holds it).
-    return max(plans, key=lambda p: sum(_bytes(tables_dir / f"{p.file}{suffix}")
-                                        for suffix in ("", "-wal")))
+    return max(by_file(plans), key=lambda f: sum(_bytes(tables_dir / f"{f}{suffix}")
+                                                 for suffix in ("", "-wal")))
 
 
 def _bytes(path: Path) -> int:
@@ -118,13 +127,16 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
     cannot be had alone."""
     if not plans:
         return None
-    plan = _largest(plans, tables_dir)
-    work_file = tables_dir / plan.file
+    name = _largest(plans, tables_dir)
+    work_file = tables_dir / name
+    inside = by_file(plans)[name]
     # mode=rw: a missing work file is an error, not a new empty one. No busy wait: a reader
     # still on the WAL this late is stale, and merging costs less than waiting for it.
     db = sqlite3.connect(f"{work_file.absolute().as_uri()}?mode=rw", uri=True,
                          isolation_level=None, timeout=0)
-    log = get_logger(step="finalize", table=plan.name)
+    log = get_logger(step="finalize", file=name,
+                     **({"table": inside[0].name} if len(inside) == 1 else
+                        {"tables": len(inside)}))
     try:
         if not _take_alone(db):
             log.info("largest_table_merged", reason="a reader holds its work file")
@@ -132,15 +144,17 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
         db.execute("PRAGMA synchronous=NORMAL")  # the rollback journal is synced before use
         _merge_pragmas(db)
         counts = {plan.name: _check_count(db, plan, _expected_rows(db, plan, "main"),
-                                          done="copied")}
-        others = [other for other in plans if other is not plan]
-        # The largest counts as merged: it is there.
-        counts.update(_merge_tables(db, others, tables_dir, first_step=1, steps=len(plans)))
-        checks = _finish_in_one_transaction(db, path, plan, plans, objects, counts)
+                                          done="copied") for plan in inside}
+        others = [other for other in plans if other.file != name]
+        # The largest file's tables count as merged: they are there.
+        counts.update(_merge_tables(db, others, tables_dir, first_step=len(inside),
+                                    steps=len(plans)))
+        checks = _finish_in_one_transaction(db, path, name, plans, objects, counts)
         _move(work_file, path)  # with the lock still held
     finally:
         db.close()
-    log.info("work_file_built_on", bytes=path.stat().st_size, rows=counts[plan.name])
+    log.info("work_file_built_on", bytes=path.stat().st_size,
+             rows=sum(counts[p.name] for p in inside))
     return checks
 
 
@@ -179,22 +193,21 @@ def _transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]
         raise
 
 
-def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, plan: TablePlan,
+def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, file: str,
                                plans: list[TablePlan], objects: list[dict[str, Any]],
                                counts: dict[str, int]) -> dict[str, Any]:
     try:
         with _transaction(db, "BEGIN IMMEDIATE"):
             _indexes_and_objects(db, plans, objects)
             # Kept in the record: with Redis lost after the commit, the job is rebuilt from
-            # it (worker/jobs/recover.py) instead of copying this table again.
-            rows, checksum, lossy = db.execute(
-                f"SELECT rows, checksum, lossy FROM {CHECKPOINT_TABLE}").fetchone()
+            # it (worker/jobs/recover.py) instead of copying these tables again.
+            kept = [{"table": name, "rows": rows, "checksum": checksum,
+                     "lossy": json.loads(lossy)} for name, rows, checksum, lossy in db.execute(
+                        f"SELECT name, rows, checksum, lossy FROM {CHECKPOINT_TABLE}")]
             db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
             checks = {**run_checks(db), "rows": counts}
             write_json_atomic(_record(path), {
-                "file": plan.file, "checks": checks, "objects": objects,
-                "checkpoint": {"table": plan.name, "rows": rows, "checksum": checksum,
-                               "lossy": json.loads(lossy)}})
+                "file": file, "checks": checks, "objects": objects, "checkpoints": kept})
             fsync_dir(path.parent)
     except BaseException:
         _record(path).unlink(missing_ok=True)
@@ -247,7 +260,8 @@ def _indexes_and_objects(db: sqlite3.Connection, plans: list[TablePlan],
 
 
 def _expected_rows(db: sqlite3.Connection, plan: TablePlan, schema: str) -> int:
-    expected = db.execute(f"SELECT rows, done FROM {schema}.{CHECKPOINT_TABLE}").fetchone()
+    expected = db.execute(f"SELECT rows, done FROM {schema}.{CHECKPOINT_TABLE} WHERE name = ?",
+                          (plan.name,)).fetchone()
     if not expected or not expected[1]:
         raise VerificationFailed(f"table {plan.name!r}: its work file is not complete",
                                  table=plan.name)
@@ -268,25 +282,32 @@ MERGE_GROUP = 9
 
 def _merge_tables(db: sqlite3.Connection, plans: list[TablePlan], tables_dir: Path, *,
                   first_step: int, steps: int) -> dict[str, int]:
-    """Copy the work files' tables into main, several per transaction, replacing any copy an
-    interrupted build left; returns each table's rows. A transaction per table would cost a
-    synced commit per table, most of finalize for jobs of many small tables."""
-    counts = {}
-    for start in range(0, len(plans), MERGE_GROUP):
-        group = plans[start:start + MERGE_GROUP]
-        for n, plan in enumerate(group):  # ATTACH cannot happen inside a transaction
-            db.execute("ATTACH DATABASE ? AS ?", (str(tables_dir / plan.file), f"stg{n}"))
+    """Copy the work files' tables into main, the tables of several files per transaction,
+    replacing any copy an interrupted build left; returns each table's rows. A transaction
+    per table would cost a synced commit per table, most of finalize for jobs of many small
+    tables."""
+    counts: dict[str, int] = {}
+    files = list(by_file(plans).items())
+    merged = first_step
+    for start in range(0, len(files), MERGE_GROUP):
+        group = files[start:start + MERGE_GROUP]
+        for n, (name, _) in enumerate(group):  # ATTACH cannot happen inside a transaction
+            db.execute("ATTACH DATABASE ? AS ?", (str(tables_dir / name), f"stg{n}"))
         try:
-            expected = [_expected_rows(db, plan, f"stg{n}") for n, plan in enumerate(group)]
+            expected = {plan.name: _expected_rows(db, plan, f"stg{n}")
+                        for n, (_, inside) in enumerate(group) for plan in inside}
             with _transaction(db):
-                for n, plan in enumerate(group):
-                    step("merging", first_step + start + n, steps, plan.name)
-                    _copy_table(db, plan, f"stg{n}")
+                for n, (_, inside) in enumerate(group):
+                    for plan in inside:
+                        step("merging", merged, steps, plan.name)
+                        _copy_table(db, plan, f"stg{n}")
+                        merged += 1
         finally:
             for n in range(len(group)):
                 db.execute(f"DETACH DATABASE stg{n}")
-        for plan, rows in zip(group, expected, strict=True):
-            counts[plan.name] = _check_count(db, plan, rows, done="merged")
+        for _, inside in group:
+            for plan in inside:
+                counts[plan.name] = _check_count(db, plan, expected[plan.name], done="merged")
     step("merging", steps, steps)
     return counts
 
@@ -297,7 +318,8 @@ def _copy_table(db: sqlite3.Connection, plan: TablePlan, schema: str) -> None:
     # The indexes the copy built in the work file, created empty: the transfer below then
     # copies their entries in order too, instead of CREATE INDEX sorting again.
     built = {r[0] for r in db.execute(
-        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index'")}
+        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'index' AND tbl_name = ?",
+        (plan.name,))}
     for index in plan.indexes:
         if index["name"] in built:
             db.execute(index["sql"])

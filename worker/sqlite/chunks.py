@@ -255,13 +255,15 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
               chunk_bytes: int, source: RowSource | None = None,
               chunk_source: ChunkSource | None = None,
               before_commit: Callable[[], None] = lambda: None,
-              after_commit: Callable[[Progress], None] = lambda p: None) -> Checkpoint:
+              after_commit: Callable[[Progress], None] = lambda p: None,
+              read_ahead: bool = True) -> Checkpoint:
     """Copy the rest of a table into its work file; returns the final checkpoint.
 
     Resumes after the checkpoint's last key. Chunks are made from `source`'s rows by a
-    reader thread, or come ready from `chunk_source` (a reader process, which works ahead
-    by itself). `before_commit` may raise to stop (cancel, lost lease); `after_commit`
-    mirrors progress (Redis, logs) once a chunk is durable.
+    reader thread (or, without `read_ahead`, in this thread: for a small table the thread
+    costs more than it saves), or come ready from `chunk_source` (a reader process, which
+    works ahead by itself). `before_commit` may raise to stop (cancel, lost lease);
+    `after_commit` mirrors progress (Redis, logs) once a chunk is durable.
     """
     state = work.fence(token)
     if state.done:
@@ -271,8 +273,10 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
     if chunk_source is not None:
         chunks = chunk_source(resume_after)
     elif source is not None:
-        chunks = _read_ahead(lambda: make_chunks(source(resume_after), plan,
-                                                 chunk_rows=chunk_rows, chunk_bytes=chunk_bytes))
+        def make() -> Iterator[Chunk]:
+            return make_chunks(source(resume_after), plan, chunk_rows=chunk_rows,
+                               chunk_bytes=chunk_bytes)
+        chunks = _read_ahead(make) if read_ahead else make()
     else:
         raise TypeError("copy_rows needs a source or a chunk_source")
     for chunk in chunks:

@@ -2,7 +2,10 @@
 
 One SQLite file per table, merged at finalize (docs/architecture.md, "Work files"), so tables
 copy in parallel without sharing SQLite's single writer, and retrying a table touches only its
-file. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
+file. Small tables share one work file per group (worker/jobs/grouping.py): creating,
+syncing and closing a file costs more than copying such a table, and a WAL commit does not
+sync. Each table keeps its own checkpoint row there, so it resumes, retries and fences
+alone. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
 the fencing token of the lease holder allowed to write: a chunk commits only while its
 writer's token is the newest, checked inside the same transaction.
 """
@@ -28,7 +31,7 @@ from worker.sqlite.wal_copier import WRITER_CHECKPOINT_PAGES, WalCopier
 
 CHECKPOINT_DDL = f"""
 CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
+  name TEXT PRIMARY KEY,
   last_key TEXT,
   rows INTEGER NOT NULL,
   checksum TEXT NOT NULL,
@@ -79,6 +82,42 @@ def remove_database_files(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
+def open_work_db(path: Path, names: Sequence[str]) -> sqlite3.Connection:
+    """A connection to the work file at `path` (created if missing) holding the tables
+    `names`, ready for writing; one that a finalize already built on is discarded first."""
+    with sqlite_errors(f"opening work file {path}"):
+        filemodes.make_dirs(path.parent)
+        _discard_if_built(path, names)
+        filemodes.create_file(path)  # its mode, which SQLite gives its -wal and -shm
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
+        # the checkpoint always matches the rows it commits with.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+        # A CHECK that SQLite evaluates differently from PostgreSQL must not stop a copy
+        # of rows PostgreSQL accepted: finalize audits every CHECK over the whole table.
+        db.execute("PRAGMA ignore_check_constraints=ON")
+        db.execute(CHECKPOINT_DDL)
+    return db
+
+
+def _discard_if_built(path: Path, names: Sequence[str]) -> None:
+    """A finalize that built the job's file on this work file (worker/sqlite/build.py) and
+    was killed before moving it away left its tables without their checkpoints. Copying into
+    it again would double their rows: start a new work file instead."""
+    if not path.exists():
+        return
+    present = tables_present(path, (CHECKPOINT_TABLE, *names))
+    if present and CHECKPOINT_TABLE not in present:
+        named = {"table": next(iter(present))} if len(present) == 1 else {
+            "tables": sorted(present)}
+        get_logger(**named).warning(
+            "built_work_file_discarded", path=str(path),
+            reason="a finalize built the job's file on it; its tables are copied again")
+        remove_database_files(path)
+
+
 @contextmanager
 def sqlite_errors(what: str) -> Iterator[None]:
     try:
@@ -90,29 +129,25 @@ def sqlite_errors(what: str) -> Iterator[None]:
 
 
 class WorkFile:
-    def __init__(self, path: Path, plan: TablePlan):
+    """One table in its work file. `db`, a connection from open_work_db, shares one
+    connection among the tables of a group (the caller closes it); else the table opens
+    its own."""
+
+    def __init__(self, path: Path, plan: TablePlan, db: sqlite3.Connection | None = None):
         self.path = path
         self.plan = plan
-        with sqlite_errors(f"opening work file {path}"):
-            filemodes.make_dirs(path.parent)
-            self._discard_if_built()
-            filemodes.create_file(path)  # its mode, which SQLite gives its -wal and -shm
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
-            # the checkpoint always matches the rows it commits with.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
-            # A CHECK that SQLite evaluates differently from PostgreSQL must not stop a copy
-            # of rows PostgreSQL accepted: finalize audits every CHECK over the whole table.
-            self.db.execute("PRAGMA ignore_check_constraints=ON")
-            self.db.execute(CHECKPOINT_DDL)
-            if not self._has_table():
-                self.db.execute(plan.create_sql)
-            self.db.execute(
-                "INSERT OR IGNORE INTO _liteshift_checkpoint VALUES (1, NULL, 0, ?, '{}', 0, 0, 0)",
-                (as_hex(0),))
+        self._owns_db = db is None
+        self.db = db if db is not None else open_work_db(path, [plan.name])
+        try:
+            with self._transaction(f"opening table {plan.name!r} in work file {path}"):
+                if not self._has_table():
+                    self.db.execute(plan.create_sql)
+                self.db.execute(f"INSERT OR IGNORE INTO {CHECKPOINT_TABLE} "
+                                "VALUES (?, NULL, 0, ?, '{}', 0, 0, 0)", (plan.name, as_hex(0)))
+        except BaseException:
+            if self._owns_db:
+                self.db.close()
+            raise
         self.fast = fastsqlite.usable(self.db, path)
         self._wal_copier: WalCopier | None = None  # started by the second chunk
         self._commits = 0
@@ -121,19 +156,8 @@ class WorkFile:
         if self._wal_copier is not None:
             self._wal_copier.stop()
             self._wal_copier = None
-        self.db.close()
-
-    def _discard_if_built(self) -> None:
-        """A finalize that built the job's file on this work file (worker/sqlite/build.py) and
-        was killed before moving it away left the table without its checkpoint. Copying into
-        it again would double its rows: start a new work file instead."""
-        if not self.path.exists():
-            return
-        if tables_present(self.path, (CHECKPOINT_TABLE, self.plan.name)) == {self.plan.name}:
-            get_logger(table=self.plan.name).warning(
-                "built_work_file_discarded", path=str(self.path),
-                reason="a finalize built the job's file on it; the table is copied again")
-            remove_database_files(self.path)
+        if self._owns_db:
+            self.db.close()
 
     def _has_table(self) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
@@ -142,7 +166,8 @@ class WorkFile:
 
     def checkpoint(self) -> Checkpoint:
         row = self.db.execute("SELECT last_key, rows, checksum, lossy, chunks, token, done "
-                              "FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+                              f"FROM {CHECKPOINT_TABLE} WHERE name = ?",
+                              (self.plan.name,)).fetchone()
         return Checkpoint(last_key=json.loads(row[0]) if row[0] else None, rows=row[1],
                           checksum=int(row[2], 16), lossy=json.loads(row[3]), chunks=row[4],
                           token=row[5], done=bool(row[6]))
@@ -155,13 +180,14 @@ class WorkFile:
             if current.token > token:
                 raise LeaseLost(f"a newer writer (token {current.token}) owns this table",
                                 table=self.plan.name)
-            self.db.execute("UPDATE _liteshift_checkpoint SET token = ? WHERE id = 1", (token,))
+            self.db.execute(f"UPDATE {CHECKPOINT_TABLE} SET token = ? WHERE name = ?",
+                            (token, self.plan.name))
             if not self.plan.key and not current.done and current.rows:
                 # No key to resume from: an interrupted one-pass copy starts again from zero.
                 self.db.execute(f"DELETE FROM {quote(self.plan.name)}")
-                self.db.execute("UPDATE _liteshift_checkpoint SET last_key = NULL, rows = 0, "
-                                "checksum = ?, lossy = '{}', chunks = 0 WHERE id = 1",
-                                (as_hex(0),))
+                self.db.execute(f"UPDATE {CHECKPOINT_TABLE} SET last_key = NULL, rows = 0, "
+                                "checksum = ?, lossy = '{}', chunks = 0 WHERE name = ?",
+                                (as_hex(0), self.plan.name))
             return self.checkpoint()
 
     def commit_chunk(self, token: int, payload: bytes | memoryview, state: Checkpoint,
@@ -241,13 +267,15 @@ class WorkFile:
 
     def _save(self, state: Checkpoint) -> None:
         self.db.execute(
-            "UPDATE _liteshift_checkpoint SET last_key = ?, rows = ?, checksum = ?, lossy = ?, "
-            "chunks = ?, done = ? WHERE id = 1",
+            f"UPDATE {CHECKPOINT_TABLE} SET last_key = ?, rows = ?, checksum = ?, lossy = ?, "
+            "chunks = ?, done = ? WHERE name = ?",
             (json.dumps(state.last_key) if state.last_key is not None else None, state.rows,
-             as_hex(state.checksum), json.dumps(state.lossy), state.chunks, int(state.done)))
+             as_hex(state.checksum), json.dumps(state.lossy), state.chunks, int(state.done),
+             self.plan.name))
 
     def _check_token(self, token: int) -> None:
-        row = self.db.execute("SELECT token FROM _liteshift_checkpoint WHERE id = 1").fetchone()
+        row = self.db.execute(f"SELECT token FROM {CHECKPOINT_TABLE} WHERE name = ?",
+                              (self.plan.name,)).fetchone()
         if row[0] != token:
             raise LeaseLost(f"another worker (token {row[0]}) took over this table",
                             table=self.plan.name)

@@ -350,12 +350,18 @@ class StateStore:
         target.hset(self.keys.table(job_id, table),
                     mapping=_encode({**fields, "updated_at": now()}))
 
-    def set_table_state(self, job_id: str, table: str, state: TableState, **fields: Any) -> None:
+    def set_table_state(self, job_id: str, table: str, state: TableState, *,
+                        new_attempt: bool = False, pipeline: Any = None,
+                        **fields: Any) -> None:
         """The state, its event and the job's set of ended tables change in one MULTI, so
         the set never disagrees with the hashes (every state change comes through here; a
-        table hash written otherwise is `pending`, which is not in the set either)."""
-        pipe = self.redis.pipeline(transaction=True)
+        table hash written otherwise is `pending`, which is not in the set either). With
+        `new_attempt`, the table's `attempts` count grows by one in the same round trip.
+        Given a `pipeline` (a MULTI), the commands join it and the caller executes it."""
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=True)
         self.update_table(job_id, table, pipeline=pipe, state=state.value, **fields)
+        if new_attempt:
+            pipe.hincrby(self.keys.table(job_id, table), "attempts", 1)
         if state in ENDED:
             pipe.sadd(self.keys.ended(job_id), table)
         else:
@@ -363,7 +369,8 @@ class StateStore:
         self.add_event(job_id, "table_state", pipeline=pipe, table=table, state=state.value,
                        **{k: v for k, v in fields.items() if k == "error"})
         self.expire_with_job(job_id, [table], pipeline=pipe)
-        pipe.execute()
+        if pipeline is None:
+            pipe.execute()
 
     def tables_ended(self, job_id: str) -> int:
         """How many of the job's tables are verified or failed: one SCARD, so that each

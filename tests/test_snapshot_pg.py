@@ -2,7 +2,8 @@
 keeps adding an account, a ledger line and an audit row per transaction for the whole job,
 and the published file still holds one moment of the source. Also after a worker is killed
 -9 mid-copy (its tables resume in the same snapshot), and after the snapshot's holder is
-killed (the job fails saying why; `retry` copies it again under a new snapshot). Nothing of
+killed (the job fails saying why; `retry` copies it again under a new snapshot), and when
+no worker is left to finish it (the holder lets the snapshot go after a while). Nothing of
 the job is left on the source afterwards: no session, no slot, no lock.
 """
 
@@ -179,6 +180,49 @@ def test_a_lost_snapshot_fails_the_job_and_retry_takes_a_new_one(chain, writer, 
     one_moment(settings_env.data_dir / "lost.db")
     wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
                workers=[worker])
+
+
+def test_a_job_left_without_workers_releases_its_snapshot(chain, writer, settings_env, store,
+                                                          send, worker_proc, wait_for,
+                                                          wait_until, monkeypatch):
+    # Given a job under way with its only worker, and snapshots kept 4 s without a worker
+    monkeypatch.setenv("LITESHIFT_SNAPSHOT_IDLE_TIMEOUT_S", "4")  # the workers' and holders'
+    worker = worker_proc()
+    job_id = _submit(settings_env, store, send, chain, "unattended")
+    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
+               "the ledger's copy to be under way", workers=[worker])
+    first = store.job(job_id)["snapshot"]
+
+    # When the worker is killed -9 and none comes back
+    worker.kill()
+    assert leftovers(chain, job_id), "the holder keeps the snapshot while a worker may return"
+
+    # Then the holder releases the snapshot, and the job fails saying so and what to do
+    view = wait_for(store, job_id, ["done", "failed"], timeout=60)
+    assert view["state"] == "failed", view
+    assert "snapshot of the source was released" in view["error"], view["error"]
+    assert f"`liteshift retry {job_id}`" in view["error"], view["error"]
+    assert {t["state"] for t in view["tables"]} <= {"verified", "failed"}, view["tables"]
+    wait_until(lambda: not leftovers(chain, job_id), 15, "the snapshot's session and slot to go")
+    wait_until(lambda: not _running(first["holder_pid"]), 15, "the holder to exit")
+    assert not (settings_env.data_dir / "unattended.db").exists()
+
+    # When a worker starts again and the job is retried: under a new snapshot
+    worker = worker_proc()
+    control.retry_job(store, send, job_id)
+    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[worker])
+    writer.stop()
+    assert view["state"] == "done", view
+    assert view["snapshot"]["id"] != first["id"]
+    one_moment(settings_env.data_dir / "unattended.db")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_cancelled_job_leaves_nothing_on_the_source(chain, writer, settings_env, store,

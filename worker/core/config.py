@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # address of this host that they reach (0.0.0.0 listens everywhere and is announced
     # by host name).
     snapshot_address: str = "127.0.0.1"
+    # A copying job's snapshot holds the source's old rows (and PostgreSQL's WAL, which can
+    # fill its disk): once the job has had no worker for this long (none of its leases held
+    # and no worker running), its holder releases the snapshot and fails the job, which
+    # `liteshift retry` plans again under a new one.
+    snapshot_idle_timeout_s: float = Field(default=900.0, ge=1, le=7 * 24 * 3600)
     # How many tables a request's `tables` or `exclude` may name: bounds the work and the
     # answer of one request.
     max_listed_tables: int = Field(default=10_000, ge=1, le=1_000_000)

@@ -13,6 +13,11 @@ its record on a pipe, and then only watches, twice a second:
   started another one), and one whose plan never recorded it.
 - its own connection: when the source ends it (restart, terminated backend), the moment is
   gone; readers that start after that get SnapshotLost and the tables fail, saying why.
+- the job's workers, every IDLE_CHECK_S: a copying job with none of its leases held and no
+  worker running (all killed, none restarted) makes no progress, while its snapshot keeps
+  the source's old rows (PostgreSQL: its WAL) from being reclaimed. After
+  `snapshot_idle_timeout_s` of that, the holder fails the job, saying why and that `liteshift
+  retry` plans it again under a new snapshot, then closes the snapshot.
 
 Redis away, or without the job (lost, to be rebuilt from the volume), is the one case where
 it cannot learn that the job ended: it holds on while the volume says the job is not over,
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from worker.core import errors
@@ -49,6 +55,7 @@ POLL_S = 0.5  # how soon a holder notices that its job's copy phase ended
 PLAN_GRACE_S = 120.0  # a holder its job never named (the plan died) stops after this
 REDIS_GRACE_S = 300.0  # Redis unreachable this long: stop holding rather than hold forever
 KEEP_STATES = ("planning", "copying")
+IDLE_CHECK_S = 2.0  # how often a holder looks for its job's workers (it scans Redis keys)
 
 
 def start(settings: Settings, *, job_id: str, source: SourceURL,
@@ -207,6 +214,8 @@ def _hold(settings: Settings, held: Any, job_id: str, holder_id: str) -> str:
 
     store = StateStore.from_settings(settings)
     started = last_seen = time.monotonic()
+    unattended = Unattended(settings.snapshot_idle_timeout_s,
+                            attended=lambda job: _attended(store, job))
     while True:
         time.sleep(POLL_S)
         if not held.alive():
@@ -227,6 +236,69 @@ def _hold(settings: Settings, held: Any, job_id: str, holder_id: str) -> str:
         reason = _why_stop(job, holder_id, time.monotonic() - started)
         if reason:
             return reason
+        try:
+            if job is not None and unattended.expired(job):
+                reason = f"no worker for {settings.snapshot_idle_timeout_s:.0f} s"
+                if _fail_unattended(store, job, settings.snapshot_idle_timeout_s):
+                    return reason
+        except Exception:  # Redis away: the next turn's store.job() keeps the count
+            continue
+
+
+class Unattended:
+    """How long a copying job has had no worker, looked at every IDLE_CHECK_S."""
+
+    def __init__(self, timeout_s: float, *, attended: Callable[[dict[str, Any]], bool]):
+        self.timeout_s = timeout_s
+        self.attended = attended
+        self.since: float | None = None  # when the job was first seen without a worker
+        self.checked = float("-inf")
+
+    def expired(self, job: dict[str, Any]) -> bool:
+        now = time.monotonic()
+        if job.get("state") != "copying":
+            self.since = None
+            return False
+        if now - self.checked < IDLE_CHECK_S:
+            return False
+        self.checked = now
+        if self.attended(job):
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.timeout_s
+
+
+def _attended(store: Any, job: dict[str, Any]) -> bool:
+    """A worker is on the job (one of its leases is held), or some worker runs: the reaper
+    of a running worker queues the job's stalled tables again, so the job moves on."""
+    names = ["plan", "finalize", *(f"table:{name}" for name in job.get("tables") or [])]
+    return bool(store.any_lease(job["id"], names) or store.any_worker())
+
+
+def _fail_unattended(store: Any, job: dict[str, Any], timeout_s: float) -> bool:
+    """Fail the tables not yet verified, then the job, before its snapshot closes: a worker
+    coming back starts no read in a snapshot about to go, and `liteshift retry` (failed
+    tables of a job whose snapshot ended) plans the job again under a new one. False when
+    the job moved meanwhile (the loop looks again)."""
+    from worker.state.store import JobState, TableState
+
+    job_id = job["id"]
+    message = (f"job {job_id} had no worker for {timeout_s:.0f} s "
+               "(LITESHIFT_SNAPSHOT_IDLE_TIMEOUT_S), so its snapshot of the source was released "
+               "rather than keep the source's old rows (and PostgreSQL's WAL) any longer; start "
+               f"a worker, then `liteshift retry {job_id}` plans the job again under a new "
+               "snapshot and copies every table again")
+    names = job.get("tables") or []
+    for table in store.tables(job_id, names):
+        if table.get("state") not in (TableState.VERIFIED.value, TableState.FAILED.value):
+            store.set_table_state(job_id, table["name"], TableState.FAILED, error=message)
+    if not store.set_job_state(job_id, JobState.FAILED, expect=(JobState.COPYING,),
+                               error=message):
+        return False
+    get_logger(job_id=job_id, step="snapshot_holder").error("job_failed", error=message)
+    return True
 
 
 def _unfinished_on_volume(settings: Settings, job_id: str) -> bool:

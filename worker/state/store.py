@@ -457,6 +457,16 @@ class StateStore:
     def forget_worker(self, name: str) -> None:
         self.redis.delete(self.keys.worker(name))
 
+    def any_lease(self, job_id: str, names: Collection[str]) -> bool:
+        """Whether any of these leases of the job is held (a worker is on that work now)."""
+        keys = [self.keys.lease(job_id, name) for name in names]
+        return bool(keys) and bool(self.redis.exists(*keys))
+
+    def any_worker(self) -> bool:
+        """Whether some worker runs (announce_worker's entries live only while it does)."""
+        return next(iter(self.redis.scan_iter(match=self.keys.worker("*"), count=1000)),
+                    None) is not None
+
     def workers(self) -> dict[str, dict[str, Any]]:
         start = len(self.keys.worker(""))
         names = sorted(self.redis.scan_iter(match=self.keys.worker("*"), count=1000))

@@ -4,20 +4,20 @@ and the published file still holds one moment of the source. Also after a worker
 -9 mid-copy (its tables resume in the same snapshot), and after the snapshot's holder is
 killed (the job fails saying why; `retry` copies it again under a new snapshot), and when
 no worker is left to finish it (the holder lets the snapshot go after a while). Nothing of
-the job is left on the source afterwards: no session, no slot, no lock.
+the job is left on the source afterwards: no session, no slot, no lock. The scenarios are
+tests/moments.py's, shared with tests/mysqlsrc/test_snapshot_mysql.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from typing import Any
 
+import moments
 import psycopg
 import pytest
-from moments import CHUNK_ROWS, SEED, Writer, one_moment, wait_commits
+from moments import CHUNK_ROWS, SEED, Writer, wait_commits
 
 from worker.jobs import control
 
@@ -85,156 +85,39 @@ def writer(chain: Any) -> Any:
         started.stop()
 
 
-def _submit(settings: Any, store: Any, send: Any, db: Any, target: str) -> str:
-    return control.submit_job(settings, store, send, source=db.url, target=target,
-                              options={"chunk_rows": CHUNK_ROWS})
+@pytest.fixture
+def run(chain, writer, settings_env, store, send, worker_proc, wait_for,
+        wait_until) -> moments.Scenario:
+    return moments.Scenario(chain, writer, settings_env, store, send, worker_proc, wait_for,
+                            wait_until, leftovers=lambda job_id: leftovers(chain, job_id))
 
 
-def _rows(store: Any, job_id: str, table: str) -> int:
-    return int((store.table(job_id, table) or {}).get("rows_done") or 0)
+def test_a_live_source_is_copied_as_one_moment(run):
+    view = moments.copied_as_one_moment(run)
 
-
-def test_a_live_source_is_copied_as_one_moment(chain, writer, settings_env, store, send,
-                                               worker_proc, wait_for, wait_until):
-    # Given two workers and a writer adding to all three tables every few milliseconds
-    workers = [worker_proc(), worker_proc()]
-
-    # When a job copies the tables
-    job_id = _submit(settings_env, store, send, chain, "moment")
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=workers)
-    commits = writer.stop()
-
-    # Then the file is one moment: no orphan, as many writer rows in each table, and the
-    # writer went on writing after that moment
-    assert view["state"] == "done", view
-    counts = one_moment(settings_env.data_dir / "moment.db")
-    assert commits > counts["accounts"] > 0, (commits, counts)
     moment = view["snapshot"]
-    assert moment["consistent"] is True and moment["method"] == "replication_slot", moment
+    assert moment["method"] == "replication_slot", moment
     assert moment["lsn"] and moment["at"] and moment["id"]
-    report = json.loads((settings_env.data_dir / "moment.report.json").read_text())
+    report = json.loads((run.settings.data_dir / "moment.report.json").read_text())
     assert report["snapshot"]["lsn"] == moment["lsn"] and report["snapshot"]["consistent"]
-    # and the job left nothing on the source
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
-               workers=workers)
 
 
-def test_a_worker_killed_mid_copy_resumes_in_the_same_moment(chain, writer, settings_env,
-                                                             store, send, worker_proc,
-                                                             wait_for, wait_until):
-    # Given a job under way with one worker
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "killed")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= 3 * CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    before = store.job(job_id)["snapshot"]
+def test_a_worker_killed_mid_copy_resumes_in_the_same_moment(run):
+    before, view = moments.killed_worker_resumes(run)
 
-    # When the worker is killed -9 (its whole process group) and another one starts
-    worker.kill()
-    os.kill(before["holder_pid"], 0)  # the holder lives on: it has a session of its own
-    survivor = worker_proc()
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[survivor])
-    writer.stop()
-
-    # Then the ledger resumed in the same snapshot and the file is one moment
-    assert view["state"] == "done", view
     assert view["snapshot"]["id"] == before["id"]
-    assert max(t["attempts"] for t in view["tables"]) >= 2
-    one_moment(settings_env.data_dir / "killed.db")
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
-               workers=[survivor])
 
 
-def test_a_lost_snapshot_fails_the_job_and_retry_takes_a_new_one(chain, writer, settings_env,
-                                                                store, send, worker_proc,
-                                                                wait_for, wait_until):
-    # Given a job under way with one worker
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "lost")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    first = store.job(job_id)["snapshot"]
-
-    # When the snapshot's holder is killed -9, and the worker with it (so that the ledger
-    # must enter the snapshot again to resume)
-    os.kill(first["holder_pid"], signal.SIGKILL)
-    worker.kill()
-    worker = worker_proc()
-
-    # Then the job fails, saying the snapshot is gone and what to do; nothing is published
-    view = wait_for(store, job_id, ["done", "failed"], timeout=120, workers=[worker])
-    assert view["state"] == "failed", view
-    errors = [t["error"] for t in view["tables"] if t["state"] == "failed"]
-    assert errors and all("snapshot of the source is gone" in e and "liteshift retry" in e
-                          for e in errors), errors
-    assert not (settings_env.data_dir / "lost.db").exists()
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
-               workers=[worker])
-
-    # When it is retried: every table again, under a new snapshot
-    control.retry_job(store, send, job_id)
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[worker])
-    writer.stop()
-    assert view["state"] == "done", view
-    assert view["snapshot"]["id"] != first["id"]
-    one_moment(settings_env.data_dir / "lost.db")
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
-               workers=[worker])
+def test_a_lost_snapshot_fails_the_job_and_retry_takes_a_new_one(run):
+    moments.lost_snapshot_then_retry(run, says="snapshot of the source is gone")
 
 
-def test_a_job_left_without_workers_releases_its_snapshot(chain, writer, settings_env, store,
-                                                          send, worker_proc, wait_for,
-                                                          wait_until, monkeypatch):
-    # Given a job under way with its only worker, and snapshots kept 4 s without a worker
-    monkeypatch.setenv("LITESHIFT_SNAPSHOT_IDLE_TIMEOUT_S", "4")  # the workers' and holders'
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "unattended")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    first = store.job(job_id)["snapshot"]
-
-    # When the worker is killed -9 and none comes back
-    worker.kill()
-    assert leftovers(chain, job_id), "the holder keeps the snapshot while a worker may return"
-
-    # Then the holder releases the snapshot, and the job fails saying so and what to do
-    view = wait_for(store, job_id, ["done", "failed"], timeout=60)
-    assert view["state"] == "failed", view
-    assert "snapshot of the source was released" in view["error"], view["error"]
-    assert f"`liteshift retry {job_id}`" in view["error"], view["error"]
-    assert {t["state"] for t in view["tables"]} <= {"verified", "failed"}, view["tables"]
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the snapshot's session and slot to go")
-    wait_until(lambda: not _running(first["holder_pid"]), 15, "the holder to exit")
-    assert not (settings_env.data_dir / "unattended.db").exists()
-
-    # When a worker starts again and the job is retried: under a new snapshot
-    worker = worker_proc()
-    control.retry_job(store, send, job_id)
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[worker])
-    writer.stop()
-    assert view["state"] == "done", view
-    assert view["snapshot"]["id"] != first["id"]
-    one_moment(settings_env.data_dir / "unattended.db")
+def test_a_job_left_without_workers_releases_its_snapshot(run, monkeypatch):
+    moments.left_without_workers_then_retry(run, monkeypatch)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_a_cancelled_job_leaves_nothing_on_the_source(chain, writer, settings_env, store,
-                                                       send, worker_proc, wait_until):
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "cancelled")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    control.cancel_job(settings_env, store, job_id)
-    writer.stop()
-    wait_until(lambda: not leftovers(chain, job_id), 15, "the job's sessions to end",
-               workers=[worker])
+def test_a_cancelled_job_leaves_nothing_on_the_source(run):
+    moments.cancelled_leaves_nothing(run)
 
 
 def test_no_snapshot_reads_each_table_at_its_own_moment(chain, settings_env, store, send,

@@ -3,21 +3,21 @@ keeps adding an account, a ledger line and an audit row per transaction for the 
 and the published file still holds one moment of the source. Also after a worker is killed
 -9 mid-copy (the holder reads its tables again in the same transactions), and after the
 snapshot's holder is killed (the job fails saying why; `retry` copies it again under a new
-snapshot). Nothing of the job is left on the source afterwards: no session, no transaction.
+snapshot), and when no worker is left to finish it (the holder lets the snapshot go after a
+while). Nothing of the job is left on the source afterwards: no session, no transaction.
+The scenarios are tests/moments.py's, shared with tests/test_snapshot_pg.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from typing import Any
 
+import moments
 import pytest
-from moments import CHUNK_ROWS, SEED, Writer, one_moment, wait_commits
+from moments import SEED, Writer, wait_commits
 
 from mysqlsrc.conftest import my_connect
-from worker.jobs import control
 
 
 def make_chain(db: Any) -> None:
@@ -92,104 +92,37 @@ def writer(chain: Any) -> Any:
         started.stop()
 
 
-def _submit(settings: Any, store: Any, send: Any, db: Any, target: str) -> str:
-    return control.submit_job(settings, store, send, source=db.url, target=target,
-                              options={"chunk_rows": CHUNK_ROWS})
+@pytest.fixture
+def run(chain, writer, settings_env, store, send, worker_proc, wait_for,
+        wait_until) -> moments.Scenario:
+    return moments.Scenario(chain, writer, settings_env, store, send, worker_proc, wait_for,
+                            wait_until, leftovers=lambda job_id: leftovers(chain))
 
 
-def _rows(store: Any, job_id: str, table: str) -> int:
-    return int((store.table(job_id, table) or {}).get("rows_done") or 0)
+def test_a_live_mariadb_is_copied_as_one_moment(run):
+    view = moments.copied_as_one_moment(run)
 
-
-def test_a_live_mariadb_is_copied_as_one_moment(chain, writer, settings_env, store, send,
-                                                worker_proc, wait_for, wait_until):
-    # Given two workers and a writer adding to all three tables every few milliseconds
-    workers = [worker_proc(), worker_proc()]
-
-    # When a job copies the tables
-    job_id = _submit(settings_env, store, send, chain, "moment")
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=workers)
-    commits = writer.stop()
-
-    # Then the file is one moment, and the writer went on writing after it
-    assert view["state"] == "done", view
-    counts = one_moment(settings_env.data_dir / "moment.db")
-    assert commits > counts["accounts"] > 0, (commits, counts)
     moment = view["snapshot"]
-    assert moment["consistent"] is True, moment
     assert moment["binlog_file"] and moment["binlog_pos"] > 0 and moment["at"], moment
     assert "token_sealed" not in moment  # the holder's key stays in the workers' hands
-    report = json.loads((settings_env.data_dir / "moment.report.json").read_text())
+    report = json.loads((run.settings.data_dir / "moment.report.json").read_text())
     assert report["snapshot"]["binlog_pos"] == moment["binlog_pos"]
-    # and the job left nothing on the source
-    wait_until(lambda: not leftovers(chain), 15, "the job's sessions to end", workers=workers)
 
 
-def test_a_worker_killed_mid_copy_resumes_in_the_same_moment(chain, writer, settings_env,
-                                                             store, send, worker_proc,
-                                                             wait_for, wait_until):
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "killed")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= 3 * CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    before = store.job(job_id)["snapshot"]
-
-    worker.kill()
-    os.kill(before["holder_pid"], 0)  # the holder lives on: it has a session of its own
-    survivor = worker_proc()
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[survivor])
-    writer.stop()
-
-    assert view["state"] == "done", view
-    assert view["snapshot"]["holder"] == before["holder"]
-    assert max(t["attempts"] for t in view["tables"]) >= 2
-    one_moment(settings_env.data_dir / "killed.db")
-    wait_until(lambda: not leftovers(chain), 15, "the job's sessions to end",
-               workers=[survivor])
+def test_a_worker_killed_mid_copy_resumes_in_the_same_moment(run):
+    moments.killed_worker_resumes(run)
 
 
-def test_a_lost_snapshot_fails_the_job_and_retry_takes_a_new_one(chain, writer, settings_env,
-                                                                store, send, worker_proc,
-                                                                wait_for, wait_until):
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "lost")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    first = store.job(job_id)["snapshot"]
-
-    # When the holder is killed -9, and the worker with it
-    os.kill(first["holder_pid"], signal.SIGKILL)
-    worker.kill()
-    worker = worker_proc()
-
-    # Then the job fails, saying the snapshot is gone and what to do
-    view = wait_for(store, job_id, ["done", "failed"], timeout=120, workers=[worker])
-    assert view["state"] == "failed", view
-    errors = [t["error"] for t in view["tables"] if t["state"] == "failed"]
-    assert errors and all("snapshot holder" in e and "liteshift retry" in e
-                          for e in errors), errors
-    assert not (settings_env.data_dir / "lost.db").exists()
-    wait_until(lambda: not leftovers(chain), 15, "the job's sessions to end", workers=[worker])
-
-    # When it is retried: every table again, under a new snapshot
-    control.retry_job(store, send, job_id)
-    view = wait_for(store, job_id, ["done", "failed"], timeout=180, workers=[worker])
-    writer.stop()
-    assert view["state"] == "done", view
-    assert view["snapshot"]["holder"] != first["holder"]
-    one_moment(settings_env.data_dir / "lost.db")
-    wait_until(lambda: not leftovers(chain), 15, "the job's sessions to end", workers=[worker])
+def test_a_lost_snapshot_fails_the_job_and_retry_takes_a_new_one(run):
+    moments.lost_snapshot_then_retry(run, says="snapshot holder")
 
 
-def test_a_cancelled_job_leaves_nothing_on_the_source(chain, writer, settings_env, store,
-                                                       send, worker_proc, wait_until):
-    worker = worker_proc()
-    job_id = _submit(settings_env, store, send, chain, "cancelled")
-    wait_until(lambda: _rows(store, job_id, "ledger") >= CHUNK_ROWS, 120,
-               "the ledger's copy to be under way", workers=[worker])
-    control.cancel_job(settings_env, store, job_id)
-    writer.stop()
-    wait_until(lambda: not leftovers(chain), 15, "the job's sessions to end", workers=[worker])
+def test_a_job_left_without_workers_releases_its_snapshot(run, monkeypatch):
+    moments.left_without_workers_then_retry(run, monkeypatch)
+
+
+def test_a_cancelled_job_leaves_nothing_on_the_source(run):
+    moments.cancelled_leaves_nothing(run)
 
 
 def test_how_the_moment_is_taken_with_and_without_reload(my_db, monkeypatch):

@@ -1,14 +1,16 @@
-"""Fixtures for the real-client tier: a fresh MariaDB database per test (PostgreSQL's, the
+"""The real-client tier's fixtures and its one scenario (reads_as_its_own), which Django and
+ActiveRecord run alike: a fresh MariaDB database per test (PostgreSQL's, the
 workers, Redis and the settings come from tests/conftest.py), and the comparison of what a
 framework reads from the source, from liteshift's file, and from a file it wrote itself."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mysql.connector
 import pytest
@@ -36,6 +38,19 @@ def my_database() -> Iterator[str]:
     finally:
         conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
+
+
+class Source(NamedTuple):
+    kind: str
+    url: str
+
+
+@pytest.fixture(params=["postgres", "mariadb"])
+def source(request: pytest.FixtureRequest) -> Source:
+    """The test's source database, once of each kind (a fresh one each time)."""
+    fixture = "pg_db" if request.param == "postgres" else "my_database"
+    value = request.getfixturevalue(fixture)
+    return Source(request.param, value.url if request.param == "postgres" else value)
 
 
 @pytest.fixture
@@ -82,3 +97,42 @@ def compare(source: Any, copied: Any, own: Any) -> tuple[int, list[str], list[st
         else:
             ours.append(line)
     return len(src), inherent, ours
+
+
+Client = Callable[[str, str], dict[str, Any]]
+
+
+def client(name: str, command: Sequence[str], cwd: Path) -> Client:
+    """`client(url, step)`: one step of a framework's scenario script against a database:
+    `setup` (schema and rows) or `observe` (what the framework reads, as JSON)."""
+
+    def run(url: str, step: str) -> dict[str, Any]:
+        done = subprocess.run([*command, url, step], capture_output=True, text=True,
+                              timeout=120, cwd=cwd)
+        assert done.returncode == 0, f"{name} {step} on {url}:\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout) if step == "observe" else {}
+    return run
+
+
+def reads_as_its_own(framework: Client, *, name: str, profile: str, source: Source,
+                     own: str, file_url: Callable[[Path], str],
+                     copy_with_profile: Any) -> tuple[int, list[str], dict[str, Any]]:
+    """The framework reads from liteshift's file what it reads from the source, except where
+    it reads the same from its own SQLite file (`own`). Returns how many values were
+    compared, those inherent differences, and the copy's report."""
+    # Given the app's schema and rows in the source, and in a fresh SQLite file
+    framework(source.url, "setup")
+    framework(own, "setup")
+
+    # When liteshift copies the source with the framework's profile
+    copied, report = copy_with_profile(source.url, profile)
+
+    # Then the framework reads from the file what it reads from the source, except where it
+    # reads the same from its own file
+    values, inherent, ours = compare(framework(source.url, "observe"),
+                                     framework(file_url(copied), "observe"),
+                                     framework(own, "observe"))
+    print(f"\n{name} from {source.kind}: {values} values compared, {len(inherent)} inherent "
+          "differences:\n  " + "\n  ".join(inherent))
+    assert ours == [], "\n".join(ours)
+    return values, inherent, report

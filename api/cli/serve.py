@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,18 +166,24 @@ def _private_redis(redis_server: str, state_dir: Path, socket_path: Path,
 
 
 def _wait_for_redis(child: Child, url: str) -> None:
+    if not redis_answers(url, timeout_s=REDIS_READY_S, exited=child.exited):
+        raise CliError(f"the private redis-server did not start (see "
+                       f"{child.argv[child.argv.index('--dir') + 1]}/redis.log)", 1)
+
+
+def redis_answers(url: str, *, timeout_s: float, exited: Callable[[], int | None]) -> bool:
+    """Ping a redis-server just started until it answers (true), its process `exited()` with
+    a code, or `timeout_s` passed (false)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    deadline = time.monotonic() + REDIS_READY_S
+    deadline = time.monotonic() + timeout_s
     try:
         while True:
             try:
                 client.ping()
-                return
+                return True
             except redis.RedisError:
-                if child.exited() is not None or time.monotonic() > deadline:
-                    raise CliError(f"the private redis-server did not start (see "
-                                   f"{child.argv[child.argv.index('--dir') + 1]}/redis.log)",
-                                   1) from None
+                if exited() is not None or time.monotonic() > deadline:
+                    return False
                 time.sleep(0.05)
     finally:
         client.close()

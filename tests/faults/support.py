@@ -29,6 +29,7 @@ import psycopg
 import pytest
 import redis
 
+from api.cli.serve import redis_answers
 from worker.core.checksum import as_hex, cursor_checksum
 from worker.core.config import Settings
 from worker.jobs import verify
@@ -297,19 +298,8 @@ class PrivateRedis:
             ["/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.RedisError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        pytest.fail(f"could not start `redis-server --port {self.port}`")
-                    time.sleep(0.05)
-        finally:
-            client.close()
+        if not redis_answers(self.url, timeout_s=10, exited=self.proc.poll):
+            pytest.fail(f"could not start `redis-server --port {self.port}`")
 
     def kill(self) -> None:
         """kill -9: everything it held is gone (no RDB, no AOF)."""

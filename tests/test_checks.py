@@ -80,3 +80,55 @@ def test_an_index_that_disagrees_with_its_table_fails(tmp_path, index):
             VerificationFailed, match="integrity_check of table 'events' failed"):
         run_checks(db)
     assert [e["index"] for e in logs if e["event"] == "index_checksum_differs"] == [name]
+
+
+def with_foreign_keys(path: Path, *, orphan: bool = False) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+        CREATE TABLE issues (id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES users,
+                             assignee_id INTEGER REFERENCES users (id),
+                             author_email TEXT REFERENCES users (email));
+        CREATE INDEX issues_author_id ON issues (author_id);
+    """)
+    db.executemany("INSERT INTO users VALUES (?, ?)", [(i, f"u{i}") for i in range(1, 101)])
+    db.executemany("INSERT INTO issues VALUES (?, ?, ?, ?)",
+                   [(i, 1 + i * 37 % 100, None if i % 3 else 1 + i % 100, f"u{1 + i % 100}")
+                    for i in range(1, 1001)])
+    if orphan:
+        db.execute("UPDATE issues SET assignee_id = 555 WHERE id = 9")
+    return db
+
+
+def test_rowid_foreign_keys_are_checked_in_key_order(tmp_path):
+    # Given two keys on the parent's rowid (one with an index, one without) and one on a
+    # UNIQUE text column
+    db = with_foreign_keys(tmp_path / "fk.db")
+    db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, issue_id INTEGER REFERENCES issues)")
+    db.execute("INSERT INTO notes VALUES (1, 5), (2, NULL)")
+
+    seen = statements(db)
+
+    # Then notes' key is checked by its distinct values in order, and issues, whose email
+    # key is not on a rowid, by the pragma
+    ordered = [s for s in seen if "GROUP BY" in s and "NOT EXISTS" in s]
+    assert any('FROM "notes"' in s for s in ordered)
+    assert [s for s in seen if "foreign_key_check" in s] == ['PRAGMA foreign_key_check("issues")']
+
+
+def test_an_orphan_of_a_rowid_key_fails_with_the_pragmas_rows(tmp_path):
+    db = with_foreign_keys(tmp_path / "fk.db", orphan=True)
+    db.execute("ALTER TABLE issues DROP COLUMN author_email")  # only rowid keys left
+
+    with pytest.raises(VerificationFailed, match=r"issues rowid 9 → users"):
+        run_checks(db)
+
+
+def test_rowid_keys_alone_never_run_the_pragma(tmp_path):
+    db = with_foreign_keys(tmp_path / "fk.db")
+    db.execute("ALTER TABLE issues DROP COLUMN author_email")
+
+    seen = statements(db)
+
+    assert not [s for s in seen if "foreign_key_check" in s]
+    assert len([s for s in seen if "GROUP BY" in s and "NOT EXISTS" in s]) == 2

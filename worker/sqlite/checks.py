@@ -23,6 +23,18 @@ program; a partial index's WHERE on columns it does not hold, say), a table with
 checksum, and any disagreement fall back
 to `PRAGMA integrity_check(table)`, which has the last word: the fast path never passes what
 integrity_check would fail, and never fails what it would pass.
+
+Foreign keys the same way. `PRAGMA foreign_key_check` walks the child table in its own order
+and looks each row's parent up: a random read of the parent's b-tree per row, which on a
+text-heavy parent larger than the page cache costs a read from the OS per row (on the app
+benchmark's comments, 1.5M rows, ten times everything else this module does;
+ops/bench/RESULTS.md). A single-column key that references its parent's rowid (INTEGER
+PRIMARY KEY, what apps' foreign keys almost always are) is checked instead with the child's
+distinct values in order (GROUP BY: a walk of an index on the column when there is one, else
+a sort), each looked up once, so the parent's pages are read in order, each once. That query
+is at least as strict as the pragma (a value the pragma would convert to an integer first is
+an orphan here); anything it finds, and every other kind of key, goes to
+`PRAGMA foreign_key_check(table)`, which has the last word and names the rows.
 """
 
 from __future__ import annotations
@@ -55,7 +67,7 @@ def run_checks(db: sqlite3.Connection) -> dict[str, Any]:
             _expect_ok(db, f"PRAGMA integrity_check({quote(table)})",
                        f"PRAGMA integrity_check of table {table!r}")
     step("checking", len(tables), len(tables) + 1, "foreign_key_check")
-    _check_foreign_keys(db)
+    _check_foreign_keys(db, tables)
     step("checking", len(tables) + 1, len(tables) + 1)
     return {"integrity_check": "ok", "foreign_key_check": "ok"}
 
@@ -186,8 +198,48 @@ def _key_list(sql: str) -> tuple[list[int], int] | None:
     return None
 
 
-def _check_foreign_keys(db: sqlite3.Connection) -> None:
-    violations = db.execute("PRAGMA foreign_key_check").fetchmany(FK_VIOLATIONS_SHOWN)
+def _check_foreign_keys(db: sqlite3.Connection, tables: list[str]) -> None:
+    for table in tables:
+        keys: dict[int, list[tuple[str, str, str | None]]] = {}
+        for fk_id, _, parent, column, to, *_ in db.execute(
+                f"PRAGMA foreign_key_list({quote(table)})"):
+            keys.setdefault(fk_id, []).append((parent, column, to))
+        if keys and not all(_no_orphans_in_key_order(db, table, key) for key in keys.values()):
+            _foreign_key_check(db, table)
+
+
+def _no_orphans_in_key_order(db: sqlite3.Connection, table: str,
+                             key: list[tuple[str, str, str | None]]) -> bool:
+    """True when every non-NULL value of a single-column key referencing its parent's rowid
+    has its parent; False when one has none, or the key is of another kind."""
+    if len(key) != 1:
+        return False
+    parent, column, to = key[0]
+    rowid = _rowid_alias(db, parent)
+    if rowid is None or (to is not None and to.lower() != rowid.lower()):
+        return False
+    orphans = db.execute(
+        f"SELECT count(*) FROM (SELECT {quote(column)} AS v FROM {quote(table)} "
+        f"WHERE {quote(column)} IS NOT NULL GROUP BY {quote(column)}) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {quote(parent)} WHERE {quote(rowid)} = v)"
+    ).fetchone()[0]
+    return not orphans
+
+
+def _rowid_alias(db: sqlite3.Connection, table: str) -> str | None:
+    """The table's INTEGER PRIMARY KEY column (its rowid), or None."""
+    pk = [(name, decl) for _, name, decl, _, _, at in
+          db.execute(f"PRAGMA table_info({quote(table)})") if at]
+    if len(pk) != 1 or pk[0][1].upper() != "INTEGER":
+        return None
+    without_rowid = db.execute("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'",
+                               (table,)).fetchone()
+    return None if without_rowid else pk[0][0]
+
+
+def _foreign_key_check(db: sqlite3.Connection, table: str) -> None:
+    violations = db.execute(f"PRAGMA foreign_key_check({quote(table)})").fetchmany(
+        FK_VIOLATIONS_SHOWN)
     if violations:
         shown = "; ".join(f"{t} rowid {rowid} → {parent}" for t, rowid, parent, _ in violations)
         raise VerificationFailed(

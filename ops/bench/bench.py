@@ -545,6 +545,28 @@ DEFAULT_TOOLS: dict[str, tuple[str, ...]] = {
 
 # The tools that copy a whole database's tables (the app data sets), the rest one table.
 WHOLE_DATABASE_TOOLS = ("duckdb", "duckdb-indexes", "sequel", "liteshift-no-snapshot")
+BASELINE = "liteshift@"  # the --baseline tool's name: liteshift@<commit>
+
+
+def baseline_tree(ref: str, scratch: Path) -> tuple[str, Path]:
+    """A scratch worktree of `ref` (removed with the scratch directory) with its C
+    extensions built, for a worker running that commit's code: (short commit, its path)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    tree = scratch / f"baseline-{commit}"
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), commit],
+                   cwd=ROOT, check=True, capture_output=True)
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                           cwd=tree, capture_output=True, text=True)
+    if build.returncode:
+        raise SystemExit(f"--baseline {ref}: its C extensions did not build: "
+                         + " | ".join(build.stderr.strip().splitlines()[-3:]))
+    return commit, tree
+
+
+def remove_baseline_tree(tree: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                   capture_output=True)
 
 
 def run_peer(tool: Tool, ds: Dataset, scratch: Path, timeout_s: float) -> Run:
@@ -655,7 +677,7 @@ class Liteshift:
             time.sleep(0.2)
         raise SystemExit(f"the API did not answer within {timeout_s} s: {tail(self.api_log)}")
 
-    def _start_worker(self) -> tuple[subprocess.Popen[bytes], str, Path]:
+    def _start_worker(self, root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str, Path]:
         self.rounds += 1
         name = f"{self.run_id}-{self.rounds}@bench"
         log_path = self.scratch / "logs" / f"worker-{self.rounds}.log"
@@ -664,7 +686,7 @@ class Liteshift:
                    "--concurrency", str(self.concurrency), "--prefetch-multiplier", "1",
                    "--loglevel", "WARNING"]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -685,7 +707,11 @@ class Liteshift:
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session, started above
                 proc.wait()
 
-    def run(self, ds: Dataset, options: dict[str, Any] | None = None) -> Run:
+    def run(self, ds: Dataset, options: dict[str, Any] | None = None,
+            root: Path = ROOT) -> Run:
+        """One job through the queue, by a worker running the code of the tree at `root`
+        (another commit's, for --baseline: the worker imports `worker` from its working
+        directory)."""
         import httpx
 
         from worker.state.store import JobState
@@ -695,7 +721,7 @@ class Liteshift:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(self.settings.state_dir / "jobs", ignore_errors=True)
         try:
-            proc, _, log_path = self._start_worker()
+            proc, _, log_path = self._start_worker(root)
         except RuntimeError as exc:
             return Run(error=str(exc))
         try:
@@ -865,6 +891,8 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
         failed = [r for r in runs.get(name, []) if r.error]
         wrong = [r for r in done if r.mismatch]
         notes = []
+        if name.startswith(BASELINE):
+            notes.append(f"liteshift at commit {name[len(BASELINE):]}, same queue and API")
         if name == "liteshift":
             notes.append(f"API → Redis → worker (prefork, concurrency {concurrency}) → "
                          "published, verified file; RSS: sum of the worker's "
@@ -895,16 +923,18 @@ def dataset_report(ds: Dataset, names: list[str], runs: dict[str, list[Run]],
                  "that worked for it: the database server too, and for liteshift its API, "
                  "Redis and worker processes; this machine has "
                  f"{os.cpu_count()} cores.")
-    phases = [r.extra["phases"] for r in runs.get("liteshift", []) if "phases" in r.extra]
-    if phases:
-        lines.append("liteshift phases (medians, from the job's own events): " + ", ".join(
-            f"{k} {statistics.median(p[k] for p in phases if k in p):.2f} s"
-            for k in phases[0]))
-    steps = [r.extra["finalize_steps"] for r in runs.get("liteshift", [])
-             if r.extra.get("finalize_steps")]
-    if steps:
-        lines.append("liteshift finalize steps (medians): " + ", ".join(
-            f"{k} {statistics.median(p.get(k, 0.0) for p in steps):.2f} s" for k in steps[0]))
+    for name in [n for n in names if n == "liteshift" or n.startswith(BASELINE)]:
+        phases = [r.extra["phases"] for r in runs.get(name, []) if "phases" in r.extra]
+        if phases:
+            lines.append(f"{name} phases (medians, from the job's own events): " + ", ".join(
+                f"{k} {statistics.median(p[k] for p in phases if k in p):.2f} s"
+                for k in phases[0]))
+        steps = [r.extra["finalize_steps"] for r in runs.get(name, [])
+                 if r.extra.get("finalize_steps")]
+        if steps:
+            lines.append(f"{name} finalize steps (medians): " + ", ".join(
+                f"{k} {statistics.median(p.get(k, 0.0) for p in steps):.2f} s"
+                for k in steps[0]))
     lines.append("")
     # What each output keeps: inspected in the last round's files.
     inspected = {}
@@ -970,6 +1000,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "own there and removes them after)")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="seconds one tool run may take before it is killed")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also run liteshift at this commit (a worker in a scratch "
+                        "worktree of it), in turns with this tree's, as tool liteshift@REF")
     parser.add_argument("--write", type=Path, help="also write the report (markdown) here")
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch directory (outputs, logs) and say where")
@@ -1035,13 +1068,22 @@ def main(argv: list[str] | None = None) -> int:
     lite = Liteshift(run_id, scratch, args.concurrency, args.timeout)
     report = list(header)
     all_ok = True
+    baseline: tuple[str, Path] | None = None
     try:
+        if args.baseline:
+            baseline = baseline_tree(args.baseline, scratch)
+            report.insert(len(header) - 1, f"- {BASELINE}{baseline[0]}: liteshift's worker "
+                          f"running commit {baseline[0]} ({args.baseline}), in turns with "
+                          "this commit's")
+            print(report[len(header) - 1], flush=True)
         lite.wait_api()
         for ds in dsets:
             chosen = DEFAULT_TOOLS[ds.key] if args.tools is None else args.tools
             names = ["liteshift"] + [t for t in chosen if ds.kind in TOOLS[t].kinds and (
                 t in WHOLE_DATABASE_TOOLS if ds.tables else t != "duckdb-indexes")]
             skipped = {t: TOOLS[t].missing() for t in names[1:] if TOOLS[t].missing()}
+            if baseline:
+                names.insert(1, f"{BASELINE}{baseline[0]}")
             runs: dict[str, list[Run]] = {name: [] for name in names}
             for round_no in range(1, args.rounds + 1):
                 for name in names:
@@ -1053,6 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
                     run = (lite.run(ds) if name == "liteshift" else
                            lite.run(ds, options={"snapshot": False})
                            if name == "liteshift-no-snapshot"
+                           else lite.run(ds, root=baseline[1]) if name.startswith(BASELINE)
                            else run_peer(TOOLS[name], ds, scratch, args.timeout))
                     runs[name].append(run)
                     status = (f"FAILED: {run.error}" if run.error else
@@ -1072,6 +1115,8 @@ def main(argv: list[str] | None = None) -> int:
             lite.close()
         except Exception as exc:  # noqa: BLE001  (the figures matter more than tidying up)
             print(f"bench: cleaning up liteshift's Redis keys failed: {exc!r}", file=sys.stderr)
+        if baseline:
+            remove_baseline_tree(baseline[1])
         if args.keep:
             print(f"scratch kept: {scratch}")
         else:

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from worker.jobs import control
+from worker.state.manifest import read_manifest
 
 PASSWORD = "Sup3rSecret-pw"
 
@@ -126,9 +127,13 @@ def test_a_table_without_permission_fails_alone_and_is_retried_alone(
         done = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
 
     # Then the job is done, a and b were not copied again, and the file has all three
+    # (the three small tables were copied as a group sharing one work file, and c retried
+    # alone in it)
     tables = {t["name"]: t for t in done["tables"]}
     assert done["state"] == "done", done
     assert {name: t["attempts"] for name, t in tables.items()} == {"a": 1, "b": 1, "c": 2}
+    _, plans, _ = read_manifest(settings_env.job_dir(job_id))
+    assert len({plan.file for plan in plans}) == 1
     assert all(t["state"] == "verified" for t in tables.values())
     db = sqlite3.connect(settings_env.data_dir / "app.db")
     try:

@@ -14,7 +14,8 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,20 @@ class Writer(threading.Thread):
         return self.commits
 
 
+@contextmanager
+def writing(connect: Callable[[], Any],
+            one_transaction: Callable[[Any], None]) -> Iterator[Writer]:
+    """A writer at work (its first commits made) for the block's length."""
+    started = Writer(connect, one_transaction)
+    started.start()
+    wait_commits(started, 20)
+    try:
+        yield started
+    finally:
+        if started.is_alive():
+            started.stop()
+
+
 def wait_commits(writer: Writer, at_least: int, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while writer.commits < at_least:
@@ -101,6 +116,15 @@ class Scenario:
     wait_for: Callable[..., dict[str, Any]]
     wait_until: Callable[..., Any]
     leftovers: Callable[[str], list[Any]]
+
+    @classmethod
+    def for_test(cls, request: Any, db: Any, writer: Writer, *,
+                 leftovers: Callable[[str], list[Any]]) -> Scenario:
+        """The scenario with the test's own services (tests/conftest.py's fixtures)."""
+        fixture = request.getfixturevalue
+        return cls(db, writer, fixture("settings_env"), fixture("store"), fixture("send"),
+                   fixture("worker_proc"), fixture("wait_for"), fixture("wait_until"),
+                   leftovers)
 
     def submit(self, target: str) -> str:
         return control.submit_job(self.settings, self.store, self.send, source=self.db.url,

@@ -17,7 +17,7 @@ from typing import Any
 import moments
 import psycopg
 import pytest
-from moments import CHUNK_ROWS, SEED, Writer, wait_commits
+from moments import CHUNK_ROWS, SEED
 
 from worker.jobs import control
 
@@ -77,19 +77,14 @@ def chain(pg_db: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def writer(chain: Any) -> Any:
-    started = Writer(chain.connect, write_one)
-    started.start()
-    wait_commits(started, 20)
-    yield started
-    if started.is_alive():
-        started.stop()
+    with moments.writing(chain.connect, write_one) as started:
+        yield started
 
 
 @pytest.fixture
-def run(chain, writer, settings_env, store, send, worker_proc, wait_for,
-        wait_until) -> moments.Scenario:
-    return moments.Scenario(chain, writer, settings_env, store, send, worker_proc, wait_for,
-                            wait_until, leftovers=lambda job_id: leftovers(chain, job_id))
+def run(request, chain, writer) -> moments.Scenario:
+    return moments.Scenario.for_test(request, chain, writer,
+                                     leftovers=lambda job_id: leftovers(chain, job_id))
 
 
 def test_a_live_source_is_copied_as_one_moment(run):

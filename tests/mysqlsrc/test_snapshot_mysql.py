@@ -15,7 +15,7 @@ from typing import Any
 
 import moments
 import pytest
-from moments import SEED, Writer, wait_commits
+from moments import SEED
 
 from mysqlsrc.conftest import my_connect
 
@@ -84,19 +84,14 @@ def writer(chain: Any) -> Any:
         cur.close()
         return conn
 
-    started = Writer(connect, write_one)
-    started.start()
-    wait_commits(started, 20)
-    yield started
-    if started.is_alive():
-        started.stop()
+    with moments.writing(connect, write_one) as started:
+        yield started
 
 
 @pytest.fixture
-def run(chain, writer, settings_env, store, send, worker_proc, wait_for,
-        wait_until) -> moments.Scenario:
-    return moments.Scenario(chain, writer, settings_env, store, send, worker_proc, wait_for,
-                            wait_until, leftovers=lambda job_id: leftovers(chain))
+def run(request, chain, writer) -> moments.Scenario:
+    return moments.Scenario.for_test(request, chain, writer,
+                                     leftovers=lambda job_id: leftovers(chain))
 
 
 def test_a_live_mariadb_is_copied_as_one_moment(run):

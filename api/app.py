@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +22,16 @@ from api.error_handlers import ApiError
 from api.guards import BearerAuth, BodyLimit
 from api.metrics import registry_for
 from api.models import CutoverRequest, JobRequest, RetryRequest, VerifyRequest
+from api.paging import (
+    Cursor,
+    Limit,
+    Since,
+    States,
+    check_cursor,
+    check_limit,
+    table_query,
+    tables_link,
+)
 from api.queue import TaskQueue
 from api.snapshot import download_copy
 from api.source_check import Probe, keep_one_ready, run_probe, scrub
@@ -32,6 +43,7 @@ from worker.core.redact import redact_value
 from worker.jobs import control
 from worker.jobs.control import Send
 from worker.sources.url import check_reachable, parse_source_url, resolve_source
+from worker.state.pages import DEFAULT_PAGE, TableQuery
 from worker.state.store import JobState, StateStore
 from worker.state.targets import published_path, report_path
 
@@ -101,15 +113,50 @@ def _submit(svc: Services, body: JobRequest, source_tables: list[str]) -> str:
         options=body.options.model_dump(exclude_none=True), source_tables=source_tables)
 
 
-@router.get("/jobs", summary="List recent jobs, newest first")
-def jobs(svc: Deps, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
-    return [redact_value(job) for job in control.list_jobs(svc.store, limit)]
+@router.get("/jobs", summary="List recent jobs, newest first, a page at a time (the next "
+            "page's URL in the Link header)")
+def jobs(svc: Deps, response: Response, limit: Limit = None,
+         cursor: Cursor = 0) -> list[dict[str, Any]]:
+    size = check_limit(limit, default=50, what="jobs")
+    found, next_cursor = control.jobs_page(svc.store, limit=size, cursor=check_cursor(cursor))
+    if next_cursor is not None:
+        response.headers["Link"] = f'</jobs?cursor={next_cursor}&limit={size}>; rel="next"'
+    return [redact_value(job) for job in found]
 
 
-@router.get("/jobs/{job_id}", summary="A job and the progress of each table")
-def job(job_id: JobId, svc: Deps) -> dict[str, Any]:
-    _require_job(svc, job_id)
-    return redact_value(control.job_view(svc.store, job_id))  # type: ignore[no-any-return]
+@router.get("/jobs/{job_id}", summary="A job: its summary over all its tables, and the first "
+            "page of its tables (`next` links the rest)")
+def job(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0,
+        state: States = None, since: Since = None) -> dict[str, Any]:
+    query = table_query(limit=limit, cursor=cursor, states=state, since=since,
+                        smallest_limit=0)
+    view = _view(svc, job_id, query)
+    view["next"] = tables_link(job_id, query, view["next_cursor"])
+    return redact_value(view)  # type: ignore[no-any-return]
+
+
+@router.get("/jobs/{job_id}/tables", summary="A page of a job's tables, in plan order, "
+            "optionally only those in some states or changed since a time")
+def job_tables(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0,
+               state: States = None, since: Since = None) -> dict[str, Any]:
+    query = table_query(limit=limit, cursor=cursor, states=state, since=since)
+    view = _view(svc, job_id, query)
+    return redact_value({  # type: ignore[no-any-return]
+        "job_id": job_id, "state": view.get("state"), "as_of": view["as_of"],
+        "tables_total": view["tables_total"], "tables_matching": view["tables_matching"],
+        "tables": view["tables"], "next_cursor": view["next_cursor"],
+        "next": tables_link(job_id, query, view["next_cursor"])})
+
+
+def _view(svc: Services, job_id: str, query: TableQuery) -> dict[str, Any]:
+    as_of = time.time()  # taken before the read: a later `since=as_of` misses no change
+    try:
+        view = control.job_view(svc.store, job_id, query)
+    except InputError:
+        _require_job(svc, job_id)  # the job went meanwhile, or is on the volume alone
+        raise
+    view["as_of"] = round(as_of, 3)
+    return view
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, summary="Retry failed tables")
@@ -166,8 +213,10 @@ def verify(job_id: JobId, svc: Deps, body: VerifyRequest | None = None) -> dict[
     return {"job_id": job_id, "verification": "running"}
 
 
-@router.get("/jobs/{job_id}/report", summary="The verification report of a finished job")
-def report(job_id: JobId, svc: Deps) -> JSONResponse:
+@router.get("/jobs/{job_id}/report", summary="The verification report of a finished job, "
+            "its tables a page at a time (`next` links the rest)")
+def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) -> JSONResponse:
+    size, start = check_limit(limit, default=DEFAULT_PAGE), check_cursor(cursor)
     target = _require_done(svc, job_id, "report")
     path = report_path(svc.settings.data_dir, target)
     if not path.exists():
@@ -178,7 +227,19 @@ def report(job_id: JobId, svc: Deps) -> JSONResponse:
     if other not in (None, job_id):
         raise ApiError(404, f"target {target!r} was since rewritten by job {other}; "
                        f"ask for that job's report")
-    return JSONResponse(redact_value(content))
+    return JSONResponse(redact_value(_report_page(job_id, content, start, size)))
+
+
+def _report_page(job_id: str, content: Any, start: int, size: int) -> Any:
+    """The report with `size` of its tables from `start` on (report.json keeps them all)."""
+    if not isinstance(content, dict) or not isinstance(content.get("tables"), list):
+        return content
+    tables = content["tables"]
+    more = start + size < len(tables)
+    return {**content, "tables": tables[start:start + size], "tables_total": len(tables),
+            "next_cursor": start + size if more else None,
+            "next": f"/jobs/{job_id}/report?cursor={start + size}&limit={size}" if more
+            else None}
 
 
 @router.get("/jobs/{job_id}/download", response_class=FileResponse,

@@ -25,6 +25,9 @@ from api.cli.client import ApiClient, CliError
 from worker.core.config import Settings, get_settings
 from worker.core.errors import ConfigError
 
+#: Tables per request when the CLI reads them all (the API's largest page).
+ALL_PAGE = 1000
+
 
 @dataclass
 class Context:
@@ -53,9 +56,28 @@ def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    job = ctx.client.get(f"/jobs/{args.job}")
+    """The summary and the tables that matter: every table of a small job; of a big one,
+    those failed or copying, unless --all. --json prints one document with every table."""
+    every = args.all or args.json
+    job = ctx.client.get(f"/jobs/{args.job}", **({"limit": ALL_PAGE} if every else {}))
+    if every:
+        job["tables"] = _all_pages(ctx.client, job["tables"], job.get("next"))
+        job.update(tables_matching=len(job["tables"]), next_cursor=None, next=None)
+    elif job.get("next"):
+        shown = ctx.client.get(f"/jobs/{args.job}/tables", state=["failed", "copying"])
+        job["tables"] = shown["tables"]
     print(json.dumps(job, indent=2) if args.json else render.status(job))
     return 0
+
+
+def _all_pages(client: ApiClient, first: list[Any], link: str | None) -> list[Any]:
+    """`first`, then the `tables` of each page `next` links to, until the last."""
+    found = list(first)
+    while link:
+        page = client.get(link)
+        found += page["tables"]
+        link = page.get("next")
+    return found
 
 
 def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
@@ -66,8 +88,7 @@ def cmd_doctor(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
-    job = watch.watch(lambda: ctx.client.get(f"/jobs/{args.job}"), interval_s=args.interval,
-                      every_s=args.every)
+    job = watch.watch(ctx.client.get, args.job, interval_s=args.interval, every_s=args.every)
     return _finished(job)
 
 
@@ -137,7 +158,12 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
-    print(json.dumps(ctx.client.get(f"/jobs/{args.job}/report"), indent=2))
+    report = ctx.client.get(f"/jobs/{args.job}/report", limit=ALL_PAGE)
+    if isinstance(report, dict) and "tables" in report:  # the whole report, as on the volume
+        report["tables"] = _all_pages(ctx.client, report["tables"], report.get("next"))
+        for key in ("tables_total", "next_cursor", "next"):
+            report.pop(key, None)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -292,9 +318,11 @@ def _value_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_job_commands(sub: Any) -> None:
-    status = _command(sub, "status", cmd_status, "show a job and each table's progress",
-                      job=True)
-    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status = _command(sub, "status", cmd_status, "show a job's progress and its tables that "
+                      "need a look (failed, copying; every table of a small job)", job=True)
+    status.add_argument("--all", action="store_true", help="list every table, page by page")
+    status.add_argument("--json", action="store_true", help="print the raw JSON: one "
+                        "document with every table")
     follow = _command(sub, "watch", cmd_watch, "follow the job's progress until it ends "
                       "(exit 0 when done, 1 when failed or cancelled)", job=True,
                       epilog="On a terminal: a live view. Otherwise: a line per change of "

@@ -11,28 +11,76 @@ STATUS_COLUMNS = ("TABLE", "STATE", "ROWS", "%", "ROWS/S", "ETA", "CHECKSUM", "E
 JOBS_COLUMNS = ("JOB", "STATE", "TARGET", "SOURCE", "CREATED", "TABLES", "ERROR")
 
 
+#: Finalize's steps as people call them (worker/jobs/finalize_steps.py names them).
+STEP_NAMES = {"merging": "merging tables", "indexing": "building indexes",
+              "objects": "sequences, CHECKs, views", "checking": "checks",
+              "publishing": "publishing"}
+#: Tables that need a look come first: failed, then copying, then the rest in plan order.
+STATE_ORDER = {"failed": 0, "copying": 1}
+
+
 def status(job: dict[str, Any]) -> str:
-    """The job header, then one line per table."""
+    """The job header and its summary, then one line per table shown (`job["tables"]`,
+    failed and copying first), and how to see the others when not all are shown."""
     head = (f"job {job.get('id')}  {job.get('state')}  target {job.get('target')}  "
             f"from {job.get('source')} (schema {job.get('schema', 'public')})")
     times = f"created {when(job.get('created_at'))}  updated {when(job.get('updated_at'))}"
     lines = [head, times]
     if job.get("snapshot"):
         lines.append(moment(job["snapshot"]))
+    if job.get("tables_total"):
+        lines.append(summary(job))
+    if job.get("state") == "finalizing" and step_line(job.get("finalize") or {}):
+        lines.append(f"finalize: {step_line(job['finalize'])}")
     if job.get("follow") is not None and job.get("state") == "following":
         lines.append(follow(job["follow"], job.get("cutover")))
     for warning in job.get("warnings") or []:
         lines.append(f"warning: {warning}")
     if job.get("error"):
         lines.append(f"error: {job['error']}")
-    tables = job.get("tables") or []
+    tables = ordered(job.get("tables") or [])
     if tables:
         lines += ["", table([STATUS_COLUMNS, *(_table_row(t) for t in tables)])]
     elif job.get("state") in ("queued", "planning"):
         lines += ["", "(no tables yet: the job is being planned)"]
-    else:
+    elif not job.get("tables_total"):
         lines += ["", "(no tables)"]
+    total = int(job.get("tables_total") or 0)
+    if len(tables) < total:
+        lines += ["", f"{len(tables):,} of {total:,} tables shown, those failed or copying: "
+                  f"`liteshift status {job.get('id')} --all` lists every table"]
     return "\n".join(lines)
+
+
+def ordered(tables: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(tables, key=lambda t: STATE_ORDER.get(str(t.get("state")), 2))
+
+
+def summary(job: dict[str, Any]) -> str:
+    """'tables: 2,000 (1,203 verified, 2 copying, 5 failed, 790 pending); rows 1,234/9,876
+    12.5%, 3.2k rows/s, ETA 3s'"""
+    counts = job.get("table_counts") or {}
+    parts = ", ".join(f"{n:,} {state}" for state, n in sorted(
+        counts.items(), key=lambda item: STATE_ORDER.get(item[0], 2)) if n)
+    line = f"tables: {int(job.get('tables_total') or 0):,}" + (f" ({parts})" if parts else "")
+    progress = job.get("progress") or {}
+    done, total = progress.get("rows_done"), progress.get("rows_total")
+    pct = "100%" if job.get("state") == "done" else percent(done, total, None)
+    line += f"; rows {count(done)}/{count(total)} {pct}"
+    if progress.get("rows_per_s"):
+        line += f", {rate(progress['rows_per_s'])} rows/s, ETA {duration(progress.get('eta_s'))}"
+    return line
+
+
+def step_line(finalize: dict[str, Any]) -> str:
+    """Finalize's step under way: 'building indexes 3/10 (orders_by_day)'."""
+    step = finalize.get("step")
+    if not step:
+        return ""
+    line = STEP_NAMES.get(step, step)
+    if finalize.get("total"):
+        line += f" {finalize.get('done', 0)}/{finalize['total']}"
+    return line + (f" ({finalize['item']})" if finalize.get("item") else "")
 
 
 def moment(record: dict[str, Any]) -> str:
@@ -82,7 +130,7 @@ def jobs(items: Sequence[dict[str, Any]]) -> str:
     if not items:
         return "no jobs yet: `liteshift submit` starts one"
     rows = [(str(j.get("id")), str(j.get("state")), str(j.get("target")), str(j.get("source")),
-             when(j.get("created_at")), str(len(j.get("tables") or [])), str(j.get("error") or ""))
+             when(j.get("created_at")), str(j.get("tables_total", "-")), str(j.get("error") or ""))
             for j in items]
     return table([JOBS_COLUMNS, *rows])
 

@@ -1,14 +1,17 @@
 """`liteshift watch`: a job's progress at a glance.
 
 On a terminal, a live view drawn by Rich: the whole job's line (rows done of all, rate,
-ETA), a bar per table, and finalize's steps with their own progress. Off a terminal (a log,
-a CI job), one line per change of state, and the whole job's line every `every_s` seconds
-while nothing changes, never the whole table each tick.
+ETA), a bar per table copying or failed (every table, when the job has only a few), and
+finalize's steps with their own progress. Off a terminal (a log, a CI job), one line per
+change of state, and the whole job's line every `every_s` seconds while nothing changes, never
+the whole table each tick.
+
+Each tick asks the API for the job's summary and a bounded set of tables (JobFeed): those
+worth drawing, or those changed since the last tick; never every table of a big job.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -20,30 +23,68 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from api.cli.render import count, duration, percent, rate
+from api.cli.render import STEP_NAMES, count, duration, ordered, percent, rate, step_line
 
 FINISHED = {"done": 0, "failed": 1, "cancelled": 1}  # job state -> exit code of `watch`
-STEP_NAMES = {"merging": "merging tables", "indexing": "building indexes",
-              "objects": "sequences, CHECKs, views", "checking": "checks",
-              "publishing": "publishing"}
 STATE_STYLES = {"verified": "green", "copied": "green", "done": "bold green",
                 "failed": "bold red", "cancelled": "yellow", "copying": "cyan",
                 "finalizing": "magenta"}
 
 
+MAX_PAGE = 1000  # the API's largest page
+#: Table rows a live view draws at most: a terminal's height, not a job's size.
+LIVE_ROWS = 30
+#: Seconds a `since` reaches back before the last answer's `as_of`: workers' clocks may be a
+#: little behind the API's; a change seen twice is said once (its state did not change).
+CLOCK_SLACK_S = 2.0
+Get = Callable[..., dict[str, Any]]  # ApiClient.get(path, **params)
+
+
+class JobFeed:
+    """What `watch` fetches each tick. `live()`: the summary and the tables to draw, every
+    table while the job has at most LIVE_ROWS, else those copying or failed. `changed()`:
+    the summary and the tables changed since the last call (a log's lines); on the first
+    call, what `live()` gives."""
+
+    def __init__(self, get: Get, job_id: str):
+        self.get, self.path = get, f"/jobs/{job_id}"
+        self.big = False
+        self.as_of: float | None = None
+
+    def live(self) -> dict[str, Any]:
+        if not self.big:
+            job = self.get(self.path, limit=LIVE_ROWS)
+            self.big = job.get("next") is not None
+            if not self.big:
+                return job
+        return self.get(self.path, limit=LIVE_ROWS, state=["copying", "failed"])
+
+    def changed(self) -> dict[str, Any]:
+        if self.as_of is None:  # where each table is: a small job's all, a big one's under way
+            job = self.live()
+        else:
+            job = self.get(self.path, limit=MAX_PAGE,
+                           since=max(0.0, self.as_of - CLOCK_SLACK_S))
+            tables, link = list(job["tables"]), job.get("next")
+            while link:  # more tables changed in one tick than a page holds
+                page = self.get(link)
+                tables += page["tables"]
+                link = page.get("next")
+            job["tables"] = tables
+        self.as_of = job.get("as_of")
+        return job
+
+
 def totals(job: dict[str, Any]) -> dict[str, Any]:
-    """The whole job: rows done and expected over every table, the rate of the tables
-    copying now, and the ETA at that rate."""
-    tables = job.get("tables") or []
-    done = sum(int(t.get("rows_done") or 0) for t in tables)
-    total = sum(max(int(t.get("rows_estimated") or 0), int(t.get("rows_done") or 0))
-                for t in tables)
-    copying = [t for t in tables if t.get("state") == "copying"]
-    speed = sum(float(t.get("rows_per_s") or 0) for t in copying) if copying else None
-    eta = math.ceil((total - done) / speed * 10) / 10 if speed and total > done else None
-    return {"rows_done": done, "rows_total": total, "rows_per_s": speed, "eta_s": eta,
-            "tables": len(tables),
-            "tables_done": sum(t.get("state") in ("verified", "copied") for t in tables)}
+    """The whole job, from the API's summary over every table: rows done and expected, the
+    rate of the tables copying now, and the ETA at that rate."""
+    progress = job.get("progress") or {}
+    counts = job.get("table_counts") or {}
+    return {"rows_done": int(progress.get("rows_done") or 0),
+            "rows_total": int(progress.get("rows_total") or 0),
+            "rows_per_s": progress.get("rows_per_s"), "eta_s": progress.get("eta_s"),
+            "tables": int(job.get("tables_total") or 0),
+            "tables_done": int(counts.get("verified", 0)) + int(counts.get("copied", 0))}
 
 
 def job_line(job: dict[str, Any]) -> str:
@@ -65,21 +106,10 @@ def numbers(job: dict[str, Any]) -> str:
     pct = ("100%" if job.get("state") == "done"
            else percent(t["rows_done"], t["rows_total"], None))
     line = (f"{count(t['rows_done'])}/{count(t['rows_total'])} rows {pct}, "
-            f"{t['tables_done']}/{t['tables']} tables")
+            f"{t['tables_done']:,}/{t['tables']:,} tables")
     if t["rows_per_s"]:
         line += f", {rate(t['rows_per_s'])} rows/s, ETA {duration(t['eta_s'])}"
     return line
-
-
-def step_line(finalize: dict[str, Any]) -> str:
-    """Finalize's step under way: 'building indexes 3/10 (orders_by_day)'."""
-    step = finalize.get("step")
-    if not step:
-        return ""
-    line = STEP_NAMES.get(step, step)
-    if finalize.get("total"):
-        line += f" {finalize.get('done', 0)}/{finalize['total']}"
-    return line + (f" ({finalize['item']})" if finalize.get("item") else "")
 
 
 def live_view(job: dict[str, Any]) -> RenderableType:
@@ -98,9 +128,12 @@ def live_view(job: dict[str, Any]) -> RenderableType:
         parts.append(Text(job_line(job).split("; ", 1)[-1], style="cyan"))
     if job.get("error"):
         parts.append(Text(f"error: {job['error']}", style="red"))
-    tables = job.get("tables") or []
+    tables = ordered(job.get("tables") or [])
     if tables:
         parts.append(_tables(tables))
+    if len(tables) < t["tables"] and state not in FINISHED:
+        parts.append(Text(f"{len(tables)} of {t['tables']:,} tables shown, those copying or "
+                          "failed", style="dim"))
     finalize = job.get("finalize") or {}
     if finalize.get("steps") or finalize.get("step"):
         parts.append(_finalize(finalize))
@@ -147,18 +180,22 @@ def _finalize(finalize: dict[str, Any]) -> Table:
     return grid
 
 
-def changes(before: dict[str, Any] | None, job: dict[str, Any]) -> list[str]:
-    """Lines for what changed since `before`: the job's state, a table's, finalize's step."""
+def changes(before: dict[str, Any] | None, job: dict[str, Any],
+            known: dict[str, str]) -> list[str]:
+    """Lines for what changed since `before`: the job's state, a table's (`known` holds the
+    state each table was last said to be in, and is updated), finalize's step. A table first
+    seen pending gets no line: nothing has happened to it yet."""
     old = before or {}
     lines = []
     if old.get("state") != job.get("state"):
         lines.append(job_line(job) + (f": {job['error']}" if job.get("error") else ""))
-    old_tables = {t.get("name"): t for t in old.get("tables") or []}
     for t in job.get("tables") or []:
-        if old_tables.get(t.get("name"), {}).get("state") != t.get("state"):
-            lines.append(f"table {t.get('name')} {t.get('state')}: "
+        name, state = str(t.get("name")), str(t.get("state"))
+        if known.get(name, "pending") != state:
+            lines.append(f"table {name} {state}: "
                          f"{count(t.get('rows_done'))}/{count(t.get('rows_estimated'))} rows"
                          + (f": {t['error']}" if t.get("error") else ""))
+        known[name] = state
     old_step = (old.get("finalize") or {}).get("step")
     new = job.get("finalize") or {}
     if new.get("step") and new.get("step") != old_step:
@@ -170,33 +207,34 @@ def changes(before: dict[str, Any] | None, job: dict[str, Any]) -> list[str]:
     return lines
 
 
-def watch(fetch: Callable[[], dict[str, Any]], *, interval_s: float, every_s: float,
+def watch(get: Get, job_id: str, *, interval_s: float, every_s: float,
           out: TextIO | None = None) -> dict[str, Any]:
     """Follow the job until it ends; returns its last view."""
     out = out or sys.stdout
+    feed = JobFeed(get, job_id)
     if out.isatty():
-        return _watch_live(fetch, interval_s, Console(file=out))
-    return _watch_lines(fetch, interval_s, every_s, out)
+        return _watch_live(feed, interval_s, Console(file=out))
+    return _watch_lines(feed, interval_s, every_s, out)
 
 
-def _watch_live(fetch: Callable[[], dict[str, Any]], interval_s: float,
-                console: Console) -> dict[str, Any]:
-    job = fetch()
+def _watch_live(feed: JobFeed, interval_s: float, console: Console) -> dict[str, Any]:
+    job = feed.live()
     with Live(live_view(job), console=console, auto_refresh=False) as live:
         while job.get("state") not in FINISHED:
             time.sleep(interval_s)
-            job = fetch()
+            job = feed.live()
             live.update(live_view(job), refresh=True)
     return job
 
 
-def _watch_lines(fetch: Callable[[], dict[str, Any]], interval_s: float, every_s: float,
+def _watch_lines(feed: JobFeed, interval_s: float, every_s: float,
                  out: TextIO) -> dict[str, Any]:
     before: dict[str, Any] | None = None
+    known: dict[str, str] = {}
     last_line = time.monotonic()
     while True:
-        job = fetch()
-        lines = changes(before, job)
+        job = feed.changed()
+        lines = changes(before, job, known)
         if not lines and time.monotonic() - last_line >= every_s:
             lines = [job_line(job)]
         stamp = time.strftime("%H:%M:%S")

@@ -6,6 +6,7 @@ sends tasks by name without importing worker code that loads drivers.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from worker.core.errors import InputError, TargetConflict
 from worker.sources import snapshot
 from worker.sources.sealing import seal
 from worker.sources.url import describe_source, parse_source_url, resolve_source
+from worker.state import pages
 from worker.state.jobfiles import remove_work_files, write_job_record, write_outcome
+from worker.state.pages import TableQuery
 from worker.state.store import JobState, StateStore, TableState
 from worker.state.targets import check_target, published_path
 
@@ -144,26 +147,43 @@ def _prefixes(key: str) -> list[str]:
     return [key[:i] for i, ch in enumerate(key) if ch == "."]
 
 
-def job_view(store: StateStore, job_id: str) -> dict[str, Any]:
-    """A job as people see it: no sealed secrets, every table's progress."""
-    job = store.job(job_id)
-    if job is None:
+def job_view(store: StateStore, job_id: str,
+             query: TableQuery | None = None) -> dict[str, Any]:
+    """A job as people see it: no sealed secrets; the summary of all its tables
+    (`tables_total`, `table_counts` by state, `progress`) and one page of them (`tables`,
+    `tables_matching`, `next_cursor`), by default the first DEFAULT_PAGE in plan order."""
+    page = pages.job_page(store, job_id, query or TableQuery())
+    if page is None:
         raise InputError(f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+    job: dict[str, Any] = page["job"]
     job.pop("source_sealed", None)
     if job.get("snapshot") is not None:
         job["snapshot"] = snapshot.public(job["snapshot"])
-    job["tables"] = store.tables(job_id, job.get("tables") or [])
+    done, total, speed = page["rows_done"], page["rows_total"], page["rows_per_s"]
+    job["progress"] = {"rows_done": done, "rows_total": total, "rows_per_s": speed or None,
+                       "eta_s": (math.ceil((total - done) / speed * 10) / 10
+                                 if speed and total > done else None)}
+    job["tables_total"] = page["tables_total"]
+    job["table_counts"] = page["table_counts"]
+    job["tables"] = page["tables"]
+    job["tables_matching"] = page["matching"]
+    job["next_cursor"] = page["next_cursor"]
     return job
 
 
 def list_jobs(store: StateStore, limit: int = 50) -> list[dict[str, Any]]:
-    out = []
-    for job_id in store.job_ids(limit):
-        job = store.job(job_id)
-        if job:
-            job.pop("source_sealed", None)
-            out.append(job)
-    return out
+    """The newest jobs, at most `limit` (see jobs_page)."""
+    return jobs_page(store, limit=limit)[0]
+
+
+def jobs_page(store: StateStore, *, limit: int = 50,
+              cursor: int = 0) -> tuple[list[dict[str, Any]], int | None]:
+    """Jobs newest first, a page at a time (pages.jobs_page), without sealed secrets; and
+    the next page's cursor (None on the last)."""
+    found, next_cursor = pages.jobs_page(store, cursor=cursor, limit=limit)
+    for job in found:
+        job.pop("source_sealed", None)
+    return found, next_cursor
 
 
 def retry_job(store: StateStore, send: Send, job_id: str,

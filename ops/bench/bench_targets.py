@@ -419,13 +419,14 @@ class Bench:
             worker.stop()
 
     def submit(self, target: str, tables: list[str], *, schema: str = "public",
-               options: dict[str, Any] | None = None) -> tuple[str, float]:
+               options: dict[str, Any] | None = None,
+               source: str | None = None) -> tuple[str, float]:
         from worker.jobs.control import submit_job
 
         for old in self.settings.data_dir.glob(f"{target}*"):
             old.unlink()
         started = time.perf_counter()
-        job_id = submit_job(self.settings, self.store, self.send, source=self.source,
+        job_id = submit_job(self.settings, self.store, self.send, source=source or self.source,
                             target=target, schema=schema, tables=tables,
                             options=options or {})
         return job_id, started
@@ -455,9 +456,11 @@ class Bench:
 
     def run_job(self, target: str, tables: list[str], *, workers: list[Worker],
                 schema: str = "public", options: dict[str, Any] | None = None,
-                expected_rows: dict[str, int] | None = None) -> tuple[str, float]:
+                expected_rows: dict[str, int] | None = None,
+                source: str | None = None) -> tuple[str, float]:
         """Submit, wait for the published file, check its row counts; seconds taken."""
-        job_id, started = self.submit(target, tables, schema=schema, options=options)
+        job_id, started = self.submit(target, tables, schema=schema, options=options,
+                                      source=source)
         self.wait(job_id, workers=workers)
         seconds = time.perf_counter() - started
         if expected_rows:
@@ -675,7 +678,12 @@ def target_manytables(bench: Bench) -> None:
     for count in (int(n) for n in a.many_tables.split(",")):
         schema = f"bench_many_{count}x{a.many_rows}"
         names = [f"m{i:05d}" for i in range(1, count + 1)]
-        make_many_tables(a.database, schema, names, a.many_rows)
+        source = None
+        if a.many_source == "mysql":  # a database per table count; the job's schema: default
+            source = make_many_mysql_tables(f"liteshift_{schema}", names, a.many_rows)
+            schema = "public"
+        else:
+            make_many_tables(a.database, schema, names, a.many_rows)
         for round_ in range(a.rounds):
             load = os.getloadavg()
             print(f"manytables: {count} tables x {a.many_rows} rows, round {round_ + 1}, "
@@ -684,14 +692,15 @@ def target_manytables(bench: Bench) -> None:
                 # A warm worker, as a running service has: each pool process has planned
                 # and copied once, and its snapshot holder is started ahead.
                 for _ in range(pool):
-                    bench.run_job("manywarm", names[:2], schema=schema, workers=[worker])
+                    bench.run_job("manywarm", names[:2], schema=schema, workers=[worker],
+                                  source=source)
                     bench.drop_published("manywarm")
                 time.sleep(1)
                 pids = worker.pids()
                 cpu_before, busy_before = [process_cpu_s(p) for p in pids], busy_cpu_s()
                 since = time.time()
                 job_id, seconds = bench.run_job(
-                    f"many{count}", names, schema=schema, workers=[worker],
+                    f"many{count}", names, schema=schema, workers=[worker], source=source,
                     expected_rows=dict.fromkeys(names, a.many_rows))
                 cpu = [process_cpu_s(p) - c for p, c in zip(pids, cpu_before, strict=True)]
                 busy = busy_cpu_s() - busy_before
@@ -706,7 +715,7 @@ def target_manytables(bench: Bench) -> None:
                 by_name[t["task"].rsplit(".", 1)[-1]] = by_name.get(
                     t["task"].rsplit(".", 1)[-1], 0) + 1
             trips = sum(t["redis_round_trips"] for t in tasks)
-            result(f"{count} tables x {a.many_rows} rows, {pool} processes",
+            result(f"{a.many_source}: {count} tables x {a.many_rows} rows, {pool} processes",
                    f"{seconds:.1f} s submit to published",
                    f"<= {goal:g} s" if goal else "no target",
                    goal is None or seconds <= goal,
@@ -740,6 +749,33 @@ def make_many_tables(database: str, schema: str, names: list[str], rows: int) ->
     pg(database, "ANALYZE")
     print(f"  made {len(missing)} tables in {schema} in {time.perf_counter() - started:.1f} s",
           flush=True)
+
+
+def make_many_mysql_tables(database: str, names: list[str], rows: int) -> str:
+    """The same tables in a MariaDB/MySQL database of their own (made once); its URL."""
+    import mysql.connector
+
+    conn = mysql.connector.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
+        cur.execute(f"USE `{database}`")  # seq_1_to_N (MariaDB's sequence engine) is looked up here
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (database,))
+        have = {r[0] for r in cur.fetchall()}
+        started = time.perf_counter()
+        missing = [n for n in names if n not in have]
+        for name in missing:
+            # One statement: a table is there with its rows, or not at all.
+            cur.execute(f"CREATE TABLE `{name}` (id bigint PRIMARY KEY, s varchar(64), "
+                        "at datetime(6)) SELECT seq AS id, md5(seq) AS s, "
+                        f"'2024-01-01' + INTERVAL seq DAY AS at FROM seq_1_to_{int(rows)}")
+        if missing:
+            print(f"  made {len(missing)} tables in MariaDB {database} in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+    finally:
+        conn.close()
+    return f"mysql://root@127.0.0.1:3306/{database}"
 
 
 def process_cpu_s(pid: int) -> float:
@@ -847,6 +883,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="manytables: comma-separated table counts, one job each")
     parser.add_argument("--many-rows", type=int, default=10,
                         help="manytables: rows in each table")
+    parser.add_argument("--many-source", choices=("pg", "mysql"), default="pg",
+                        help="manytables: the tables in PostgreSQL or in MariaDB/MySQL "
+                        "(127.0.0.1:3306, root)")
     parser.add_argument("--many-concurrency", type=int, default=2,
                         help="manytables: the worker's pool processes")
     parser.add_argument("--chunk-rows", type=int, default=20_000,

@@ -24,8 +24,8 @@ def warn_if_slow() -> None:
 def announce(settings: Settings, store: StateStore) -> None:
     """Refreshed by the reaper's loop; lives three of its turns, so a dead worker drops out."""
     problems = native.problems()
-    store.announce_worker(NAME, {"pid": os.getpid(), "native": native.status(),
-                                 "problems": problems},
+    store.announce_worker(NAME, {"pid": os.getpid(), "queue": settings.queue,
+                                 "native": native.status(), "problems": problems},
                           ttl_s=3 * max(1.0, settings.lease_ttl_s / 2))
 
 

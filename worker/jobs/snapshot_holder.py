@@ -14,10 +14,10 @@ its record on a pipe, and then only watches, twice a second:
 - its own connection: when the source ends it (restart, terminated backend), the moment is
   gone; readers that start after that get SnapshotLost and the tables fail, saying why.
 - the job's workers, every IDLE_CHECK_S: a copying job with none of its leases held and no
-  worker running (all killed, none restarted) makes no progress, while its snapshot keeps
-  the source's old rows (PostgreSQL: its WAL) from being reclaimed. After
-  `snapshot_idle_timeout_s` of that, the holder fails the job, saying why and that `liteshift
-  retry` plans it again under a new snapshot, then closes the snapshot.
+  worker of its queue running (all killed, none restarted) makes no progress, while its
+  snapshot keeps the source's old rows (PostgreSQL: its WAL) from being reclaimed. After
+  `snapshot_idle_timeout_s` of that, the holder fails the job, saying why and that
+  `liteshift retry` plans it again under a new snapshot, then closes the snapshot.
 
 Redis away, or without the job (lost, to be rebuilt from the volume), is the one case where
 it cannot learn that the job ended: it holds on while the volume says the job is not over,
@@ -215,7 +215,7 @@ def _hold(settings: Settings, held: Any, job_id: str, holder_id: str) -> str:
     store = StateStore.from_settings(settings)
     started = last_seen = time.monotonic()
     unattended = Unattended(settings.snapshot_idle_timeout_s,
-                            attended=lambda job: _attended(store, job))
+                            attended=lambda job: _attended(store, job, settings.queue))
     while True:
         time.sleep(POLL_S)
         if not held.alive():
@@ -270,11 +270,12 @@ class Unattended:
         return now - self.since >= self.timeout_s
 
 
-def _attended(store: Any, job: dict[str, Any]) -> bool:
-    """A worker is on the job (one of its leases is held), or some worker runs: the reaper
-    of a running worker queues the job's stalled tables again, so the job moves on."""
+def _attended(store: Any, job: dict[str, Any], queue: str) -> bool:
+    """A worker is on the job (one of its leases is held), or some worker of its queue runs:
+    the reaper of a running worker queues the job's stalled tables again, so the job moves
+    on."""
     names = ["plan", "finalize", *(f"table:{name}" for name in job.get("tables") or [])]
-    return bool(store.any_lease(job["id"], names) or store.any_worker())
+    return bool(store.any_lease(job["id"], names) or store.any_worker(queue))
 
 
 def _fail_unattended(store: Any, job: dict[str, Any], timeout_s: float) -> bool:

@@ -462,10 +462,10 @@ class StateStore:
         keys = [self.keys.lease(job_id, name) for name in names]
         return bool(keys) and bool(self.redis.exists(*keys))
 
-    def any_worker(self) -> bool:
-        """Whether some worker runs (announce_worker's entries live only while it does)."""
-        return next(iter(self.redis.scan_iter(match=self.keys.worker("*"), count=1000)),
-                    None) is not None
+    def any_worker(self, queue: str) -> bool:
+        """Whether some worker consuming `queue` runs (announce_worker's entries live only
+        while it does; one that does not say its queue counts)."""
+        return any(info.get("queue", queue) == queue for info in self.workers().values())
 
     def workers(self) -> dict[str, dict[str, Any]]:
         start = len(self.keys.worker(""))

@@ -35,7 +35,7 @@ from api.paging import (
 from api.queue import TaskQueue
 from api.snapshot import download_copy
 from api.source_check import Probe, keep_one_ready, run_probe, scrub
-from worker.core import filemodes
+from worker.core import filemodes, serverpaths
 from worker.core.config import Settings, get_settings
 from worker.core.errors import ConfigError, InputError, LiteshiftError, TargetConflict
 from worker.core.logs import configure_logging
@@ -220,7 +220,7 @@ def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) ->
     target = _require_done(svc, job_id, "report")
     path = report_path(svc.settings.data_dir, target)
     if not path.exists():
-        raise ApiError(404, f"job {job_id} is done but its report {path} is missing")
+        raise ApiError(404, f"job {job_id} is done but its report {path.name} is missing")
     content = json.loads(path.read_text())
     # A later job with --replace rewrites the same file; do not pass its report off as ours.
     other = content.get("job_id") if isinstance(content, dict) else None
@@ -249,7 +249,8 @@ def download(job_id: JobId, svc: Deps) -> FileResponse:
     target = _require_done(svc, job_id, "file")
     path = published_path(svc.settings.data_dir, target)
     if not path.exists():
-        raise ApiError(404, f"job {job_id} is done but {path} is gone (moved or deleted?)")
+        raise ApiError(404, f"job {job_id} is done but {path.name} is gone (moved or "
+                       "deleted?)")
     copy = download_copy(path, svc.settings.state_dir / "downloads")
     digest = base64.b64encode(bytes.fromhex(copy.sha256)).decode()
     # The ETag is the content's hash: a resumed download (If-Range) gets the rest of the same
@@ -309,6 +310,7 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     """Build the app. Everything it talks to can be replaced, for tests."""
     settings = settings or get_settings()
     filemodes.configure(settings.file_group)
+    serverpaths.configure(settings.data_dir)
     app = FastAPI(title="liteshift", version="0.1.0",
                   description="Move a live PostgreSQL database into a verified SQLite file.")
     app.state.services = Services(

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from worker.core.errors import ConfigError, LiteshiftError
 from worker.core.logs import get_logger
 from worker.core.redact import redact
+from worker.core.serverpaths import hide_paths
 
 log = get_logger(component="api")
 
@@ -33,7 +34,7 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str,
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": redact(message)}, status_code=status,
+    return JSONResponse({"error": redact(hide_paths(message))}, status_code=status,
                         headers=dict(headers) if headers else None)
 
 

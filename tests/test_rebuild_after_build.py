@@ -83,10 +83,11 @@ def test_a_job_whose_file_was_built_is_rebuilt_as_built_and_not_copied_again(
     finalize_job(settings_env, store, job_id)
     job = store.job(job_id)
     assert job["state"] == JobState.DONE.value, job
-    published = sqlite3.connect(job["published"])
+    published = sqlite3.connect(settings_env.data_dir / job["published"])
     for name, rows in SIZES.items():
         assert published.execute(
             f"SELECT count(*), count(DISTINCT id), min(id), max(id) FROM {name}").fetchone() == (
             rows, rows, 1, rows)
-    report = {t["name"]: t for t in json.loads(Path(job["report"]).read_text())["tables"]}
+    written = json.loads((settings_env.data_dir / job["report"]).read_text())
+    report = {t["name"]: t for t in written["tables"]}
     assert {name: report[name]["checksum"] for name in SIZES} == checksums

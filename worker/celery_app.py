@@ -25,7 +25,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker.core import filemodes
+from worker.core import filemodes, serverpaths
 from worker.core.config import get_settings
 from worker.core.logs import configure_logging, get_logger, json_lines
 from worker.core.memory import fixed_mmap_threshold
@@ -34,6 +34,7 @@ from worker.sources.ambient import drop_driver_env
 settings = get_settings()
 configure_logging(settings.log_format)
 filemodes.configure(settings.file_group)
+serverpaths.configure(settings.data_dir)
 drop_driver_env()  # worker/sources/ambient.py: the service's credentials are not the jobs'
 fixed_mmap_threshold()
 

@@ -19,6 +19,7 @@ from worker.celery_app import app, send, settings
 from worker.core.errors import JobCancelled, LeaseLost, LiteshiftError
 from worker.core.logs import get_logger
 from worker.core.redact import redact
+from worker.core.serverpaths import hide_paths
 from worker.follow import cutover, follower
 from worker.jobs import control, copying, finalize, plan, recover, verify
 from worker.jobs.control import (
@@ -200,10 +201,11 @@ def verify_job(self: Any, job_id: str, against_source: bool = False) -> None:
     try:
         result = verify.verify_job(settings, store(), job_id, against_source=against_source)
     except LiteshiftError as exc:
-        result = {"state": "error", "error": str(exc), "source": against_source}
+        result = {"state": "error", "error": hide_paths(str(exc)), "source": against_source}
     except Exception as exc:
         get_logger().exception("verify_crashed")
-        result = {"state": "error", "error": redact(repr(exc)), "source": against_source}
+        result = {"state": "error", "error": redact(hide_paths(repr(exc))),
+                  "source": against_source}
     finally:
         structlog.contextvars.clear_contextvars()
     write_json_atomic(verify.verification_path(settings, job_id), result)

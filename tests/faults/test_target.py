@@ -62,7 +62,7 @@ def test_replace_keeps_the_old_file_and_an_open_reader_sees_old_data(
 
     # Then the new file is in place, the old one is kept byte for byte beside it
     assert view["state"] == "done", outcome(view)
-    backup = Path(view["backup"])
+    backup = settings_env.data_dir / view["backup"]
     assert backup.parent == published.parent and backup.name.endswith(".old.db")
     assert digest(backup) == before
     fresh = sqlite3.connect(f"file:{published}?mode=ro", uri=True)
@@ -109,7 +109,7 @@ def test_publishing_under_an_app_with_the_file_open_in_wal_mode_is_refused(
     assert control.retry_job(store, send, job_id) == []
     view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
     assert view["state"] == "done", outcome(view)
-    kept = sqlite3.connect(view["backup"])
+    kept = sqlite3.connect(settings_env.data_dir / view["backup"])
     assert kept.execute("SELECT count(*) FROM items").fetchone() == (11,)
     kept.close()
 
@@ -162,6 +162,6 @@ def test_a_finalize_killed_right_after_publishing_is_finished_not_refused(
     assert view["state"] == "done", outcome(view)
     assert published.stat().st_ino == first
     assert sorted(p.name for p in settings_env.data_dir.glob("app.*.old.db")) == (
-        [Path(view["backup"]).name] if replace else [])
+        [view["backup"]] if replace else [])
     assert_exactly_once(settings_env, store, job_id, "app", SIZES)
     assert not list(settings_env.job_dir(job_id).glob("*.partial"))

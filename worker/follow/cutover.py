@@ -165,16 +165,16 @@ def _done(settings: Settings, store: StateStore, job: dict[str, Any], final: Pat
     job_dir = settings.job_dir(job["id"])
     asked = job.get("cutover") or {}
     downtime = round(time.time() - float(asked.get("requested_at") or time.time()), 3)
-    report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
+    report["published"] = {"path": final.name, "replaced_file_kept_as": backup,
                            "bytes": final.stat().st_size}
     report["cutover"] = {"downtime_s": downtime, "requested_at": asked.get("requested_at"),
                          "source_position": asked.get("target")}
     write_json_atomic(report_path(settings.data_dir, job["target"]), report)
-    store.set_job_state(job["id"], JobState.DONE, published=str(final),
-                        report=str(report_path(settings.data_dir, job["target"])),
+    store.set_job_state(job["id"], JobState.DONE, published=final.name,
+                        report=report_path(settings.data_dir, job["target"]).name,
                         backup=backup, error=None,
                         cutover={**asked, "state": "done", "downtime_s": downtime})
-    write_outcome(job_dir, JobState.DONE.value, published=str(final), backup=backup)
+    write_outcome(job_dir, JobState.DONE.value, published=final.name, backup=backup)
     (job_dir / finalize.PUBLISHING).unlink(missing_ok=True)
     store.release_target(job["target"], job["id"])
     remove_work_files(job_dir)

@@ -62,7 +62,7 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
         _check_column_tables(options, chosen)
     if published_path(settings.data_dir, target).exists() and not replace:
         raise TargetConflict(
-            f"{target}.db already exists in {settings.data_dir}: choose another target name, "
+            f"{target}.db already exists on the data volume: choose another target name, "
             "or ask to replace it (--replace; the old file is kept beside the new one)"
         )
     job_id = new_job_id()
@@ -279,7 +279,7 @@ def request_verify(store: StateStore, send: Send, job_id: str, *, against_source
 def request_resume(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
     """Resume is for after a crash or a Redis loss, so the job may exist only on the volume."""
     if store.job(job_id) is None and not (settings.job_dir(job_id) / "job.json").exists():
-        raise InputError(f"no job {job_id!r} in Redis or on the volume {settings.data_dir}")
+        raise InputError(f"no job {job_id!r} in Redis or on the data volume")
     send(RESUME_TASK, job_id)
 
 

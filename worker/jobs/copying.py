@@ -186,7 +186,7 @@ def _space_needed(settings: Settings, job_dir: Path, plan: TablePlan, exc: Volum
     source_bytes = sum(p.size_bytes for p in plans)
     free = shutil.disk_usage(settings.data_dir).free
     return (f"{exc}. The job needs about {_mb(space_needed(source_bytes))} on "
-            f"{settings.data_dir} (twice the source's {_mb(source_bytes)}; table "
+            f"the data volume (twice the source's {_mb(source_bytes)}; table "
             f"{plan.name!r} is {_mb(plan.size_bytes)} of it) and {_mb(free)} is free now")
 
 

@@ -62,14 +62,14 @@ def finalize_job(settings: Settings, store: StateStore, job_id: str) -> None:
             return
         final, backup, report = done
         recorder.finish()
-        report["published"] = {"path": str(final), "replaced_file_kept_as": backup,
+        report["published"] = {"path": final.name, "replaced_file_kept_as": backup,
                                "bytes": final.stat().st_size}
         write_json_atomic(report_path(settings.data_dir, job["target"]), report)
         store.set_job_state(job_id, JobState.DONE, expect=(JobState.FINALIZING,),
-                            published=str(final),
-                            report=str(report_path(settings.data_dir, job["target"])),
+                            published=final.name,
+                            report=report_path(settings.data_dir, job["target"]).name,
                             backup=backup, error=None)
-        write_outcome(job_dir, JobState.DONE.value, published=str(final), backup=backup)
+        write_outcome(job_dir, JobState.DONE.value, published=final.name, backup=backup)
         (job_dir / PUBLISHING).unlink(missing_ok=True)
         store.release_target(job["target"], job_id)
         remove_work_files(job_dir)
@@ -142,7 +142,7 @@ def publish(partial: Path, data_dir: Path, target: str, *, replace: bool,
     backup: str | None = None
     _refuse_if_in_use(final)
     if replace and final.exists():
-        backup = str(_keep_old(final, target))
+        backup = _keep_old(final, target).name  # beside it on the volume
         intent(backup)
         os.replace(partial, final)
     else:
@@ -150,7 +150,7 @@ def publish(partial: Path, data_dir: Path, target: str, *, replace: bool,
         try:
             os.link(partial, final)
         except FileExistsError:
-            raise TargetExists(f"{final} already exists; submit with replace to swap it "
+            raise TargetExists(f"{final.name} already exists; submit with replace to swap it "
                                "(the old file is kept)") from None
         partial.unlink()
     fsync_dir(data_dir)
@@ -169,10 +169,10 @@ def _refuse_if_in_use(final: Path) -> None:
               if p.exists() and (p.stat().st_size > 0 or not p.name.endswith("-journal"))]
     if in_use:
         raise TargetError(
-            f"{final} is in use: {', '.join(in_use)} exist beside it, so an app has it open in "
-            "WAL mode (or is writing it, or crashed while writing it). Publishing now would "
-            "let that app's journal be applied to the new file. Stop the app (or close its "
-            "connections) so these files go away, then `liteshift retry` the job")
+            f"{final.name} is in use: {', '.join(in_use)} exist beside it, so an app has it "
+            "open in WAL mode (or is writing it, or crashed while writing it). Publishing now "
+            "would let that app's journal be applied to the new file. Stop the app (or close "
+            "its connections) so these files go away, then `liteshift retry` the job")
 
 
 def _keep_old(final: Path, target: str) -> Path:
@@ -186,7 +186,7 @@ def _keep_old(final: Path, target: str) -> Path:
             return backup
         except FileExistsError:
             continue
-    raise TargetError(f"cannot find a free name to keep {final} under")
+    raise TargetError(f"cannot find a free name to keep {final.name} under")
 
 
 def build_report(job: dict[str, Any], plans: list[TablePlan], objects: list[dict[str, Any]],

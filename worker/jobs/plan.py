@@ -148,7 +148,7 @@ def check_space(settings: Settings, source_bytes: int) -> None:
     needed = space_needed(source_bytes)
     if free < needed:
         raise VolumeFull(
-            f"not enough space on the data volume {settings.data_dir}: the copy needs about "
+            f"not enough space on the data volume: the copy needs about "
             f"{_mb(needed)} (twice the source's {_mb(source_bytes)}) and {_mb(free)} is free; "
             "free some space or use a larger volume, then retry"
         )

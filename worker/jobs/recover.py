@@ -80,7 +80,7 @@ def _rebuild(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
     job_dir = settings.job_dir(job_id)
     record = read_job_record(job_dir)
     if record is None:
-        raise InputError(f"no job {job_id!r} in Redis or on the volume {settings.data_dir}")
+        raise InputError(f"no job {job_id!r} in Redis or on the data volume")
     outcome = read_outcome(job_dir)
     if outcome:
         store.restore_job(job_id, {**record, **outcome})

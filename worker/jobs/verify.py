@@ -25,7 +25,7 @@ from worker.sqlite.chunks import Rows, make_chunks
 from worker.state.jobfiles import read_json
 from worker.state.manifest import read_manifest
 from worker.state.store import JobState, StateStore
-from worker.state.targets import report_path
+from worker.state.targets import published_path, report_path
 
 SCAN_BATCH = 5_000
 
@@ -41,7 +41,8 @@ def verify_job(settings: Settings, store: StateStore, job_id: str, *,
                          f"{report.get('job_id')}; verify that job instead")
     _, plans, _ = read_manifest(settings.job_dir(job_id))
     expected = {t["name"]: t for t in report["tables"]}
-    db = sqlite3.connect(f"file:{job['published']}?mode=ro", uri=True)
+    published = published_path(settings.data_dir, job["target"])
+    db = sqlite3.connect(f"{published.absolute().as_uri()}?mode=ro", uri=True)
     try:
         tables = [_verify_table(db, plan, expected[plan.name]) for plan in plans]
         if against_source:

@@ -26,6 +26,7 @@ from worker.core.errors import LeaseLost, TargetError, VerificationFailed, Volum
 from worker.core.identifiers import CHECKPOINT_TABLE, quote
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
+from worker.core.serverpaths import on_volume
 from worker.native import fastsqlite
 from worker.sqlite.wal_copier import WRITER_CHECKPOINT_PAGES, WalCopier
 
@@ -85,7 +86,7 @@ def remove_database_files(path: Path) -> None:
 def open_work_db(path: Path, names: Sequence[str]) -> sqlite3.Connection:
     """A connection to the work file at `path` (created if missing) holding the tables
     `names`, ready for writing; one that a finalize already built on is discarded first."""
-    with sqlite_errors(f"opening work file {path}"):
+    with sqlite_errors(f"opening work file {on_volume(path)}"):
         filemodes.make_dirs(path.parent)
         _discard_if_built(path, names)
         filemodes.create_file(path)  # its mode, which SQLite gives its -wal and -shm
@@ -139,7 +140,7 @@ class WorkFile:
         self._owns_db = db is None
         self.db = db if db is not None else open_work_db(path, [plan.name])
         try:
-            with self._transaction(f"opening table {plan.name!r} in work file {path}"):
+            with self._transaction(f"opening table {plan.name!r} in work file {on_volume(path)}"):
                 if not self._has_table():
                     self.db.execute(plan.create_sql)
                 self.db.execute(f"INSERT OR IGNORE INTO {CHECKPOINT_TABLE} "

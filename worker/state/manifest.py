@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.core.errors import TargetError
 from worker.core.model import TablePlan
+from worker.core.serverpaths import on_volume
 from worker.state.jobfiles import write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -57,5 +58,5 @@ def _tables_by_name(path: str, version: tuple[int, int, int]) -> dict[str, dict[
 
 
 def _missing(path: Path) -> TargetError:
-    return TargetError(f"the job's manifest {path} is missing: plan the job again "
+    return TargetError(f"the job's manifest {on_volume(path)} is missing: plan the job again "
                        "(`liteshift retry`)")

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from worker.core.config import Settings
+from worker.core.serverpaths import hide_paths
 
 
 class JobState(str, Enum):
@@ -215,7 +216,8 @@ class StateStore:
 
     def update_job(self, job_id: str, pipeline: Any = None, **fields: Any) -> None:
         target = pipeline if pipeline is not None else self.redis
-        target.hset(self.keys.job(job_id), mapping=_encode({**fields, "updated_at": now()}))
+        target.hset(self.keys.job(job_id),
+                    mapping=_encode({**_public(fields), "updated_at": now()}))
 
     def set_job_state(self, job_id: str, state: JobState, *,
                       expect: Collection[JobState] | None = None, **fields: Any) -> bool:
@@ -228,6 +230,7 @@ class StateStore:
         from then on the file is the job's, and the cancel comes too late."""
         key = self.keys.job(job_id)
         extra = {"finished_at": now()} if state.finished else {}
+        fields = _public(fields)  # the event quotes the error too
 
         def move(pipe: Any) -> bool:
             current, publishing, target, tables = pipe.hmget(key, "state", "publishing",
@@ -348,7 +351,7 @@ class StateStore:
     def update_table(self, job_id: str, table: str, pipeline: Any = None, **fields: Any) -> None:
         target = pipeline if pipeline is not None else self.redis
         target.hset(self.keys.table(job_id, table),
-                    mapping=_encode({**fields, "updated_at": now()}))
+                    mapping=_encode({**_public(fields), "updated_at": now()}))
 
     def set_table_state(self, job_id: str, table: str, state: TableState, *,
                         new_attempt: bool = False, pipeline: Any = None,
@@ -358,6 +361,7 @@ class StateStore:
         table hash written otherwise is `pending`, which is not in the set either). With
         `new_attempt`, the table's `attempts` count grows by one in the same round trip.
         Given a `pipeline` (a MULTI), the commands join it and the caller executes it."""
+        fields = _public(fields)
         pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=True)
         self.update_table(job_id, table, pipeline=pipe, state=state.value, **fields)
         if new_attempt:
@@ -473,6 +477,12 @@ class StateStore:
         values = self.redis.mget(names) if names else []
         return {key[start:]: json.loads(value) for key, value in zip(names, values, strict=True)
                 if value is not None}
+
+
+def _public(fields: dict[str, Any]) -> dict[str, Any]:
+    """An error, as the API and the CLI will show it: no server paths."""
+    error = fields.get("error")
+    return {**fields, "error": hide_paths(error)} if isinstance(error, str) else fields
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

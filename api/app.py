@@ -231,12 +231,19 @@ def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) ->
 
 
 def _report_page(job_id: str, content: Any, start: int, size: int) -> Any:
-    """The report with `size` of its tables from `start` on (report.json keeps them all)."""
+    """The report with `size` of its tables from `start` on, and the objects (indexes,
+    sequences, …) of those tables; objects of no listed table come on the first page.
+    report.json keeps them all."""
     if not isinstance(content, dict) or not isinstance(content.get("tables"), list):
         return content
     tables = content["tables"]
+    page = tables[start:start + size]
+    listed = {t.get("name") for t in tables if isinstance(t, dict)}
+    shown = {t.get("name") for t in page if isinstance(t, dict)}
+    objects = [o for o in content.get("objects") or [] if isinstance(o, dict) and (
+        o.get("table") in shown or (start == 0 and o.get("table") not in listed))]
     more = start + size < len(tables)
-    return {**content, "tables": tables[start:start + size], "tables_total": len(tables),
+    return {**content, "tables": page, "objects": objects, "tables_total": len(tables),
             "next_cursor": start + size if more else None,
             "next": f"/jobs/{job_id}/report?cursor={start + size}&limit={size}" if more
             else None}

@@ -530,3 +530,32 @@ def test_api_and_cli_load_no_driver_and_no_worker_tasks():
                             check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+def test_a_report_of_many_tables_is_paged_and_the_cli_prints_it_whole(client, settings,
+                                                                       capsys):
+    # Given a done job whose report lists 250 tables, an index each, and a view
+    job_id = submit(client)
+    tables = [{"name": f"t{i:03d}", "rows": i} for i in range(250)]
+    objects = [{"kind": "view", "name": "v"},
+               *({"kind": "index", "name": f"ix{i}", "table": f"t{i:03d}"} for i in range(250))]
+    report = {"job_id": job_id, "tables": tables, "objects": objects}
+    (settings.data_dir / "app.report.json").write_text(json.dumps(report))
+    StateStore.from_settings(settings).set_job_state(job_id, JobState.DONE)
+
+    # When the API is asked for it, page after page
+    first = client.get(f"/jobs/{job_id}/report").json()
+    second = client.get(first["next"]).json()
+    last = client.get(second["next"]).json()
+
+    # Then each page holds its tables and their objects, the view on the first
+    assert [len(p["tables"]) for p in (first, second, last)] == [100, 100, 50]
+    assert first["tables_total"] == 250 and last["next"] is None
+    assert first["objects"][:2] == [objects[0], objects[1]] and len(first["objects"]) == 101
+    assert [o["table"] for o in last["objects"]] == [t["name"] for t in tables[200:]]
+    assert client.get(f"/jobs/{job_id}/report", params={"limit": 0}).status_code == 422
+
+    # And `liteshift report` prints the report whole, as on the volume
+    capsys.readouterr()
+    assert run_cli(["report", job_id], settings, client) == 0
+    assert json.loads(capsys.readouterr().out) == report

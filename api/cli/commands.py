@@ -159,8 +159,13 @@ def cmd_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     report = ctx.client.get(f"/jobs/{args.job}/report", limit=ALL_PAGE)
-    if isinstance(report, dict) and "tables" in report:  # the whole report, as on the volume
-        report["tables"] = _all_pages(ctx.client, report["tables"], report.get("next"))
+    if isinstance(report, dict) and "tables" in report:  # every table and object
+        link = report.get("next")
+        while link:
+            page = ctx.client.get(link)
+            report["tables"] += page["tables"]
+            report["objects"] = (report.get("objects") or []) + (page.get("objects") or [])
+            link = page.get("next")
         for key in ("tables_total", "next_cursor", "next"):
             report.pop(key, None)
     print(json.dumps(report, indent=2))

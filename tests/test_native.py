@@ -77,6 +77,46 @@ def test_the_c_row_hash_is_xxhashs_xxh3_64_at_every_length(db):
         assert (rows, total) == (1, xxhash.xxh3_64_intdigest(marshal.dumps((value,), 2)))
 
 
+def test_rows_of_big_values_hash_in_pieces_as_xxh3_64_of_the_whole_row(db):
+    # Values over STREAM_VALUE_BYTES are hashed where SQLite holds them, the rest of their
+    # row from its own bytes: every length around the streaming's stripe and block edges,
+    # and big values before, between and after small ones
+    db.execute("CREATE TABLE big (a, b, c)")
+    big = 1 << 16
+    sizes = [big + d for d in (0, 1, 63, 64, 65, 1023, 1024, 1025, 4096 * 3 + 7)]
+    rows = []
+    for i, n in enumerate(sizes):
+        value = bytes((i * 13 + j * 7) % 251 for j in range(n))
+        rows += [(value, None, "x" * (i % 70)), (i, value.decode("latin-1"), value[:100]),
+                 (b"\x00" * (i % 5), 2.5, value), (value, value.hex()[:n], value)]
+    db.executemany("INSERT INTO big VALUES (?, ?, ?)", rows)
+    for rowid, row in enumerate(rows, start=1):
+        for sql in ("SELECT a, b, c FROM big WHERE rowid = ?",  # the checksum aggregate
+                    "SELECT * FROM (SELECT a, b, c FROM big WHERE rowid = ?)"):
+            found = fastsqlite.readback(db, sql, rowid, fast=True)
+            assert found == (1, xxhash.xxh3_64_intdigest(marshal.dumps(row, 2))), rowid
+    # and many columns, read back row by row (wider than an SQL function takes)
+    width = 200
+    db.execute(f"CREATE TABLE wide_big ({', '.join(f'c{i}' for i in range(width))})")
+    row = tuple(bytes([i]) * (big + i) if i % 50 == 7 else i for i in range(width))
+    db.execute(f"INSERT INTO wide_big VALUES ({', '.join('?' * width)})", row)
+    assert fastsqlite.readback(db, "SELECT * FROM wide_big", None, fast=True) == (
+        1, xxhash.xxh3_64_intdigest(marshal.dumps(row, 2)))
+
+
+def test_a_row_message_keeps_only_its_key_fields(pg_db):
+    # A chunk's last row is kept for its key alone: its big values are not copied
+    codec = pgcopy.Codec(b"qsb", 3)
+    message = (b"\x00\x03" + (8).to_bytes(4, "big") + (42).to_bytes(8, "big")
+               + (3).to_bytes(4, "big") + b"abc" + b"\xff\xff\xff\xff")
+    assert codec.raw_fields(message) == (42, "abc", None)
+    assert codec.key_of(message, codec.key_fields([0])) == (42, None, None)
+    assert codec.key_of(message, codec.key_fields([1])) == (None, "abc", None)
+    assert codec.key_of(message, codec.key_fields([0, 1, 2])) == (42, "abc", None)
+    with pytest.raises(ValueError, match="truncated"):
+        codec.key_of(message[:-2], codec.key_fields([0]))
+
+
 @pytest.fixture
 def db(tmp_path):
     path = tmp_path / "t.db"
@@ -257,6 +297,45 @@ def test_copy_rows_encoded_in_c_are_byte_for_byte_what_python_makes(pg_db, optio
                             == _chunks(conn, plan, middle, "python")), (plan.name, path)
 
 
+def test_rows_of_big_values_are_written_as_frames_from_libpqs_own_message(pg_db, tmp_path):
+    # Given small rows and rows of big values (a bytea, a text) in any order
+    with pg_db.connect() as conn:
+        conn.execute("CREATE TABLE big (id int PRIMARY KEY, b bytea, t text, n int)")
+        conn.execute("INSERT INTO big SELECT i, CASE WHEN i % 3 = 0 THEN decode(repeat("
+                      "md5(i::text), 70000), 'hex') ELSE '\\x01' END, CASE WHEN i % 4 = 0 "
+                      "THEN repeat('é' || i, 400000) ELSE 'x' END, i FROM generate_series(1, 13) i")
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        plan = translate(pg_source.reflect(source, conn, "public", ["big"]), {}).tables[0]
+        expected = _chunks(conn, plan, None, "libpq")
+
+        # When they are read for a reader process: frames to its stdout (a file here)
+        with open(tmp_path / "frames", "wb") as out:
+            rows = sources.for_kind("postgres").stream_table(conn, schema="public", plan=plan,
+                                                             after=None)
+            got = list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 20,
+                                   frames_fd=out.fileno()))
+    frames = (tmp_path / "frames").read_bytes()
+
+    # Then each chunk that ends in a big row was written whole, as the payload it would have
+    # been, with the same checksum, size and key; the others come as before
+    sent = [c for c in got if c.sent]
+    assert len(sent) == 6 and all(c.payload == b"" for c in sent)
+    at = 0
+    for chunk in got:
+        if chunk.sent:
+            assert frames[at:at + 1] == b"P"
+            length = int.from_bytes(frames[at + 1:at + 9], "big")
+            chunk.payload, at = frames[at + 9:at + 9 + length], at + 9 + length
+            chunk.sent = False
+    assert at == len(frames)
+    assert [row for c in got for row in c.rows] == [row for c in expected for row in c.rows]
+    assert [(c.checksum, c.size_bytes, c.last_key, c.row_count) for c in got] == [
+        (encoded_checksum(marshal.dumps(r, 2) for r in c.rows), len(c.payload) - 5, c.last_key,
+         len(c.rows)) for c in got]
+    assert sum(c.checksum for c in got) % 2**64 == sum(c.checksum for c in expected) % 2**64
+
+
 def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):
     # Given the timestamp edge values, and the server's own rendering of each format
     with pg_db.connect() as conn:
@@ -348,7 +427,7 @@ def test_decimal_text_converts_in_c_to_the_value_python_makes():
     data, rows, _, counts = codec.encode_values([(t,) for t in texts])
     values, inexact = numeric_affinity(texts)
     assert rows == len(texts)
-    assert data == b"".join(marshal.dumps((v,), 2) for v in values)
+    assert data == marshal.dumps([(v,) for v in values], 2)
     assert counts[0] == inexact
 
 

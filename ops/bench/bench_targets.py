@@ -47,16 +47,25 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import busy_cpu_s  # noqa: E402  (one definition of the machine's CPU time)
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "postgresql://postgres@127.0.0.1"
 MB = 1024 * 1024
 RSS_TARGET_MB = 256
+BIGROW_TARGET_X = 3.0  # a big row's memory, as a multiple of the row
 SPEEDUP_TARGET = 1.4
 EMPTY_JOB_TARGET_S = 10.0
 MANY_TABLES_TARGET_S = {200: 3.0, 2000: 20.0}  # issue 22: tables of 10 rows
 MIRROR_TARGET_PCT = 2.0
+
+
+def busy_cpu_s() -> float:
+    """bench.py's: one definition of the machine's CPU time. Imported when first used, so
+    that the shim's reader processes do not load bench.py (its imports would count in the
+    RSS they measure)."""
+    from bench import busy_cpu_s as busy
+
+    return float(busy())
 
 
 # -- the worker shim: runs inside the worker process ---------------------------------------
@@ -77,6 +86,31 @@ def _reset_peak() -> None:
         pass
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reader_shim() -> int:
+    """A reader process (worker/sources/reader_process.py) that records its idle RSS once
+    its imports are done, and its peak RSS when it ends (VmHWM is gone with the process)."""
+    sys.path.insert(0, str(ROOT))
+    from worker.sources import import_readers, reader_process
+
+    import_readers()  # what the reader loads before its request: its idle size
+    idle = _rss_mb()
+    _reset_peak()
+    try:
+        return reader_process.main()
+    finally:
+        with open(os.environ["LITESHIFT_BENCH_PROBE"], "a") as out:
+            out.write(json.dumps({"pid": os.getpid(), "at": time.time(), "phase": "reader",
+                                  "seconds": 0.0, "idle_rss_mb": idle,
+                                  "peak_rss_mb": _peak_rss_mb()}) + "\n")
+
+
 def worker_shim(celery_args: list[str]) -> None:
     """Wrap a few functions of the worker to time them, then run `celery worker`. Each wrapped
     call appends one JSON line to $LITESHIFT_BENCH_PROBE: phase, seconds, peak RSS in it."""
@@ -93,12 +127,12 @@ def worker_shim(celery_args: list[str]) -> None:
     def phased(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             _reset_peak()
-            started = time.perf_counter()
+            started, start_rss = time.perf_counter(), _rss_mb()
             try:
                 return func(*args, **kwargs)
             finally:
                 record(phase=name, seconds=time.perf_counter() - started,
-                       peak_rss_mb=_peak_rss_mb())
+                       start_rss_mb=start_rss, peak_rss_mb=_peak_rss_mb())
         return wrapper
 
     mirror = copying._mirror
@@ -137,6 +171,17 @@ def worker_shim(celery_args: list[str]) -> None:
     for (module, name), replacement in patches.items():
         setattr(module, name, replacement)
     count_tasks(record)
+    from worker.sources import reader_process
+
+    def spawn_probed() -> subprocess.Popen[bytes]:  # reader_process._spawn, through the shim
+        child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "_reader"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=reader_process.without_driver_env({**reader_process.memory.ENV, **os.environ}))
+        assert child.stdout is not None
+        reader_process._widen_pipe(child.stdout.fileno())
+        return child
+    reader_process._spawn = spawn_probed
     from celery.__main__ import main as celery_main
 
     sys.argv = ["celery", *celery_args]
@@ -572,6 +617,57 @@ def target_memory(bench: Bench) -> None:
             pg(a.database, f'DROP TABLE IF EXISTS "{table}"')
 
 
+def bigrow_fill(mb: float) -> str:
+    # Like blob_fill: values that look random to Python, compressed by the server.
+    repeats = max(1, int(mb * MB) // 32)
+    return (f"SELECT i, decode(repeat(md5(i::text) || md5((i * 7)::text), {repeats}), 'hex'), "
+            f"repeat(md5((i * 3)::text), {repeats}) FROM generate_series(1, {{rows}}) i")
+
+
+def target_bigrow(bench: Bench) -> None:
+    """Issue 20's finding 8: the memory one big row costs, the worker's and its reader's
+    growth over their idle sizes, against a small multiple of the row."""
+    a = bench.args
+    row_mb = 2 * a.bigrow_mb
+    what = f"{a.bigrow_rows} row(s) of {a.bigrow_mb:g} MB bytea + {a.bigrow_mb:g} MB text"
+    print(f"bigrow: {what}", flush=True)
+    ensure_table(a.database, "t_bigrow", a.bigrow_rows, "(id integer PRIMARY KEY, b bytea, t text)",
+                 bigrow_fill(a.bigrow_mb))
+    with bench.worker() as worker:
+        time.sleep(1)  # the reader kept ready has done its imports
+        idle = _process_rss_mb(worker.proc.pid)
+        since = time.time()
+        _, seconds = bench.run_job("bigrow", ["t_bigrow"], workers=[worker],
+                                   expected_rows={"t_bigrow": a.bigrow_rows})
+        probes = bench.probes(since)
+        bench.drop_published("bigrow")
+    phases = {p["phase"]: p for p in probes
+              if p["phase"] not in ("mirror", "before_commit", "reader")}
+    readers = [p for p in probes if p["phase"] == "reader"]
+    worker_growth = max(p["peak_rss_mb"] for p in phases.values()) - idle
+    reader_growth = max((p["peak_rss_mb"] - p["idle_rss_mb"] for p in readers), default=0.0)
+    total = worker_growth + reader_growth
+    goal = BIGROW_TARGET_X * row_mb
+    detail = ", ".join(f"{name} {p['peak_rss_mb'] - idle:+,.0f} MB (from "
+                       f"{p['start_rss_mb'] - idle:+,.0f} MB at its start)"
+                       for name, p in phases.items())
+    result(f"memory {what}", f"worker + reader grew {total:,.0f} MB "
+           f"({total / row_mb:.1f}x the row)", f"<= {goal:,.0f} MB ({BIGROW_TARGET_X:g}x)",
+           total <= goal,
+           f"worker {worker_growth:+,.0f} MB over its idle {idle:,.0f} MB (per phase: {detail}); "
+           f"reader {reader_growth:+,.0f} MB over its idle "
+           f"{max((p['idle_rss_mb'] for p in readers), default=0):,.0f} MB; job {seconds:.1f} s")
+    if not a.keep_source:
+        pg(a.database, 'DROP TABLE IF EXISTS "t_bigrow"')
+
+
+def _process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def parallel_tables(bench: Bench) -> dict[str, int]:
     a = bench.args
     tables = {f"p{i}": a.parallel_rows for i in range(1, a.parallel_tables + 1)}
@@ -855,7 +951,7 @@ def read_checkpoint(bench: Bench, job_id: str, table: str) -> dict[str, Any]:
     return {"last_key": last_key, "rows": rows, "chunks": chunks}
 
 
-TARGETS = {"memory": target_memory, "parallel": target_parallel,
+TARGETS = {"memory": target_memory, "bigrow": target_bigrow, "parallel": target_parallel,
            "overhead": target_overhead, "resume": target_resume,
            "manytables": target_manytables}
 SMALL = {"blob_rows": 100, "text_rows": 10_000, "parallel_rows": 200_000, "empty_tables": 200,
@@ -873,6 +969,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blob-mb", type=float, default=5.0)
     parser.add_argument("--text-rows", type=int, default=100_000)
     parser.add_argument("--text-kb", type=float, default=50.0)
+    parser.add_argument("--bigrow-rows", type=int, default=3)
+    parser.add_argument("--bigrow-mb", type=float, default=20.0,
+                        help="MB of bytea and as many of text in each big row")
     parser.add_argument("--parallel-tables", type=int, default=4)
     parser.add_argument("--parallel-rows", type=int, default=1_000_000,
                         help="rows per table of the parallel target, and of the mirror one")
@@ -937,5 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_worker"]:
         worker_shim(sys.argv[2:])
+    elif sys.argv[1:2] == ["_reader"]:
+        sys.exit(reader_shim())
     else:
         sys.exit(main())

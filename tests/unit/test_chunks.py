@@ -3,12 +3,13 @@ checksum that adds up to the table's and the key of their last row; and the ETA'
 
 from __future__ import annotations
 
+import time
 from itertools import islice
 
 from worker.core.checksum import fold, rows_checksum
 from worker.sources.stub import StubSource, StubTable
 from worker.sources.url import SourceURL
-from worker.sqlite.chunks import RecentRate, make_chunks, ramp
+from worker.sqlite.chunks import Chunk, RecentRate, _read_ahead, make_chunks, ramp
 
 URL = SourceURL(kind="stub", scheme="stub", host="stub", port=0, database="stub", user="stub")
 
@@ -59,3 +60,27 @@ def test_the_rate_follows_the_recent_commits_from_the_second_one_on():
     assert rate.add(1.0, 100) is None  # one commit: no pace yet
     assert rate.add(2.0, 300) == 200.0
     assert rate.add(13.0, 1400) == 100.0  # the first commit has left the window
+
+
+def test_a_chunk_of_big_rows_is_read_ahead_of_nothing():
+    # Given a producer of chunks: small ones, then one far past the byte bound
+    events: list[str] = []
+
+    def make():
+        for size in (10, 10, 100, 10, 10):
+            events.append(f"made {size}")
+            yield Chunk(b"", 1, 0, size, None)
+
+    # When the writer takes them, slowly
+    taken = []
+    for chunk in _read_ahead(make, alone_bytes=50):
+        time.sleep(0.05)  # the producer, free to run ahead, would have made the next
+        events.append(f"done {chunk.size_bytes}")
+        taken.append(chunk.size_bytes)
+        del chunk
+
+    # Then nothing was read after the big one until the writer was done with it
+    assert taken == [10, 10, 100, 10, 10]
+    made, done = events.index("made 100"), events.index("done 100")
+    assert not [e for e in events[made + 1:done] if e.startswith("made")], events
+    assert events[done + 1] == "made 10", events

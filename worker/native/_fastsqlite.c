@@ -482,14 +482,53 @@ static int put_value(Buffer *b, sqlite3_value *value) {
     }
 }
 
-/* a row as marshal.dumps(row, 2) writes the tuple sqlite3 makes of it */
-static int put_row(Buffer *b, sqlite3_value **values, int width) {
+/* A value this long is hashed where SQLite holds it rather than copied into the row's
+ * marshal bytes first: a row of big values would cost the row again. */
+#define STREAM_VALUE_BYTES (1 << 16)
+
+/* xxh3-64 of a row's marshal bytes (as marshal.dumps(row, 2) writes the tuple sqlite3
+ * makes of it), into *hash; -1 when out of memory. The bytes are made in `b`, except a big
+ * value's: from the first one on, the row is hashed in pieces, each big value where SQLite
+ * holds it. */
+static int row_hash(Buffer *b, sqlite3_value **values, int width, uint64_t *hash) {
+    ls_xxh3_state st;
+    int streaming = 0;
+    b->len = 0;
     if (grow(b, 5) < 0) return -1;
-    b->buf[b->len] = '(';
-    put_i32(b->buf + b->len + 1, width);
-    b->len += 5;
-    for (int i = 0; i < width; i++)
-        if (put_value(b, values[i]) < 0) return -1;
+    b->buf[0] = '(';
+    put_i32(b->buf + 1, width);
+    b->len = 5;
+    for (int i = 0; i < width; i++) {
+        int type = sqlite3_value_type(values[i]);
+        if (type != SQLITE_TEXT && type != SQLITE_BLOB) {
+            if (put_value(b, values[i]) < 0) return -1;
+            continue;
+        }
+        const void *data = type == SQLITE_TEXT ? (const void *)sqlite3_value_text(values[i])
+                                               : sqlite3_value_blob(values[i]);
+        int n = sqlite3_value_bytes(values[i]);
+        if (n < STREAM_VALUE_BYTES) {
+            if (put_bytes(b, type == SQLITE_TEXT ? 'u' : 's', data, n) < 0) return -1;
+            continue;
+        }
+        if (data == NULL) return -1;
+        if (!streaming) {
+            ls_xxh3_reset(&st);
+            streaming = 1;
+        }
+        if (grow(b, 5) < 0) return -1;
+        b->buf[b->len] = type == SQLITE_TEXT ? 'u' : 's';
+        put_i32(b->buf + b->len + 1, n);
+        ls_xxh3_update(&st, b->buf, b->len + 5);  /* what came before it, and its header */
+        ls_xxh3_update(&st, data, (size_t)n);
+        b->len = 0;
+    }
+    if (!streaming) {
+        *hash = ls_xxh3_64(b->buf, b->len);
+        return 0;
+    }
+    ls_xxh3_update(&st, b->buf, b->len);
+    *hash = ls_xxh3_digest(&st);
     return 0;
 }
 
@@ -505,13 +544,13 @@ typedef struct {
 static void checksum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     RowsChecksum *c = sqlite3_aggregate_context(ctx, sizeof(RowsChecksum));  /* zeroed */
     if (c == NULL || c->failed) { sqlite3_result_error_nomem(ctx); return; }
-    c->b.len = 0;
-    if (put_row(&c->b, argv, argc) < 0) {  /* b grows with PyMem_RawRealloc: no GIL */
+    uint64_t hash;
+    if (row_hash(&c->b, argv, argc, &hash) < 0) {  /* b grows with PyMem_RawRealloc: no GIL */
         c->failed = 1;
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    c->sum += ls_xxh3_64(c->b.buf, c->b.len);  /* wraps modulo 2^64, as checksum.fold does */
+    c->sum += hash;  /* wraps modulo 2^64, as checksum.fold does */
 }
 
 static void checksum_final(sqlite3_context *ctx) {
@@ -553,9 +592,9 @@ static int readback_rows(sqlite3_stmt *stmt, long long *rows, uint64_t *sum, int
     int memory = values == NULL ? -1 : 0;
     while (memory == 0 && (*rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         for (int i = 0; i < width; i++) values[i] = sqlite3_column_value(stmt, i);
-        b.len = 0;
-        if ((memory = put_row(&b, values, width)) < 0) break;
-        *sum += ls_xxh3_64(b.buf, b.len);
+        uint64_t hash;
+        if ((memory = row_hash(&b, values, width, &hash)) < 0) break;
+        *sum += hash;
         (*rows)++;
     }
     PyMem_RawFree(values);

@@ -19,8 +19,8 @@
  * The counts: per field, true flags past `keep`, and inexact values of N fields.
  *
  * read_chunk(pgconn, libpq functions, kinds, keep, slow_numeric, max_rows, max_bytes, first,
- *            size_hint)
- *   -> (payload, rows, checksum, size, last message, counts, state)
+ *            size_hint, key_fields)
+ *   -> (payload, rows, checksum, size, last row's key message, counts, state)
  *   reads the next rows of a COPY in progress straight from libpq (psycopg's per-row Python
  *   object would be most of a narrow table's reading cost) and encodes them as
  *   encode() does: the payload is marshal.dumps(list of rows, 2), the checksum
@@ -31,17 +31,27 @@
  *   owns pgconn (worker/native/pgcopy.py finds them). The payload is written straight into its
  *   bytes object, first sized to size_hint (the previous chunk's size): a chunk built
  *   aside and copied cost a fresh copy's page faults, a third of the reader's CPU.
+ *   key_fields: one byte per field, nonzero for the fields of the chunk key; the last row's
+ *   message comes back with only those (the others NULL), for its key.
+ *   frames_fd (optional): a reader process's stdout. A row longer than max_bytes then ends
+ *   its chunk, and the chunk goes there as reader_process's P frame, its big values straight
+ *   from libpq's message (payload None): the reader never holds a copy of such a row.
  *
- * encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, counts)
+ * encode_values(rows, kinds, keep, slow_numeric) -> (payload, rows, checksum, counts)
  *   the same for rows a driver already made into Python tuples (MySQL): see below.
+ *
+ * key_only(message, key_fields) -> a COPY row message with only the fields key_fields marks
+ *   (as read_chunk's), the others NULL: a row's key without a copy of its big values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <marshal.h>
 #include <errno.h>
 #include <math.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #include "marshal2.h"
 #include "xxh3.h"
@@ -392,8 +402,30 @@ static int put_datetime(Buffer *b, int64_t micros, unsigned code, int *lossy) {
 /* Encode one COPY row, adding to flags[i] a true bool field past `keep` and an inexact N
  * or out-of-range timestamp value. -1 no memory, -2 an exception is set, -3 the message is
  * malformed. */
+/* A big text or bytea value of a row sent as it is: its marshal header is in the payload
+ * buffer up to `at`, its bytes stay in the libpq message. */
+typedef struct {
+    size_t at;
+    const unsigned char *data;
+    int32_t n;
+} Segment;
+
+#define SEGMENT_BYTES (1 << 16)  /* values from this long on are left where they are */
+
+static int encode_row_segments(Buffer *b, const unsigned char *p, Py_ssize_t len,
+                               const char *kinds, int nkinds, int keep, long long *flags,
+                               PyObject *slow, Segment *segments, int *nsegments);
+
 static int encode_row(Buffer *b, const unsigned char *p, Py_ssize_t len, const char *kinds,
                       int nkinds, int keep, long long *flags, PyObject *slow) {
+    return encode_row_segments(b, p, len, kinds, nkinds, keep, flags, slow, NULL, NULL);
+}
+
+/* encode_row, leaving big text and bytea values out of `b` (their headers in) when given
+ * `segments` (room for one per field): they are written from the message itself. */
+static int encode_row_segments(Buffer *b, const unsigned char *p, Py_ssize_t len,
+                               const char *kinds, int nkinds, int keep, long long *flags,
+                               PyObject *slow, Segment *segments, int *nsegments) {
     const unsigned char *end = p + len;
     if (len < 2) return -3;
     int fields = (int16_t)((uint16_t)p[0] << 8 | p[1]);
@@ -416,6 +448,15 @@ static int encode_row(Buffer *b, const unsigned char *p, Py_ssize_t len, const c
             continue;
         }
         int rc = 0;
+        if (segments != NULL && (kind == 's' || kind == 'b') && n >= SEGMENT_BYTES) {
+            if (grow(b, 5) < 0) return -1;
+            b->buf[b->len] = kind == 's' ? 'u' : 's';
+            put_i32(b->buf + b->len + 1, n);
+            b->len += 5;
+            segments[*nsegments] = (Segment){b->len, v, n};
+            (*nsegments)++;
+            continue;
+        }
         if (n < 0) rc = put_type(b, 'N');
         else if (kind == 'q' && n == 8) rc = put_int(b, (long long)be64(v));
         else if (kind == 'd' && n == 8) {
@@ -566,12 +607,14 @@ static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds,
     return 0;
 }
 
-/* encode_values(rows, kinds, keep, slow_numeric) -> (data, rows, checksum, counts):
- * rows a driver already made into Python tuples (MySQL), encoded as marshal.dumps(row, 2)
- * and concatenated. kinds: one byte per field: n and N numeric text (as in encode), Z a
- * float whose -0.0 becomes 0.0, counted (mysql_converters.negative_zero), B a flag past
- * `keep`, anything else a value as it is (None, int, float, str, bytes). The
- * checksum is read_chunk's. */
+/* encode_values(rows, kinds, keep, slow_numeric) -> (payload, rows, checksum, counts):
+ * rows a driver already made into Python tuples (MySQL), as marshal.dumps(list of rows, 2),
+ * each row as marshal.dumps(row, 2) writes it. kinds: one byte per field: n and N numeric
+ * text (as in encode), Z a float whose -0.0 becomes 0.0, counted
+ * (mysql_converters.negative_zero), B a flag past `keep`, anything else a value as it is
+ * (None, int, float, str, bytes). The checksum is read_chunk's. The payload is written
+ * straight into its bytes object, as read_chunk's: a row of big values is not copied
+ * again to become one. */
 static PyObject *encode_values(PyObject *self, PyObject *args) {
     PyObject *rows, *slow;
     const char *kinds;
@@ -581,9 +624,10 @@ static PyObject *encode_values(PyObject *self, PyObject *args) {
         return NULL;
     if (keep < 0 || keep > nkinds) return PyErr_Format(PyExc_ValueError, "bad keep %d", keep);
     long long *flags = PyMem_Calloc((size_t)nkinds + 1, sizeof(long long));
-    Buffer b = {NULL, 0, 0};
+    Buffer b = {NULL, 5, 256, PyBytes_FromStringAndSize(NULL, 256)};  /* 5: the list header */
     uint64_t sum = 0;
-    if (flags == NULL) { PyErr_NoMemory(); goto fail; }
+    if (flags == NULL || b.bytes == NULL) { PyErr_NoMemory(); goto fail; }
+    b.buf = (unsigned char *)PyBytes_AS_STRING(b.bytes);
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
         size_t start = b.len;
         int rc = encode_tuple(&b, PyList_GET_ITEM(rows, r), kinds, (int)nkinds, keep, flags,
@@ -594,17 +638,19 @@ static PyObject *encode_values(PyObject *self, PyObject *args) {
         if (rc < 0) goto fail;
         sum += ls_xxh3_64(b.buf + start, b.len - start);
     }
+    b.buf[0] = '[';
+    put_i32(b.buf + 1, (int32_t)PyList_GET_SIZE(rows));
+    if (_PyBytes_Resize(&b.bytes, (Py_ssize_t)b.len) < 0) goto fail;  /* shrinks in place */
     PyObject *counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
-    PyObject *result = Py_BuildValue("(y#nKN)", b.buf ? (const char *)b.buf : "",
-                                     (Py_ssize_t)b.len, PyList_GET_SIZE(rows),
+    PyObject *result = Py_BuildValue("(NnKN)", b.bytes, PyList_GET_SIZE(rows),
                                      (unsigned long long)sum, counts);
+    b.bytes = NULL;  /* the result owns it (or it was freed with a failed result) */
     PyMem_Free(flags);
-    PyMem_RawFree(b.buf);
     return result;
 fail:
     PyMem_Free(flags);
-    PyMem_RawFree(b.buf);
+    Py_XDECREF(b.bytes);
     return NULL;
 }
 
@@ -624,6 +670,9 @@ typedef struct {
 enum { MORE = 0, TRAILER = 1, ENDED = 2 };
 static const unsigned char SIGNATURE[11] = "PGCOPY\n\377\r\n";  /* and its NUL */
 #define HEADER_BYTES 19  /* the signature, flags and header extension length (both zero) */
+/* A row message this long is freed as soon as it is encoded (its key copied out first)
+ * rather than held until the next row arrives: two big rows are never in memory at once. */
+#define BIG_ROW_BYTES (1 << 20)
 
 /* Waits for the socket without the GIL, a second at a time so signals get handled. */
 static int wait_readable(Libpq *pq) {
@@ -647,17 +696,117 @@ static int next_message(Libpq *pq, char **message) {
     }
 }
 
+/* A copy of a COPY row message with only the fields `wanted` marks (one byte per field,
+ * nonzero: kept), the others NULL: what the caller needs of a chunk's last row is its key,
+ * and a copy of a row of big values would cost the row again. NULL with an exception set. */
+static PyObject *key_message(const unsigned char *p, Py_ssize_t len, const char *wanted,
+                             Py_ssize_t nwanted) {
+    const unsigned char *end = p + len;
+    if (len < 2) return PyErr_Format(PyExc_ValueError, "COPY row message of %zd bytes", len);
+    int fields = (int16_t)((uint16_t)p[0] << 8 | p[1]);
+    Py_ssize_t size = 2;
+    const unsigned char *q = p + 2;
+    for (int i = 0; i < fields; i++) {  /* the size first: kept fields whole, others 4 bytes */
+        if (end - q < 4) return PyErr_Format(PyExc_ValueError, "truncated COPY row message");
+        int32_t n = be32(q);
+        q += 4;
+        if (n > end - q) return PyErr_Format(PyExc_ValueError, "truncated COPY row message");
+        int kept = i < nwanted && wanted[i];
+        size += 4 + (kept && n > 0 ? n : 0);
+        if (n > 0) q += n;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) return NULL;
+    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(w, p, 2);
+    w += 2;
+    q = p + 2;
+    for (int i = 0; i < fields; i++) {
+        int32_t n = be32(q);
+        int kept = i < nwanted && wanted[i];
+        if (kept && n > 0) {
+            memcpy(w, q, 4 + (size_t)n);
+            w += 4 + n;
+        } else {
+            memcpy(w, kept ? q : (const unsigned char *)"\xff\xff\xff\xff", 4);
+            w += 4;
+        }
+        q += 4 + (n > 0 ? n : 0);
+    }
+    return out;
+}
+
+/* xxh3-64 of the row at b[start:] with its segments' bytes where their headers end. */
+static uint64_t segmented_hash(const Buffer *b, size_t start, const Segment *segments,
+                               int nsegments) {
+    ls_xxh3_state st;
+    ls_xxh3_reset(&st);
+    size_t from = start;
+    for (int i = 0; i < nsegments; i++) {
+        ls_xxh3_update(&st, b->buf + from, segments[i].at - from);
+        ls_xxh3_update(&st, segments[i].data, (size_t)segments[i].n);
+        from = segments[i].at;
+    }
+    ls_xxh3_update(&st, b->buf + from, b->len - from);
+    return ls_xxh3_digest(&st);
+}
+
+/* Write the chunk in `b` with its segments to fd as the reader's P frame (reader_process:
+ * a kind byte and the length, big-endian), without the GIL. -1 with an exception set. */
+static int send_frame(int fd, const Buffer *b, const Segment *segments, int nsegments) {
+    struct iovec parts[2 * 64 + 2];
+    unsigned char header[9] = {'P'};
+    uint64_t total = b->len;
+    for (int i = 0; i < nsegments; i++) total += (uint64_t)segments[i].n;
+    for (int i = 0; i < 8; i++) header[1 + i] = (unsigned char)(total >> (56 - 8 * i));
+    int count = 0;
+    size_t from = 0;
+    parts[count++] = (struct iovec){header, sizeof header};
+    for (int i = 0; i < nsegments; i++) {
+        parts[count++] = (struct iovec){b->buf + from, segments[i].at - from};
+        parts[count++] = (struct iovec){(void *)segments[i].data, (size_t)segments[i].n};
+        from = segments[i].at;
+    }
+    parts[count++] = (struct iovec){b->buf + from, b->len - from};
+    struct iovec *at = parts;
+    while (count > 0) {
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = writev(fd, at, count > IOV_MAX ? IOV_MAX : count);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0) return -1;
+                continue;
+            }
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        while (count > 0 && (size_t)n >= at->iov_len) {  /* partial writes: go on from there */
+            n -= (ssize_t)at->iov_len;
+            at++;
+            count--;
+        }
+        if (count > 0) {
+            at->iov_base = (unsigned char *)at->iov_base + n;
+            at->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
 static PyObject *read_chunk(PyObject *self, PyObject *args) {
     unsigned long long conn, get, free_, consume, socket;
-    const char *kinds;
-    Py_ssize_t nkinds, max_rows, max_bytes, size_hint;
-    int keep, first;
+    const char *kinds, *wanted;
+    Py_ssize_t nkinds, nwanted, max_rows, max_bytes, size_hint;
+    int keep, first, frames_fd = -1;
     PyObject *slow;
-    if (!PyArg_ParseTuple(args, "K(KKKK)y#iOnnpn", &conn, &get, &free_, &consume, &socket,
+    if (!PyArg_ParseTuple(args, "K(KKKK)y#iOnnpny#|i", &conn, &get, &free_, &consume, &socket,
                           &kinds, &nkinds, &keep, &slow, &max_rows, &max_bytes, &first,
-                          &size_hint))
+                          &size_hint, &wanted, &nwanted, &frames_fd))
         return NULL;
     if (keep < 0 || keep > nkinds) return PyErr_Format(PyExc_ValueError, "bad keep %d", keep);
+    if (nkinds > 64) frames_fd = -1;  /* send_frame's room: such rows are copied as before */
     Libpq pq = {(void *)(uintptr_t)conn, (GetCopyData)(uintptr_t)get, (FreeMem)(uintptr_t)free_,
                 (ConsumeInput)(uintptr_t)consume, (Socket)(uintptr_t)socket};
     long long *flags = PyMem_Calloc((size_t)nkinds + 1, sizeof(long long));
@@ -665,10 +814,12 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
     Buffer b = {NULL, 0, (size_t)size_hint, PyBytes_FromStringAndSize(NULL, size_hint)};
     if (b.bytes != NULL) b.buf = (unsigned char *)PyBytes_AS_STRING(b.bytes);
     char *held = NULL;  /* the last row's message, kept for its key until the next arrives */
+    PyObject *big_key = NULL;  /* or, for a big row, its key fields: the row is freed at once */
     const unsigned char *last = NULL;
     Py_ssize_t last_len = 0, rows = 0;
     uint64_t sum = 0;
-    int state = MORE;
+    int state = MORE, sent = 0;
+    Segment segments[64];
     if (flags == NULL || b.bytes == NULL) { PyErr_NoMemory(); goto fail; }
     b.len = 5;  /* the list's header, written at the end */
     while (rows < max_rows && (Py_ssize_t)(b.len - 5) < max_bytes) {
@@ -692,7 +843,10 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
         if (len == 2 && p[0] == 0xff && p[1] == 0xff) { pq.free(message); state = TRAILER; break; }
         if (len == 0) { pq.free(message); continue; }
         size_t start = b.len;
-        int rc = encode_row(&b, p, len, kinds, (int)nkinds, keep, flags, slow);
+        int nsegments = 0;
+        int rc = encode_row_segments(&b, p, len, kinds, (int)nkinds, keep, flags, slow,
+                                     frames_fd >= 0 && len >= max_bytes ? segments : NULL,
+                                     &nsegments);
         if (rc < 0) {
             pq.free(message);
             if (rc == -1) PyErr_NoMemory();
@@ -701,35 +855,83 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
                              "fields of types %s", rows, nkinds, kinds);
             goto fail;
         }
+        if (nsegments > 0) {
+            /* A row longer than a chunk ends its chunk, sent from the message itself: it
+             * is never copied whole into the payload. */
+            sum += segmented_hash(&b, start, segments, nsegments);
+            rows++;
+            b.buf[0] = '[';
+            put_i32(b.buf + 1, (int32_t)rows);
+            if (held != NULL) pq.free(held);
+            held = NULL;
+            Py_CLEAR(big_key);
+            big_key = key_message(p, len, wanted, nwanted);
+            rc = big_key == NULL ? -1 : send_frame(frames_fd, &b, segments, nsegments);
+            for (int i = 0; i < nsegments; i++) b.len += (size_t)segments[i].n;  /* the size */
+            pq.free(message);
+            if (rc < 0) goto fail;
+            sent = 1;
+            break;
+        }
         sum += ls_xxh3_64(b.buf + start, b.len - start);  /* modulo 2^64, as fold() */
         rows++;
         if (held != NULL) pq.free(held);
+        held = NULL;
+        Py_CLEAR(big_key);
+        if (len >= BIG_ROW_BYTES) {  /* not held while the next row is read */
+            big_key = key_message(p, len, wanted, nwanted);
+            pq.free(message);
+            if (big_key == NULL) goto fail;
+            continue;
+        }
         held = message;
         last = p;
         last_len = len;
     }
-    b.buf[0] = '[';
-    put_i32(b.buf + 1, (int32_t)rows);
-    if (_PyBytes_Resize(&b.bytes, (Py_ssize_t)b.len) < 0) goto fail;  /* shrinks in place */
+    size_t size = b.len - 5;
+    if (sent) {
+        Py_CLEAR(b.bytes);
+        b.bytes = Py_NewRef(Py_None);
+    } else {
+        b.buf[0] = '[';
+        put_i32(b.buf + 1, (int32_t)rows);
+        if (_PyBytes_Resize(&b.bytes, (Py_ssize_t)b.len) < 0) goto fail;  /* shrinks in place */
+    }
     PyObject *counts = counts_list(flags, nkinds);
     if (counts == NULL) goto fail;
+    PyObject *key = big_key != NULL ? big_key
+        : held != NULL ? key_message(last, last_len, wanted, nwanted) : Py_NewRef(Py_None);
+    big_key = NULL;
+    if (key == NULL) { Py_DECREF(counts); goto fail; }
     PyObject *result = Py_BuildValue(
-        "(NnKnNNi)", b.bytes, rows, (unsigned long long)sum, (Py_ssize_t)(b.len - 5),
-        held ? PyBytes_FromStringAndSize((const char *)last, last_len) : Py_NewRef(Py_None),
+        "(NnKnNNi)", b.bytes, rows, (unsigned long long)sum, (Py_ssize_t)size, key,
         counts, state);
     b.bytes = NULL;  /* the result owns it (or it was freed with a failed result) */
     if (held != NULL) pq.free(held);
     PyMem_Free(flags);
     return result;
 fail:
+    Py_XDECREF(big_key);
     if (held != NULL) pq.free(held);
     PyMem_Free(flags);
     Py_XDECREF(b.bytes);
     return NULL;
 }
 
+static PyObject *key_only(PyObject *self, PyObject *args) {
+    Py_buffer message;
+    const char *wanted;
+    Py_ssize_t nwanted;
+    if (!PyArg_ParseTuple(args, "y*y#", &message, &wanted, &nwanted)) return NULL;
+    PyObject *out = key_message(message.buf, message.len, wanted, nwanted);
+    PyBuffer_Release(&message);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, "COPY binary rows to marshal bytes, and flag counts."},
+    {"key_only", key_only, METH_VARARGS,
+     "A COPY row message with only the marked fields, the others NULL."},
     {"encode_values", encode_values, METH_VARARGS,
      "Rows of Python values to concatenated marshal bytes, checksum and counts."},
     {"read_chunk", read_chunk, METH_VARARGS,

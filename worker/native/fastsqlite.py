@@ -25,7 +25,7 @@ ROWS_TABLE, ROWS_MAX_WIDTH = "liteshift_rows", 1999  # _fastsqlite.c's virtual t
 BATCH_ROWS = 64  # rows per INSERT statement in C (measured: 32 and 128 do no better)
 
 
-def payload_of(encoded_rows: Sequence[bytes], rows: int | None = None) -> bytes:
+def payload_of(encoded_rows: Sequence[bytes | memoryview], rows: int | None = None) -> bytes:
     """The marshal bytes of a list of rows from each row's own marshal bytes, or from runs
     of `rows` rows' bytes (format 2 has no back-references, so this is exactly
     marshal.dumps(rows, 2))."""

@@ -18,7 +18,7 @@ import functools
 import marshal
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
@@ -67,6 +67,16 @@ class Codec:
         microseconds."""
         return marshal.loads(self._raw.encode([message])[0][0])  # type: ignore[no-any-return]
 
+    def key_fields(self, positions: Sequence[int]) -> bytes:
+        """The mask of the fields at `positions` (the chunk key's), as read_chunk and
+        key_of take it."""
+        return bytes(int(i in positions) for i in range(len(self.kinds)))
+
+    def key_of(self, message: Any, key_fields: bytes) -> tuple:
+        """raw_fields of one message's key fields (key_fields), the others None: a row of
+        big values is not copied whole for its key."""
+        return self.raw_fields(_extension().key_only(message, key_fields))  # type: ignore[union-attr]
+
 
 def codec_for(plan: TablePlan) -> Codec | None:
     if _extension() is None:
@@ -99,8 +109,8 @@ class ValuesCodec:
     keep: int
 
     def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, list[int]]:
-        """The rows' marshal bytes one after the other, their count, checksum, and per
-        field a count as in Codec.encode."""
+        """The rows' payload (fastsqlite.payload_of: marshal.dumps(rows, 2)), their count,
+        checksum, and per field a count as in Codec.encode."""
         return _extension().encode_values(rows, self.kinds, self.keep, numeric_value)  # type: ignore[union-attr,no-any-return]
 
 
@@ -150,8 +160,9 @@ class CopyMessages:
         return next(self._messages)
 
 
-# What read_chunk gives: (payload, rows, checksum, size, last message, counts per field)
-RawChunk = tuple[bytes, int, int, int, bytes | None, list[int]]
+# What read_chunk gives: (payload or None when sent, rows, checksum, size, last message's
+# key fields, counts per field)
+RawChunk = tuple[bytes | None, int, int, int, bytes | None, list[int]]
 MORE, TRAILER, ENDED = 0, 1, 2  # _pgcopy.read_chunk's states
 LIBPQ_FUNCTIONS = ("PQgetCopyData", "PQfreemem", "PQconsumeInput", "PQsocket")
 
@@ -167,8 +178,12 @@ class LibpqCopy:
         self._open_copy = open_copy
         self._functions = functions
 
-    def chunks(self, chunk_rows: Iterator[int], chunk_bytes: int) -> Iterator[RawChunk]:
-        """Chunks of up to next(chunk_rows) rows each and about chunk_bytes."""
+    def chunks(self, chunk_rows: Iterator[int], chunk_bytes: int, key_fields: bytes = b"",
+               frames_fd: int = -1) -> Iterator[RawChunk]:
+        """Chunks of up to next(chunk_rows) rows each and about chunk_bytes; each chunk's
+        last message holds only the fields key_fields marks (Codec.key_fields). Given
+        frames_fd, a chunk ending in a row longer than chunk_bytes was written there as a
+        frame (reader_process) and comes with no payload (None)."""
         read = _extension().read_chunk  # type: ignore[union-attr]
         with self._open_copy() as copy:
             pgconn, first, size_hint = copy.connection.pgconn, True, 1 << 16
@@ -177,12 +192,13 @@ class LibpqCopy:
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
                                      self.codec.keep, numeric_value, rows, chunk_bytes, first,
-                                     size_hint)
+                                     size_hint, key_fields, frames_fd)
                 first, read_rows, rows = False, chunk[1], next(chunk_rows)
                 # the next payload's likely size, so that it is built without growing
-                size_hint = min(chunk_bytes, len(chunk[0]) * rows // max(1, read_rows)) * 9 // 8
+                size_hint = min(chunk_bytes, chunk[3] * rows // max(1, read_rows)) * 9 // 8
                 if read_rows:
                     yield tuple(chunk)  # type: ignore[misc]
+                del chunk  # its payload is not held while the next one is read
                 if state == TRAILER:
                     copy.read()  # psycopg reads the end and raises the server's error if any
                     return

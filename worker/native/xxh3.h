@@ -211,4 +211,80 @@ static inline uint64_t ls_xxh3_64(const void *data, size_t len) {
     return ls_long(in, len);
 }
 
+/* The same hash over bytes that come in pieces, never joined: a row of big values is hashed
+ * where SQLite holds them. A stripe is mixed only once a byte after it has come (the one-shot
+ * loop above mixes floor((len - 1) / 64) stripes, then the last 64 bytes apart); the
+ * previous stripe is kept for those last 64 bytes, and the first 240 bytes for the short
+ * forms. tests/test_native.py holds it to the `xxhash` package. */
+typedef struct {
+    uint64_t acc[8];
+    uint64_t total;
+    size_t stripes, buffered;
+    uint8_t buf[LS_STRIPE], prev[LS_STRIPE], head[240];
+} ls_xxh3_state;
+
+static inline void ls_xxh3_reset(ls_xxh3_state *st) {
+    static const uint64_t init[8] = {LS_P32_3, LS_P64_1, LS_P64_2, LS_P64_3, LS_P64_4,
+                                     LS_P32_2, LS_P64_5, LS_P32_1};
+    memcpy(st->acc, init, sizeof init);
+    st->total = 0;
+    st->stripes = st->buffered = 0;
+}
+
+static inline void ls_xxh3_mix(ls_xxh3_state *st, const uint8_t *stripe) {
+    const size_t per_block = (LS_SECRET_SIZE - LS_STRIPE) / 8;
+    ls_stripe(st->acc, stripe, ls_xxh3_secret + (st->stripes % per_block) * 8);
+    if (++st->stripes % per_block == 0) ls_scramble(st->acc, ls_xxh3_secret + LS_SECRET_SIZE - LS_STRIPE);
+}
+
+static inline void ls_xxh3_update(ls_xxh3_state *st, const void *data, size_t len) {
+    const uint8_t *in = (const uint8_t *)data;
+    if (st->total < sizeof st->head) {
+        size_t n = sizeof st->head - (size_t)st->total;
+        memcpy(st->head + st->total, in, n < len ? n : len);
+    }
+    st->total += len;
+    while (len > 0) {
+        if (st->buffered == LS_STRIPE) {  /* more has come: the buffered stripe is not the last */
+            ls_xxh3_mix(st, st->buf);
+            memcpy(st->prev, st->buf, LS_STRIPE);
+            st->buffered = 0;
+        }
+        if (st->buffered == 0 && len > LS_STRIPE) {  /* whole stripes straight from the input */
+            const uint8_t *last = NULL;
+            while (len > LS_STRIPE) {
+                ls_xxh3_mix(st, in);
+                last = in;
+                in += LS_STRIPE;
+                len -= LS_STRIPE;
+            }
+            memcpy(st->prev, last, LS_STRIPE);
+            continue;
+        }
+        size_t n = LS_STRIPE - st->buffered;
+        if (n > len) n = len;
+        memcpy(st->buf + st->buffered, in, n);
+        st->buffered += n;
+        in += n;
+        len -= n;
+    }
+}
+
+static inline uint64_t ls_xxh3_digest(const ls_xxh3_state *st) {
+    if (st->total <= sizeof st->head) return ls_xxh3_64(st->head, (size_t)st->total);
+    const uint8_t *s = ls_xxh3_secret;
+    uint64_t acc[8];
+    uint8_t last[LS_STRIPE];
+    memcpy(acc, st->acc, sizeof acc);
+    memcpy(last, st->prev + st->buffered, LS_STRIPE - st->buffered);  /* the last 64 bytes */
+    memcpy(last + LS_STRIPE - st->buffered, st->buf, st->buffered);
+    ls_stripe(acc, last, s + LS_SECRET_SIZE - LS_STRIPE - 7);
+    uint64_t result = st->total * LS_P64_1;
+    for (int i = 0; i < 4; i++) {
+        result += ls_fold64(acc[2 * i] ^ ls_r64(s + 11 + 16 * i),
+                            acc[2 * i + 1] ^ ls_r64(s + 11 + 16 * i + 8));
+    }
+    return ls_avalanche(result);
+}
+
 #endif

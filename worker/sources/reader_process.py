@@ -14,7 +14,8 @@ URL). The answer is a stream of frames on stdout, each a kind byte and a length:
   D  done
 The payload travels apart so that neither side copies it: the worker reads it into one
 buffer it keeps, and inserts from there (a copy per side, and its fresh pages, would cost
-a good part of a table's CPU).
+a good part of a table's CPU). A PostgreSQL row of big values is written into its P frame
+from libpq's own message (worker/native/_pgcopy.c), never joined into a payload here.
 The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
 When the worker dies first, the child's next write fails (EPIPE) and it exits.
 """
@@ -26,6 +27,7 @@ import fcntl
 import gc
 import json
 import marshal
+import mmap
 import os
 import socket
 import struct
@@ -108,12 +110,15 @@ def chunks_from_holder(*, address: str, token: str, schema: str, plan: TablePlan
 def _frames(stream: Any, plan: TablePlan, ended: Any) -> Iterator[Chunk]:
     """The chunks of a frame stream (a pipe or a socket: raw reads of its descriptor), its
     errors re-raised as ours; `ended()` says what a stream cut short means."""
-    buffer, size = bytearray(), -1  # size: the payload read for the next C frame
+    buffer: bytearray | mmap.mmap = bytearray()
+    size = -1  # the payload read for the next C frame
     while True:
         kind, length = _read_header(stream)
         if kind == b"P":
             if len(buffer) < length:  # a new one: the old one may still be viewed
-                buffer = bytearray(length + length // 8)
+                # Anonymous memory: its pages cost nothing until the payload fills them (a
+                # bytearray is zeroed, which touches the whole slack of a big row's buffer)
+                buffer = mmap.mmap(-1, length + length // 8)
             size = length if _read_into(stream, memoryview(buffer)[:length]) else -1
         elif kind == b"C" and size >= 0:
             meta = _read_exact(stream, length)
@@ -236,8 +241,10 @@ def write_chunks(rows: Any, plan: TablePlan, out: Any, *, chunk_rows: int,
     """A table's rows as chunk frames on `out` (a pipe or a socket), then D."""
     from worker.sqlite.chunks import make_chunks
 
-    for chunk in make_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes):
-        _write(out, b"P", chunk.payload)
+    for chunk in make_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+                             frames_fd=out.fileno()):
+        if not chunk.sent:  # else its P frame is written already, its big values unjoined
+            _write(out, b"P", chunk.payload)
         _write(out, b"C", marshal.dumps((chunk.row_count, chunk.checksum, chunk.size_bytes,
                                          chunk.last_key, chunk.lossy), ENCODING_VERSION))
         del chunk  # not held while the next one is made

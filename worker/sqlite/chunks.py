@@ -22,7 +22,7 @@ from worker.core.checksum import encode_rows, encoded_checksum, fold
 from worker.core.converters import converter
 from worker.core.errors import TargetError
 from worker.core.model import TablePlan
-from worker.native.fastsqlite import payload_of, rows_of
+from worker.native.fastsqlite import LIST_HEADER, payload_of, rows_of
 from worker.native.pgcopy import Codec, CopyMessages, LibpqCopy, values_codec
 from worker.sqlite.workfile import Checkpoint, WorkFile
 
@@ -45,6 +45,7 @@ class Chunk:
     size_bytes: int
     last_key: list[Any] | None
     lossy: dict[str, int] = field(default_factory=dict)
+    sent: bool = False  # its payload was written to make_chunks' frames_fd (empty here)
 
     @property
     def rows(self) -> list[tuple]:
@@ -85,20 +86,24 @@ class RecentRate:
         return (rows - rows_then) / seconds if len(marks) > 1 and seconds > 0 else None
 
 
-def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int,
-                chunk_bytes: int) -> Iterator[Chunk]:
+def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: int,
+                frames_fd: int = -1) -> Iterator[Chunk]:
     """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
     in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of
     5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
     chunks in C. The first chunks are smaller (ramp): the writer starts while the reader
-    is still on its first full chunk, instead of waiting for it."""
+    is still on its first full chunk, instead of waiting for it. Given frames_fd (a reader
+    process's stdout), a LibpqCopy writes a chunk ending in a row longer than chunk_bytes
+    there itself (Chunk.sent)."""
     if isinstance(rows, LibpqCopy):
-        yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes)
+        yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+                                 frames_fd=frames_fd)
         return
     limits = ramp(chunk_rows)
     encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
                     else _values_encoder(plan) or _python_encoder(plan))
-    parts: list[bytes] = []  # each micro-batch's rows' marshal bytes
+    parts: list[bytes | memoryview] = []  # each micro-batch's rows' marshal bytes
+    whole: bytes | None = None  # the first micro-batch's payload, when its encoder made one
     count = size = checksum = 0
     lossy: dict[str, int] = {}
     last_key = None
@@ -112,16 +117,25 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int,
         del raw
         last_key = batch.key if batch.key is not None else last_key
         checksum = fold(checksum, batch.checksum)
+        whole = batch.whole if not parts else None
         parts.append(batch.data)
         count, size = count + batch.rows, size + len(batch.data)
         micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, len(batch.data) // batch.rows)))
         del batch
         if count >= limit or size >= chunk_bytes:
-            yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
-            parts, count, size, checksum, lossy = [], 0, 0, 0, {}
+            yield Chunk(_payload(parts, count, whole), count, checksum, size, last_key, lossy)
+            parts, whole, count, size, checksum, lossy = [], None, 0, 0, 0, {}
             limit = next(limits)
     if parts:
-        yield Chunk(payload_of(parts, count), count, checksum, size, last_key, lossy)
+        yield Chunk(_payload(parts, count, whole), count, checksum, size, last_key, lossy)
+
+
+def _payload(parts: list[bytes | memoryview], rows: int, whole: bytes | None) -> bytes:
+    """A chunk of one micro-batch (a row of big values: a chunk by itself) is that batch's
+    own payload when its encoder made one, not a copy of it."""
+    if whole is not None and len(parts) == 1:
+        return whole
+    return payload_of(parts, rows)
 
 
 def ramp(chunk_rows: int) -> Iterator[int]:
@@ -133,24 +147,28 @@ def ramp(chunk_rows: int) -> Iterator[int]:
         limit = min(chunk_rows, limit * 2)
 
 
-def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int,
-                  chunk_bytes: int) -> Iterator[Chunk]:
+def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int, chunk_bytes: int,
+                  frames_fd: int) -> Iterator[Chunk]:
     flags = _counted_fields(plan)
     key_of = _key_getter(plan.key_positions)
-    for payload, rows, checksum, size, last, counts in copy.chunks(ramp(chunk_rows),
-                                                                    chunk_bytes):
+    key_fields = copy.codec.key_fields(plan.key_positions)
+    for payload, rows, checksum, size, last, counts in copy.chunks(
+            ramp(chunk_rows), chunk_bytes, key_fields, frames_fd):
         lossy: dict[str, int] = {}
         _add_counts(lossy, flags, counts)
         last_key = key_of(copy.codec.raw_fields(last)) if key_of and last is not None else None
-        yield Chunk(payload, rows, checksum, size, last_key, lossy)
+        yield Chunk(payload if payload is not None else b"", rows, checksum, size, last_key,
+                    lossy, sent=payload is None)
+        del payload  # not held while the next chunk is read
 
 
 @dataclass
 class Batch:
-    data: bytes  # the rows' marshal bytes, one after the other
+    data: bytes | memoryview  # the rows' marshal bytes, one after the other
     rows: int
     checksum: int
     key: list[Any] | None  # the last row's
+    whole: bytes | None = None  # the rows' payload (payload_of), data a view of its rows
 
 
 def _batch(encoded: list[bytes], key: list[Any] | None) -> Batch:
@@ -191,9 +209,10 @@ def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
     key_of = _key_getter(plan.key_positions)
 
     def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
-        data, rows, checksum, counts = codec.encode_values(raw)
+        payload, rows, checksum, counts = codec.encode_values(raw)
         _add_counts(lossy, flags, counts)
-        return Batch(data, rows, checksum, key_of(raw[-1]) if key_of else None)
+        return Batch(memoryview(payload)[LIST_HEADER.size:], rows, checksum,
+                     key_of(raw[-1]) if key_of else None, whole=payload)
 
     return encode_batch
 
@@ -201,11 +220,12 @@ def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
 def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
     flags = _counted_fields(plan)
     key_of = _key_getter(plan.key_positions)
+    key_fields = codec.key_fields(plan.key_positions)
 
     def encode_batch(raw: list[Any], lossy: dict[str, int]) -> Batch:
         encoded, counts = codec.encode(raw)
         _add_counts(lossy, flags, counts)
-        return _batch(encoded, key_of(codec.raw_fields(raw[-1])) if key_of else None)
+        return _batch(encoded, key_of(codec.key_of(raw[-1], key_fields)) if key_of else None)
 
     return encode_batch
 
@@ -276,7 +296,7 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
         def make() -> Iterator[Chunk]:
             return make_chunks(source(resume_after), plan, chunk_rows=chunk_rows,
                                chunk_bytes=chunk_bytes)
-        chunks = _read_ahead(make) if read_ahead else make()
+        chunks = _read_ahead(make, alone_bytes=chunk_bytes * 3 // 2) if read_ahead else make()
     else:
         raise TypeError("copy_rows needs a source or a chunk_source")
     for chunk in chunks:
@@ -326,11 +346,24 @@ def _constraint_error(work: WorkFile, plan: TablePlan, chunk: Chunk,
 _DONE = object()
 
 
-def _read_ahead(make: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
+def _read_ahead(make: Callable[[], Iterator[Chunk]], *,
+                alone_bytes: int | None = None) -> Iterator[Chunk]:
     """Run the chunk producer in a thread, at most CHUNKS_AHEAD chunks ahead of the writer.
-    Its exceptions are re-raised here; stopping early tells it to stop too."""
+    A chunk of `alone_bytes` or more (a chunk ends one row past its byte bound: this one
+    ends in a row of big values) is read ahead of nothing: the producer waits for the writer
+    to be done with it before it reads on, so that a table of big rows holds one of them,
+    not three. Its exceptions are re-raised here; stopping early tells it to stop too."""
     handoff: queue.Queue = queue.Queue(maxsize=CHUNKS_AHEAD)
     stop = threading.Event()
+    finished = threading.Condition()
+    counts = {"handed": 0, "finished": 0}  # chunks handed to the writer, and done with
+
+    def wait_until_finished(chunk: Chunk) -> None:
+        if alone_bytes is None or chunk.size_bytes < alone_bytes:
+            return
+        with finished:
+            while counts["finished"] < counts["handed"] and not stop.is_set():
+                finished.wait(timeout=0.2)
 
     def hand_over(item: object) -> bool:
         while not stop.is_set():  # the consumer may have stopped early: don't block forever
@@ -344,8 +377,12 @@ def _read_ahead(make: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
     def produce() -> None:
         try:
             for chunk in make():
+                with finished:
+                    counts["handed"] += 1
                 if not hand_over(chunk):
                     return
+                wait_until_finished(chunk)
+                del chunk
             hand_over(_DONE)
         except BaseException as exc:  # handed to the consumer, which raises it
             hand_over(exc)
@@ -360,6 +397,10 @@ def _read_ahead(make: Callable[[], Iterator[Chunk]]) -> Iterator[Chunk]:
             if isinstance(item, BaseException):
                 raise item
             yield item
+            item = None  # the writer is done with it: the producer may read on
+            with finished:
+                counts["finished"] += 1
+                finished.notify()
     finally:
         stop.set()
         reader.join(timeout=10)

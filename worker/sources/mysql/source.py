@@ -273,9 +273,15 @@ def stream_table(conn: Connection, *, schema: str, plan: TablePlan,
         fetch = _fetcher(raw)
         batch = FETCH_ROWS if not wide else 1  # one row first: how wide are they?
         while rows := fetch(batch):
-            yield from rows
             if wide:
                 batch = _batch_for(rows, wide)
+                # handed over one by one, not held here: a row of big values is freed once
+                # its consumer is done with it, not when the next fetch comes
+                rows.reverse()
+                while rows:
+                    yield rows.pop()
+            else:
+                yield from rows
         if raw.unread_result:  # the driver's get_rows (the fallback) ends the result itself
             raw.fetch_eof_columns()
             raw.free_result()

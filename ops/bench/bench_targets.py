@@ -604,8 +604,8 @@ def target_memory(bench: Bench) -> None:
                 continue
             finally:
                 worker._sampling.set()
-            phases = {p["phase"]: p for p in bench.probes(since)
-                      if p["phase"] not in ("mirror", "before_commit")}
+            phases = {p["phase"]: p for p in bench.probes(since)  # the worker's, its readers'
+                      if "peak_rss_mb" in p}
             bench.drop_published(f"mem_{table}")
         peak = max([worker.peak_total_mb, *(p["peak_rss_mb"] for p in phases.values())])
         detail = ", ".join(f"{name} {p['peak_rss_mb']:,.0f} MB in {p['seconds']:.1f} s"
@@ -641,8 +641,7 @@ def target_bigrow(bench: Bench) -> None:
                                    expected_rows={"t_bigrow": a.bigrow_rows})
         probes = bench.probes(since)
         bench.drop_published("bigrow")
-    phases = {p["phase"]: p for p in probes
-              if p["phase"] not in ("mirror", "before_commit", "reader")}
+    phases = {p["phase"]: p for p in probes if "start_rss_mb" in p}  # the worker's
     readers = [p for p in probes if p["phase"] == "reader"]
     worker_growth = max(p["peak_rss_mb"] for p in phases.values()) - idle
     reader_growth = max((p["peak_rss_mb"] - p["idle_rss_mb"] for p in readers), default=0.0)

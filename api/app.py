@@ -29,6 +29,7 @@ from api.paging import (
     States,
     check_cursor,
     check_limit,
+    report_page,
     table_query,
     tables_link,
 )
@@ -227,26 +228,7 @@ def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) ->
     if other not in (None, job_id):
         raise ApiError(404, f"target {target!r} was since rewritten by job {other}; "
                        f"ask for that job's report")
-    return JSONResponse(redact_value(_report_page(job_id, content, start, size)))
-
-
-def _report_page(job_id: str, content: Any, start: int, size: int) -> Any:
-    """The report with `size` of its tables from `start` on, and the objects (indexes,
-    sequences, …) of those tables; objects of no listed table come on the first page.
-    report.json keeps them all."""
-    if not isinstance(content, dict) or not isinstance(content.get("tables"), list):
-        return content
-    tables = content["tables"]
-    page = tables[start:start + size]
-    listed = {t.get("name") for t in tables if isinstance(t, dict)}
-    shown = {t.get("name") for t in page if isinstance(t, dict)}
-    objects = [o for o in content.get("objects") or [] if isinstance(o, dict) and (
-        o.get("table") in shown or (start == 0 and o.get("table") not in listed))]
-    more = start + size < len(tables)
-    return {**content, "tables": page, "objects": objects, "tables_total": len(tables),
-            "next_cursor": start + size if more else None,
-            "next": f"/jobs/{job_id}/report?cursor={start + size}&limit={size}" if more
-            else None}
+    return JSONResponse(redact_value(report_page(job_id, content, start, size)))
 
 
 @router.get("/jobs/{job_id}/download", response_class=FileResponse,

@@ -1,9 +1,10 @@
 """The query parameters of paged views (`limit`, `cursor`, `state`, `since`): their checks,
-with messages that say the allowed values, and the `next` link to the following page."""
+with messages that say the allowed values, and the `next` link to the following page; and
+the page of a report."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query
@@ -76,3 +77,34 @@ def tables_link(job_id: str, query: TableQuery, next_cursor: int | None) -> str 
     if query.since is not None:
         params.append(("since", repr(query.since)))
     return f"/jobs/{job_id}/tables?{urlencode(params)}"
+
+
+def report_page(job_id: str, content: Any, start: int, size: int) -> Any:
+    """The report with `size` of its tables from `start` on, and the objects (the table
+    itself, its indexes, sequences, defaults…) of those tables; objects of no listed table
+    come on the first page. report.json keeps them all."""
+    if not isinstance(content, dict) or not isinstance(content.get("tables"), list):
+        return content
+    tables = content["tables"]
+    page = tables[start:start + size]
+    listed = {str(t.get("name")) for t in tables if isinstance(t, dict)}
+    shown = {str(t.get("name")) for t in page if isinstance(t, dict)}
+    objects = [o for o in content.get("objects") or [] if isinstance(o, dict) and (
+        _owner(o, listed) in shown or (start == 0 and _owner(o, listed) is None))]
+    more = start + size < len(tables)
+    return {**content, "tables": page, "objects": objects, "tables_total": len(tables),
+            "next_cursor": start + size if more else None,
+            "next": f"/jobs/{job_id}/report?cursor={start + size}&limit={size}" if more
+            else None}
+
+
+def _owner(entry: dict[str, Any], listed: set[str]) -> str | None:
+    """The table a report object belongs to: its `table`, or its `name` (a table's own
+    entry), or the table its `name` starts with ('orders.created_at' for a default; names
+    may hold dots, so every prefix before a dot is tried)."""
+    for candidate in (entry.get("table"), entry.get("name")):
+        if isinstance(candidate, str) and candidate in listed:
+            return candidate
+    name = str(entry.get("name") or "")
+    return next((name[:i] for i, ch in enumerate(name) if ch == "." and name[:i] in listed),
+                None)

@@ -84,7 +84,11 @@ def main() -> int:
             assert answer.status_code == 200, answer.text
             ms = median_ms(lambda p=path: http.get(p))
             print(f"  {label:<40} {len(answer.content):>9,} bytes, median {ms:6.1f} ms")
-        print(f"  the whole report (report.json): {compact(report):>9,} bytes")
+        print(f"  the whole report (report.json): {compact(report):>9,} bytes: " + ", ".join(
+            f"{key} {compact(value):,}" for key, value in report.items()))
+        page = http.get(f"/jobs/{job_id}/report").json()
+        print("  its first page: " + ", ".join(f"{key} {compact(value):,}"
+                                              for key, value in page.items()))
         print(f"  job_view in process, first page:  median "
               f"{median_ms(lambda: job_view(bench.store, job_id)):6.1f} ms; every table inline "
               f"(store.tables): median "

@@ -248,6 +248,36 @@ def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float) -> 
     return lines
 
 
+def profile_peer(name: str, ds: bench.Dataset, scratch: Path, interval: float) -> list[str]:
+    """A peer of bench.py run the same way, sampled the same way: its process tree counts as
+    `worker` (DuckDB reads and writes in one process)."""
+    import subprocess
+
+    out = scratch / "out" / f"{ds.key}.{name}.db"
+    out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)
+    argv, env = bench.TOOLS[name].command(ds, out, scratch)
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    sampler = Sampler(worker_pid=proc.pid, api_pid=-1, kind=ds.kind, database=ds.database,
+                      interval=interval)
+    sampler.start()
+    _, err = proc.communicate()
+    ended = time.perf_counter()
+    sampler.stopping.set()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"{name} failed: {err.decode(errors='replace')[-500:]}")
+    mismatch = bench.count_mismatch(out, ds, "the output")
+    if mismatch:
+        raise SystemExit(f"{name}'s output is wrong: {mismatch}")
+    spent = between(sampler.samples, started, ended)
+    cells = " | ".join(f"{spent.get(k, 0.0):.2f}" for k in CATEGORIES)
+    mine = sum(spent.get(k, 0.0) for k in CATEGORIES[:4])
+    return [f"| {name} | {ended - started:.2f} | {cells} | {mine / (ended - started):.2f} |"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="pg-app", help="data sets (bench.py's names)")
@@ -255,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between samples")
+    parser.add_argument("--peers", default="",
+                        help="bench.py peers to profile after each job the same way, "
+                        "comma-separated (duckdb, duckdb-indexes)")
     parser.add_argument("--database", default="liteshift_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
@@ -279,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
                 os.sync()
                 print(f"\n### {ds.key} ({ds.title}), round {n}\n", flush=True)
                 print("\n".join(profile_round(lite, ds, args.interval)), flush=True)
+                peers = [p for p in args.peers.split(",") if p]
+                if peers:
+                    print("\n| peer | wall s | " + " | ".join(CATEGORIES) + " | cores used |"
+                          "\n|---|---:|" + "---:|" * (len(CATEGORIES) + 1))
+                for peer in peers:
+                    os.sync()
+                    print("\n".join(profile_peer(peer, ds, scratch, args.interval)),
+                          flush=True)
     finally:
         lite.close()
         import shutil

@@ -8,8 +8,9 @@ message and its first write to Redis, or while it holds a retry's message until 
 (the broker gives such messages back only after its visibility timeout, an hour), or between
 marking the last table verified and queueing finalize. So when this volume's queue is empty,
 work that is still waiting for a task (a `pending` table, a `queued` job, a job whose tables
-are all verified) and has been quiet for two lease periods is queued again. A duplicate is
-harmless: leases and the state checks at the start of each task make it a no-op.
+are all verified) and has been quiet for two lease periods (for a pending table: all of its
+job's tables) is queued again. A duplicate is harmless: leases and the state checks at the
+start of each task make it a no-op.
 """
 
 from __future__ import annotations
@@ -75,15 +76,20 @@ def _reap_tables(settings: Settings, store: StateStore, send: Send, job: dict[st
     job_id, quiet_s = job["id"], 2 * settings.lease_ttl_s
     names = job.get("tables") or []
     tables = store.tables(job_id, names)
+    # A job whose tables still move has live workers, and a message one of them has taken
+    # ahead (prefetched: the queue is empty while it waits there behind a group of small
+    # tables) is not lost: a pending table is queued again once the whole job is quiet.
+    job_quiet = _quiet(quiet_s, *tables) if tables else True
     requeued = []
     for table in tables:
         name, table_state = table["name"], table.get("state")
-        if table_state == TableState.COPYING.value and not _leased(store, job_id,
-                                                                    f"table:{name}"):
+        if (table_state == TableState.COPYING.value
+                and not _leased(store, job_id, f"table:{name}")
+                and _still(store, job_id, name, TableState.COPYING)):
             store.set_table_state(job_id, name, TableState.PENDING)
             send(COPY_TASK, job_id, name)
             requeued.append(f"{job_id}:{name}")
-        elif (table_state == TableState.PENDING.value and idle and _quiet(quiet_s, table)
+        elif (table_state == TableState.PENDING.value and idle and job_quiet
               and not _leased(store, job_id, f"table:{name}")):
             store.set_table_state(job_id, name, TableState.PENDING)  # marks the time
             send(COPY_TASK, job_id, name)
@@ -96,6 +102,13 @@ def _reap_tables(settings: Settings, store: StateStore, send: Send, job: dict[st
         send(FINALIZE_TASK, job_id)
         requeued.append(f"{job_id}:finalize-lost")
     return requeued
+
+
+def _still(store: StateStore, job_id: str, table: str, state: TableState) -> bool:
+    """The table is in `state` now. The states were read before the leases were looked at,
+    and a table whose copy ended in between (verified, then its lease released) is not
+    stalled: without this second look it would be set back to pending and copied again."""
+    return (store.table(job_id, table) or {}).get("state") == state.value
 
 
 def _quiet(seconds: float, *records: dict[str, Any]) -> bool:

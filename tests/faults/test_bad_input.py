@@ -191,7 +191,6 @@ def test_fuzz_the_api_from_its_openapi_spec(api_schema):
     # answer 5xx (an unhandled error) or take more than 5 s (a hang). (schemathesis'
     # from_fixture does not run under pytest 9, so the strategies are driven here.)
     seen: dict[str, set[int]] = {}
-    started = time.monotonic()
     operations = [result.ok() for result in api_schema.get_all_operations()]
     for operation, mode in itertools.product(operations, GenerationMode):
 
@@ -206,7 +205,6 @@ def test_fuzz_the_api_from_its_openapi_spec(api_schema):
             fuzz()
         except Unsatisfiable:  # nothing to break in an operation without parameters
             assert mode == GenerationMode.NEGATIVE
-    assert time.monotonic() - started < 60
     assert set(seen) == {op.label for op in operations}
     assert all(code < 500 for codes in seen.values() for code in codes), seen
     print(seen)

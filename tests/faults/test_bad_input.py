@@ -125,7 +125,7 @@ def test_bad_requests_are_refused_with_a_reason_and_leave_no_trace(
              "has no table(s) 'nope'"),
             ("cancel an unknown job", "/jobs/nosuchjob/cancel", None, 404, "no job"),
             ("resume an unknown job", "/jobs/nosuchjob/resume", None, 404,
-             "no job 'nosuchjob' in Redis or on the volume"),
+             "no job 'nosuchjob' in Redis or on the data volume"),
             ("verify a job that is not done", "/jobs/failedjob1/verify", None, 409,
              "only a published file can be verified"),
             ("a job id with odd characters", "/jobs/a.b/retry", None, 422, "job_id"),

@@ -100,3 +100,36 @@ def probed_worker(tmp_path: Path, queue: str, env: dict[str, str]) -> Iterator[P
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait(timeout=10)
+
+
+# Tables under LITESHIFT_READER_PROCESS_BYTES are read in the worker (a thread); the others
+# in a reader process: each path holds the row in its own places.
+PATHS = {"in the worker": "-1", "in a reader process": "0"}
+
+
+def copy_big_rows(tmp_path: Path, settings_env: Any, store: Any, send: Any, source: str,
+                  reader_process_bytes: str, options: dict[str, Any] | None = None,
+                  ) -> tuple[dict[str, Any], Growth]:
+    """Copy the source's table `big` into target `big` through a probed worker; the job's
+    final view and what the worker and its readers grew by."""
+    from worker.jobs import control
+
+    with probed_worker(tmp_path, settings_env.queue,
+                       {"LITESHIFT_READER_PROCESS_BYTES": reader_process_bytes}) as worker:
+        idle = worker.rss_mb()
+        job_id = control.submit_job(settings_env, store, send, source=source, target="big",
+                                    options=options)
+        deadline = time.monotonic() + 300
+        while (view := control.job_view(store, job_id))["state"] not in ("done", "failed"):
+            assert worker.proc.poll() is None, f"the worker exited:\n{worker.tail()}"
+            assert time.monotonic() < deadline, f"job still {view['state']}:\n{worker.tail()}"
+            time.sleep(0.1)
+        return view, worker.growth(idle)
+
+
+def assert_bounded(growth: Growth, row_mb: float, reader_process_bytes: str) -> None:
+    """Neither the worker nor any reader grew by more than GROWTH_LIMIT rows."""
+    assert growth.worker_mb <= GROWTH_LIMIT * row_mb, growth.describe(row_mb)
+    if reader_process_bytes == "0":
+        assert growth.readers_mb, "no reader process recorded its peak"
+    assert all(r <= GROWTH_LIMIT * row_mb for r in growth.readers_mb), growth.describe(row_mb)

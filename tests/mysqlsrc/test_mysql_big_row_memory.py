@@ -6,14 +6,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from big_rows import GROWTH_LIMIT, MB, probed_worker
-
-from worker.jobs import control
+from big_rows import MB, PATHS, assert_bounded, copy_big_rows
 
 # The server's max_allowed_packet (16 MiB by default) bounds a row it sends
 BLOB_MB, TEXT_MB = 8, 6
 ROWS = 2
-PATHS = {"in the worker": "-1", "in a reader process": "0"}
 
 
 @pytest.mark.parametrize("reader_process_bytes", PATHS.values(), ids=PATHS.keys())
@@ -27,13 +24,8 @@ def test_a_row_of_big_values_costs_a_small_multiple_of_itself(my_db, settings_en
     row_mb = BLOB_MB + TEXT_MB
 
     # When a worker copies them (read by the worker's own reader: no snapshot holder)
-    with probed_worker(tmp_path, settings_env.queue,
-                       {"LITESHIFT_READER_PROCESS_BYTES": reader_process_bytes}) as worker:
-        idle = worker.rss_mb()
-        job_id = control.submit_job(settings_env, store, send, source=my_db.url, target="big",
-                                    options={"snapshot": False})
-        view = _wait_done(store, job_id, worker)
-        growth = worker.growth(idle)
+    view, growth = copy_big_rows(tmp_path, settings_env, store, send, my_db.url,
+                                 reader_process_bytes, options={"snapshot": False})
 
     # Then the copy is whole, and neither the worker nor its reader grew by more than a
     # small multiple of one row
@@ -44,18 +36,4 @@ def test_a_row_of_big_values_costs_a_small_multiple_of_itself(my_db, settings_en
             == (ROWS, ROWS * BLOB_MB * MB, ROWS * TEXT_MB * MB)
     finally:
         db.close()
-    assert growth.worker_mb <= GROWTH_LIMIT * row_mb, growth.describe(row_mb)
-    if reader_process_bytes == "0":
-        assert growth.readers_mb, "no reader process recorded its peak"
-    assert all(r <= GROWTH_LIMIT * row_mb for r in growth.readers_mb), growth.describe(row_mb)
-
-
-def _wait_done(store, job_id, worker):
-    import time
-
-    deadline = time.monotonic() + 300
-    while (view := control.job_view(store, job_id))["state"] not in ("done", "failed"):
-        assert worker.proc.poll() is None, f"the worker exited:\n{worker.tail()}"
-        assert time.monotonic() < deadline, f"job still {view['state']}:\n{worker.tail()}"
-        time.sleep(0.1)
-    return view
+    assert_bounded(growth, row_mb, reader_process_bytes)

@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -426,3 +427,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None,
         return exc.code if isinstance(exc, CliError) else 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`liteshift report JOB | head`): stop quietly, as other
+        # Unix tools do, and keep Python's exit flush from failing on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

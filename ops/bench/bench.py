@@ -48,7 +48,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +70,7 @@ SAMPLE_ID = 3  # the row whose values the fidelity table shows (exists at any si
 sys.path.insert(0, str(BENCH_DIR))
 import app_db  # noqa: E402
 from bench_pg import CREATE_SQL as PG_MIXED_SQL  # noqa: E402  (one definition of the table)
+from isolation import isolated_run  # noqa: E402
 
 PG_NARROW_SQL = """
 DROP TABLE IF EXISTS bench_narrow;
@@ -1042,16 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         return 1 if install_problems else 0
 
-    run_id = f"liteshift-bench-{os.getpid()}"
-    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir="/tmp"))
-    # Before importing worker code: its settings are read from the environment once.
-    os.environ.update({
-        "LITESHIFT_REDIS_URL": args.redis_url, "LITESHIFT_QUEUE": run_id,
-        "LITESHIFT_REDIS_PREFIX": run_id, "LITESHIFT_DATA_DIR": str(scratch / "data"),
-        "LITESHIFT_LOG_FORMAT": "json",
-    })
-    os.environ.pop("LITESHIFT_API_TOKEN", None)
-    sys.path.insert(0, str(ROOT))
+    run_id, scratch = isolated_run("bench", args.redis_url)
 
     started_at = dt.datetime.now(dt.UTC)
     header = [f"Command: `.venv/bin/python {command.strip()}`", "",

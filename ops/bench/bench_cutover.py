@@ -29,12 +29,13 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from isolation import isolated_run
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SERVER = "postgresql://postgres@127.0.0.1"
@@ -454,15 +455,7 @@ def line(kind: str, round_no: int, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_id = f"liteshift-cutover-{os.getpid()}"
-    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir="/tmp"))
-    # Before importing worker code: its settings are read from the environment once.
-    os.environ.update({
-        "LITESHIFT_REDIS_URL": args.redis_url, "LITESHIFT_QUEUE": run_id,
-        "LITESHIFT_REDIS_PREFIX": run_id, "LITESHIFT_DATA_DIR": str(scratch / "data"),
-        "LITESHIFT_LOG_FORMAT": "json",
-    })
-    sys.path.insert(0, str(ROOT))
+    run_id, scratch = isolated_run("cutover", args.redis_url)
     from worker.celery_app import send
     from worker.core.config import get_settings
     from worker.state.store import StateStore

@@ -17,10 +17,11 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from isolation import isolated_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "postgresql://postgres@127.0.0.1"
@@ -176,15 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("psql is not installed: apt-get install -y postgresql-client")
     ensure_table(args.database, args.rows)
 
-    run_id = f"liteshift-bench-{os.getpid()}"
-    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir="/tmp"))
-    # Before importing worker code: its settings are read from the environment once.
-    os.environ.update({
-        "LITESHIFT_REDIS_URL": args.redis_url, "LITESHIFT_QUEUE": run_id,
-        "LITESHIFT_REDIS_PREFIX": run_id, "LITESHIFT_DATA_DIR": str(scratch / "data"),
-        "LITESHIFT_LOG_FORMAT": "json",
-    })
-    sys.path.insert(0, str(ROOT))
+    run_id, scratch = isolated_run("bench", args.redis_url)
     from worker.celery_app import app, send
     from worker.core.config import get_settings
     from worker.state.store import StateStore

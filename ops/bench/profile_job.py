@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import bench  # noqa: E402
+from isolation import isolated_run  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
@@ -296,14 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     dsets = bench.datasets(bench_args)
     for ds in dsets:
         bench.ensure_dataset(ds)
-    run_id = f"liteshift-profile-{os.getpid()}"
-    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir="/tmp"))
-    os.environ.update({
-        "LITESHIFT_REDIS_URL": args.redis_url, "LITESHIFT_QUEUE": run_id,
-        "LITESHIFT_REDIS_PREFIX": run_id, "LITESHIFT_DATA_DIR": str(scratch / "data"),
-        "LITESHIFT_LOG_FORMAT": "json"})
-    os.environ.pop("LITESHIFT_API_TOKEN", None)
-    sys.path.insert(0, str(bench.ROOT))
+    run_id, scratch = isolated_run("profile", args.redis_url)
     lite = bench.Liteshift(run_id, scratch, args.concurrency, 1800)
     try:
         lite.wait_api()

@@ -71,6 +71,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import app_db  # noqa: E402
 from bench_pg import CREATE_SQL as PG_MIXED_SQL  # noqa: E402  (one definition of the table)
 from isolation import isolated_run  # noqa: E402
+from worker_process import WorkerProcess  # noqa: E402
 
 PG_NARROW_SQL = """
 DROP TABLE IF EXISTS bench_narrow;
@@ -677,30 +678,22 @@ class Liteshift:
             time.sleep(0.2)
         raise SystemExit(f"the API did not answer within {timeout_s} s: {tail(self.api_log)}")
 
-    def _start_worker(self, root: Path = ROOT) -> tuple[subprocess.Popen[bytes], str, Path]:
+    def _start_worker(self, root: Path = ROOT) -> WorkerProcess:
         self.rounds += 1
-        name = f"{self.run_id}-{self.rounds}@bench"
-        log_path = self.scratch / "logs" / f"worker-{self.rounds}.log"
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                   "-Q", self.settings.queue, "-n", name, "--pool", "prefork",
-                   "--concurrency", str(self.concurrency), "--prefetch-multiplier", "1",
-                   "--loglevel", "WARNING"]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited ({proc.returncode}): {tail(log_path)}")
-            if self.app.control.ping(destination=[name], timeout=0.5):
-                return proc, name, log_path
-        self._stop(proc)
-        raise RuntimeError(f"the worker did not answer within 60 s: {tail(log_path)}")
+        worker = WorkerProcess(name=f"{self.run_id}-{self.rounds}@bench",
+                               queue=self.settings.queue, concurrency=self.concurrency,
+                               log_path=self.scratch / "logs" / f"worker-{self.rounds}.log",
+                               cwd=root)
+        try:
+            worker.wait_ready(self.app)
+        except SystemExit as exc:  # one data set's failure, not the run's
+            raise RuntimeError(str(exc)) from None
+        return worker
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
-            proc.terminate()  # warm shutdown: the pool children go with it
+            proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -721,7 +714,7 @@ class Liteshift:
             leftover.unlink(missing_ok=True)
         shutil.rmtree(self.settings.state_dir / "jobs", ignore_errors=True)
         try:
-            proc, _, log_path = self._start_worker(root)
+            worker = self._start_worker(root)
         except RuntimeError as exc:
             return Run(error=str(exc))
         try:
@@ -743,14 +736,14 @@ class Liteshift:
                 time.sleep(0.02)
             seconds = time.perf_counter() - started
             cpu = busy_cpu_s() - cpu_started
-            tree = _proc_tree(proc.pid)
+            tree = _proc_tree(worker.proc.pid)
             hwms = [_hwm_mb(pid) for pid in tree]
         finally:
-            self._stop(proc)
+            worker.stop()
         if state != JobState.DONE:
             job = self.store.job(job_id) or {}
             return Run(seconds=seconds, error=f"job {state.value}: {job.get('error')} "
-                       f"(worker log: {tail(log_path, 4)})")
+                       f"(worker log: {worker.tail(4)})")
         run = Run(seconds=seconds, rss_mb=sum(hwms), cpu_s=cpu,
                   extra={"largest_process_mb": max(hwms), "processes": len(hwms),
                          "output": data / f"{ds.target}.db"})

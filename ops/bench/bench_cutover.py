@@ -27,7 +27,6 @@ import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from isolation import isolated_run
+from worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SERVER = "postgresql://postgres@127.0.0.1"
@@ -279,60 +279,10 @@ class Writers:
         return total, total / max(1e-9, self.stopped - self.started)
 
 
-# -- the worker --------------------------------------------------------------------------
-
-class Worker:
-    """A liteshift worker process of our own: prefork, its own queue, JSON log lines."""
-
-    def __init__(self, name: str, queue: str, concurrency: int, log_path: Path):
-        self.name, self.log_path = name, log_path
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                   "-Q", queue, "-n", name, "--pool", "prefork",
-                   "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
-                   "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while f"{self.name} ready." not in self.log_path.read_text(errors="replace"):
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the worker exited ({self.proc.returncode}):\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the worker was not ready in {timeout_s} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def events(self, job_id: str) -> dict[str, dict[str, Any]]:
-        """The job's last event of each name, from the worker's JSON lines."""
-        found: dict[str, dict[str, Any]] = {}
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if job_id in line and line.startswith("{"):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("job_id") == job_id:
-                    found[event.get("event", "")] = event
-        return found
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)  # its own session, started above
-                self.proc.wait()
-
-
 # -- one round ---------------------------------------------------------------------------
 
 def wait_state(store: Any, job_id: str, states: tuple[str, ...], timeout_s: float,
-               worker: Worker) -> dict[str, Any]:
+               worker: WorkerProcess) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         job = store.job(job_id) or {}
@@ -369,7 +319,7 @@ def same_rows(side: Any, path: Path) -> dict[str, int]:
 
 
 def one_round(args: argparse.Namespace, kind: str, side: Any, round_no: int, settings: Any,
-              store: Any, send: Any, worker: Worker) -> dict[str, Any]:
+              store: Any, send: Any, worker: WorkerProcess) -> dict[str, Any]:
     from worker.jobs import control
 
     side.create(args.rows)
@@ -405,7 +355,8 @@ def one_round(args: argparse.Namespace, kind: str, side: Any, round_no: int, set
     path = settings.data_dir / f"{target}.db"
     report = json.loads((settings.data_dir / f"{target}.report.json").read_text())
     counts = same_rows(side, path)
-    events = worker.events(job_id)
+    # The job's last event of each name.
+    events = {e.get("event", ""): e for e in worker.json_lines() if e.get("job_id") == job_id}
     result = {
         "downtime_s": float(report["cutover"]["downtime_s"]), "seen_done_s": seen_s,
         "target_s": events.get("cutover_target", {}).get("since_request_s"),
@@ -456,7 +407,7 @@ def line(kind: str, round_no: int, r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run_id, scratch = isolated_run("cutover", args.redis_url)
-    from worker.celery_app import send
+    from worker.celery_app import app, send
     from worker.core.config import get_settings
     from worker.state.store import StateStore
 
@@ -467,10 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at the start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"{args.rate:.0f} tx/s by {args.writers} writers, {args.write_s:.0f} s from the "
           f"submit, {args.rows:,} ledger rows", flush=True)
-    worker = Worker(f"{run_id}@bench", run_id, args.concurrency, scratch / "worker.log")
+    worker = WorkerProcess(name=f"{run_id}@bench", queue=run_id, concurrency=args.concurrency,
+                           log_path=scratch / "worker.log", loglevel="INFO")
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in args.sources}
     try:
-        worker.wait_ready()
+        worker.wait_ready(app)
         for round_no in range(1, args.rounds + 1):
             for kind in args.sources:  # interleaved: drift on the machine hits both
                 side = sides[kind]()

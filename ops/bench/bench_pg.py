@@ -11,7 +11,6 @@ timed from submit to the published file. Prints the medians and checks the publi
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from isolation import isolated_run
+from worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "postgresql://postgres@127.0.0.1"
@@ -88,41 +88,6 @@ def time_psql(database: str) -> float:
     return time.perf_counter() - started
 
 
-class Worker:
-    """A liteshift worker process of our own: prefork, one child, its own queue."""
-
-    def __init__(self, name: str, queue: str, log_path: Path):
-        self.name = name
-        self.log_path = log_path
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                   "-Q", queue, "-n", name, "--pool", "prefork", "--concurrency", "1",
-                   "--prefetch-multiplier", "1", "--loglevel", "WARNING"]
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-    def wait_ready(self, app: Any, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return
-        raise SystemExit(f"the worker did not answer within {timeout_s} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # warm shutdown: the pool child goes with it
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)  # its own session, started above
-                self.proc.wait()
-
-
 PHASES = (("plan", "queued", "copying"), ("copy", "copying", "finalizing"),
           ("finalize", "finalizing", "done"))
 
@@ -184,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     store = StateStore.from_settings(settings)
-    worker = Worker(f"{run_id}@bench", run_id, scratch / "worker.log")
+    worker = WorkerProcess(name=f"{run_id}@bench", queue=run_id,
+                           log_path=scratch / "worker.log")
     psql_times: list[float] = []
     lite_times: list[float] = []
     phases: list[dict[str, float]] = []
@@ -200,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{seconds:.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in phase.items())
                   + ")", flush=True)
     except BaseException:
-        print(f"worker log ({worker.log_path}):\n{worker.log_tail()}", file=sys.stderr)
+        print(f"worker log ({worker.log_path}):\n{worker.tail()}", file=sys.stderr)
         raise
     finally:
         worker.stop()

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker_process import WorkerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -320,15 +321,13 @@ NARROW = ("(id bigint PRIMARY KEY, n integer, s text, at timestamptz)",
 
 # -- workers and jobs ----------------------------------------------------------------------
 
-@dataclass
-class Worker:
-    """One `celery worker` started through the shim, in its own session."""
+class Worker(WorkerProcess):
+    """A worker started through the shim, whose memory the run samples."""
 
-    name: str
-    log_path: Path
-    proc: subprocess.Popen
-    peak_total_mb: float = 0.0  # sampled: the worker and its children together
-    _sampling: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.peak_total_mb = 0.0  # sampled: the worker and its children together
+        self._sampling = threading.Event()
 
     def pids(self) -> list[int]:
         found = [self.proc.pid]
@@ -368,35 +367,11 @@ class Worker:
         threading.Thread(target=run, daemon=True).start()
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if event is None or record.get("event") == event:
-                    out.append(record)
-        return out
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session, started by us
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
+        return [r for r in self.json_lines() if event is None or r.get("event") == event]
 
     def stop(self) -> None:
         self._sampling.set()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().stop()
 
 
 class Bench:
@@ -433,23 +408,13 @@ class Bench:
                      env: dict[str, str] | None = None) -> Worker:
         name = f"{self.run_id}-w{len(self.workers) + 1}@bench"
         log_path = self.scratch / f"worker-{len(self.workers) + 1}.log"
-        command = [sys.executable, str(Path(__file__).resolve()), "_worker", "-A",
-                   "worker.celery_app", "worker", "-Q", self.settings.queue, "-n", name,
-                   "--pool", pool, "--concurrency", str(concurrency),
-                   "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "--loglevel", "INFO"]
-        env = {**os.environ, **self.args.worker_env, **(env or {})}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        worker = Worker(name, log_path, proc)
+        worker = Worker(name=name, queue=self.settings.queue, log_path=log_path, pool=pool,
+                        concurrency=concurrency, loglevel="INFO",
+                        env={**os.environ, **self.args.worker_env, **(env or {})},
+                        entry=(sys.executable, str(Path(__file__).resolve()), "_worker"),
+                        extra_args=("--without-heartbeat",))
         self.workers.append(worker)
-        deadline = time.monotonic() + 60
-        while f"{name} ready." not in log_path.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"worker did not start:\n{worker.tail()}")
-            time.sleep(0.05)
+        worker.wait_ready(self.app)
         return worker
 
     @contextmanager

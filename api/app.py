@@ -301,7 +301,8 @@ def create_app(settings: Settings | None = None, *, store: StateStore | None = N
     filemodes.configure(settings.file_group)
     serverpaths.configure(settings.data_dir)
     app = FastAPI(title="liteshift", version="0.1.0",
-                  description="Move a live PostgreSQL database into a verified SQLite file.")
+                  description="Move a live PostgreSQL or MySQL/MariaDB database into a verified "
+                              "SQLite file.")
     app.state.services = Services(
         settings=settings, store=store or StateStore.from_settings(settings),
         send=send or TaskQueue(settings).send, probe=probe or run_probe)

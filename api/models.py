@@ -52,7 +52,8 @@ class JobRequest(BaseModel):
     target: str = Field(description="name of the SQLite file to write: <data dir>/<target>.db")
     # `schema` is a BaseModel attribute, hence the alias.
     schema_: Name = Field(default="public", alias="schema",
-                          description="PostgreSQL schema to copy")
+                          description="PostgreSQL schema to copy; a MySQL source copies the URL's "
+                          "database")
     tables: list[Name] | None = Field(default=None, description="copy only these tables")
     exclude: list[Name] = Field(default_factory=list, description="skip these tables")
     replace: bool = Field(default=False, description="replace an existing <target>.db "

@@ -243,8 +243,9 @@ Command = Callable[[argparse.Namespace, Context], int]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="liteshift", description="Move a live PostgreSQL database into a SQLite file. "
-        "Talks to the liteshift API at LITESHIFT_API_URL (token: LITESHIFT_API_TOKEN).")
+        prog="liteshift", description="Move a live PostgreSQL or MySQL/MariaDB database into a "
+        "SQLite file. Talks to the liteshift API at LITESHIFT_API_URL (token: "
+        "LITESHIFT_API_TOKEN).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_submit(sub)
     _add_job_commands(sub)
@@ -283,7 +284,9 @@ def _add_submit(sub: Any) -> None:
                      help="copy only this table (repeat for more)")
     cmd.add_argument("--exclude", action="append", metavar="T",
                      help="skip this table (repeat for more)")
-    cmd.add_argument("--schema", default="public", help="PostgreSQL schema (default public)")
+    cmd.add_argument("--schema", default="public",
+                     help="PostgreSQL schema (default public); a MySQL source copies the "
+                     "URL's database")
     cmd.add_argument("--replace", action="store_true",
                      help="replace an existing <target>.db (the old file is kept)")
     cmd.add_argument("--chunk-rows", type=_positive(int), metavar="N",

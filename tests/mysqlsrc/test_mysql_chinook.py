@@ -52,6 +52,8 @@ def test_mysql_chinook_is_copied_verified_and_published(my_db, settings_env, sto
     finally:
         db.close()
     assert report["checks"] == {"integrity_check": "ok", "foreign_key_check": "ok"}
+    # MySQL has no schemas inside a database: the job names the database it copied
+    assert report["schema"] == view["schema"] == my_db.name
     assert all(t["state"] == "verified" and t["attempts"] == 1 for t in view["tables"])
 
 

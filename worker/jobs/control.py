@@ -50,6 +50,8 @@ def submit_job(settings: Settings, store: StateStore, send: Send, *, source: str
     check_request(settings, target=target, tables=tables, exclude=exclude, options=options)
     url = resolve_source(settings.sources, source)
     parsed = parse_source_url(url)
+    if parsed.kind == "mysql" and schema == "public":
+        schema = parsed.database  # MySQL has no schemas in a database: say what is copied
     options = dict(options or {})
     options.setdefault("profile", "ecto")
     if options.get("follow") and options.get("snapshot") is False:

@@ -5,6 +5,7 @@ Redis, in the orders tables can end in."""
 
 from __future__ import annotations
 
+from worker.core.config import Settings
 from worker.jobs.control import (
     COPY_TABLES_TASK,
     COPY_TASK,
@@ -31,7 +32,7 @@ def new_job(store, job_id: str) -> None:
 
 def end(store, job_id: str, name: str, state: TableState, sent: list) -> None:
     store.set_table_state(job_id, name, state)
-    finish_if_complete(store, lambda *task: sent.append(task), job_id)
+    finish_if_complete(Settings(), store, lambda *task: sent.append(task), job_id)
 
 
 def test_finalize_is_queued_by_the_last_table_to_be_verified_and_not_before(store):

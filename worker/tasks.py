@@ -131,10 +131,10 @@ def _copy_and_map(task: Any, job_id: str, table: str, copy: Callable[[], None]) 
             store().set_table_state(job_id, table, TableState.PENDING, error=str(exc),
                                     retry_at=time.time() + countdown)
             raise task.retry(countdown=countdown) from None
-        copying.fail_table(store(), send, job_id, table, exc)
+        copying.fail_table(settings, store(), send, job_id, table, exc)
     except Exception as exc:
         get_logger().exception("table_crashed")
-        copying.fail_table(store(), send, job_id, table, LiteshiftError(
+        copying.fail_table(settings, store(), send, job_id, table, LiteshiftError(
             f"unexpected error: {redact(repr(exc))}; this is a liteshift bug, please report it",
             job_id=job_id, table=table))
     return True
@@ -226,10 +226,7 @@ def _fail_job(job_id: str, exc: BaseException, *, release: bool = False) -> None
     if job and release:
         store().release_target(job["target"], job_id)
     if job and cutover.follows(job):  # a failed follow job's slot must not fill the source
-        try:
-            cutover.end_on_source(settings, store(), job)
-        except LiteshiftError as exc:  # the reaper tries again
-            get_logger().warning("follow_end_failed", error=str(exc))
+        cutover.end_failed(settings, store(), job)
 
 
 def _cancelled(job_id: str) -> bool:

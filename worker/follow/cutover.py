@@ -21,7 +21,7 @@ from typing import Any
 
 from worker import sources
 from worker.core.config import Settings
-from worker.core.errors import JobCancelled, VerificationFailed
+from worker.core.errors import JobCancelled, LiteshiftError, VerificationFailed
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
 from worker.follow import position
@@ -211,3 +211,14 @@ def end_on_source(settings: Settings, store: StateStore, job: dict[str, Any]) ->
         get_logger(job_id=job["id"], step="follow").info("follow_slots_dropped",
                                                          slots=dropped)
     return dropped
+
+
+def end_failed(settings: Settings, store: StateStore, job: dict[str, Any]) -> None:
+    """A follow job that failed: its slot dropped now, best effort, rather than left holding
+    the source's WAL until a reaper's sweep (none runs once every worker stopped). The
+    sweep stays the backstop: it tries again while `follow_ended` is not set."""
+    try:
+        end_on_source(settings, store, job)
+    except LiteshiftError as exc:
+        get_logger(job_id=job["id"], step="follow").warning("follow_end_failed",
+                                                            error=str(exc))

@@ -26,6 +26,7 @@ from worker.core.errors import (
 )
 from worker.core.logs import get_logger
 from worker.core.model import TablePlan
+from worker.follow import cutover
 from worker.jobs.control import FINALIZE_TASK, Send
 from worker.jobs.plan import space_needed
 from worker.sources import snapshot
@@ -51,10 +52,10 @@ def copy_table(settings: Settings, store: StateStore, send: Send, job_id: str,
     current = store.table(job_id, table) or {}
     if current.get("state") in DONE_STATES:
         log.info("table_skipped", reason="already copied")
-        finish_if_complete(store, send, job_id)
+        finish_if_complete(settings, store, send, job_id)
         return
     _copy_one(settings, store, job, table, log)
-    finish_if_complete(store, send, job_id)
+    finish_if_complete(settings, store, send, job_id)
 
 
 class TableGroup:
@@ -87,7 +88,7 @@ class TableGroup:
         for db in self._work_dbs.values():
             db.close()
         if exc_type is None:
-            finish_if_complete(self.store, self.send, self.job_id)
+            finish_if_complete(self.settings, self.store, self.send, self.job_id)
 
     def pending(self) -> list[str]:
         """The group's tables still to copy, in order; none when the job is not copying."""
@@ -353,18 +354,19 @@ def verify_work_file(work: WorkFile, expected: Checkpoint) -> None:
             "repeats", table=work.plan.name)
 
 
-def fail_table(store: StateStore, send: Send, job_id: str, table: str,
+def fail_table(settings: Settings, store: StateStore, send: Send, job_id: str, table: str,
                error: LiteshiftError) -> None:
     key = getattr(error, "offending_key", None)
     store.set_table_state(job_id, table, TableState.FAILED, error=str(error), error_key=key)
     get_logger(job_id=job_id, table=table).error("table_failed", error=str(error),
                                                  error_key=key)
-    finish_if_complete(store, send, job_id)
+    finish_if_complete(settings, store, send, job_id)
 
 
-def finish_if_complete(store: StateStore, send: Send, job_id: str) -> None:
+def finish_if_complete(settings: Settings, store: StateStore, send: Send, job_id: str) -> None:
     """When every table is verified, queue finalize; when every table has ended and some
-    failed, the job fails, naming them (the others stay copied, ready for a retry)."""
+    failed, the job fails, naming them (the others stay copied, ready for a retry), and a
+    follow job's slot is dropped at once (cutover.end_failed)."""
     job = store.job(job_id)
     if job is None or JobState(job["state"]) != JobState.COPYING:
         return
@@ -378,7 +380,9 @@ def finish_if_complete(store: StateStore, send: Send, job_id: str) -> None:
         return
     if all(s in (TableState.VERIFIED.value, TableState.FAILED.value) for s in states):
         failed = [t["name"] for t in tables if t.get("state") == TableState.FAILED.value]
-        store.set_job_state(
-            job_id, JobState.FAILED, expect=(JobState.COPYING,),
-            error=f"{len(failed)} table(s) failed: {', '.join(failed)}; see each table's error, "
-                  f"fix the cause, then `liteshift retry {job_id}`")
+        if store.set_job_state(
+                job_id, JobState.FAILED, expect=(JobState.COPYING,),
+                error=f"{len(failed)} table(s) failed: {', '.join(failed)}; see each table's "
+                      f"error, fix the cause, then `liteshift retry {job_id}`"):
+            if cutover.follows(job):
+                cutover.end_failed(settings, store, job)

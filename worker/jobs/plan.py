@@ -80,8 +80,10 @@ def plan_job(settings: Settings, store: StateStore, send: Send, job_id: str) -> 
                        plan.objects)
         _record_tables(store, job_id, plan.tables)
         try:
+            # follow_ended: a slot of this plan's, not yet dropped (an earlier plan's was)
             _move(store, job_id, JobState.COPYING, expect=(JobState.PLANNING,),
-                  tables=[t.name for t in plan.tables], snapshot=moment)
+                  tables=[t.name for t in plan.tables], snapshot=moment,
+                  **({"follow_ended": False} if follow else {}))
         except JobCancelled:  # its end did not know these tables yet
             store.expire_with_job(job_id, [t.name for t in plan.tables])
             raise

@@ -10,7 +10,9 @@ its record on a pipe, and then only watches, twice a second:
 - the job's state in Redis: once the job is no longer planning or copying (finalizing, done,
   failed, cancelled, forgotten), the copy phase is over and the holder closes the snapshot
   and exits. So does a holder the job does not name (a plan that died and was run again
-  started another one), and one whose plan never recorded it.
+  started another one), and one whose plan never recorded it. A follow job's slot outlives
+  the snapshot (it is permanent): the holder drops it too, unless the job goes on to follow
+  from it.
 - its own connection: when the source ends it (restart, terminated backend), the moment is
   gone; readers that start after that get SnapshotLost and the tables fail, saying why.
 - the job's workers, every IDLE_CHECK_S: a copying job with none of its leases held and no
@@ -181,7 +183,42 @@ def main() -> int:
     finally:
         held.close()
     log.info("snapshot_released", reason=reason)
+    if held.record.get("slot_temporary") is False and _slot_unwanted(settings, job_id,
+                                                                     holder_id):
+        _drop_slot(settings, request, held.record, log)
     return 0
+
+
+def _slot_unwanted(settings: Settings, job_id: str, holder_id: str) -> bool:
+    """Whether no follow will ever read from this holder's permanent slot (a follow job's):
+    the job failed, was cancelled or is gone, or took another snapshot. When unsure (Redis
+    away, the job lost from it but unfinished on the volume) the slot stays, for the
+    reaper's sweep to judge."""
+    from worker.state.store import StateStore
+
+    try:
+        job = StateStore.from_settings(settings).job(job_id)
+    except Exception:  # redis.RedisError and socket errors alike
+        return False
+    if job is None:
+        return not _unfinished_on_volume(settings, job_id)
+    if job.get("state") in ("failed", "cancelled"):
+        return True
+    return bool((job.get("snapshot") or {}).get("holder") != holder_id)
+
+
+def _drop_slot(settings: Settings, request: dict[str, Any], record: dict[str, Any],
+               log: Any) -> None:
+    """Best effort: the job's failure path and the reaper's sweep drop it too."""
+    from worker.sources.url import parse_source_url
+
+    try:
+        source = parse_source_url(request["source"], allow=settings.host_allow)
+        if snapshot.drop_slot(request["kind"], source, record,
+                              timeout_s=request["timeout_s"]):
+            log.info("snapshot_slot_dropped", slot=record["slot"])
+    except LiteshiftError as exc:
+        log.warning("snapshot_slot_not_dropped", slot=record["slot"], error=str(exc))
 
 
 def _serve(settings: Settings, held: Any) -> None:

@@ -36,6 +36,16 @@ def take(kind: str, source: SourceURL, *, job_id: str, timeout_s: int,
                                                        **extra)
 
 
+def drop_slot(kind: str, source: SourceURL, record: dict[str, Any], *,
+              timeout_s: int) -> bool:
+    """Drop what a `permanent` moment left on the source for a follow that will not run
+    (PostgreSQL: its slot); True when something was dropped. MySQL keeps nothing."""
+    if kind != "postgres" or not record.get("slot"):
+        return False
+    return bool(importlib.import_module(MODULES[kind]).drop_slot(source, record,
+                                                                 timeout_s=timeout_s))
+
+
 def enter(kind: str, conn: Any, record: dict[str, Any] | None) -> None:
     """Make `conn`'s next read see the job's moment; nothing when the job has none."""
     if record and record.get("consistent") and record.get("id"):

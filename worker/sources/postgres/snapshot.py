@@ -177,6 +177,22 @@ def _by_export(source: SourceURL, *, timeout_s: int) -> Held:
     return Held(conn, record)
 
 
+def drop_slot(source: SourceURL, record: dict[str, Any], *, timeout_s: int) -> bool:
+    """Drop the moment's slot when it outlives its holder (a follow job's, `temporary:
+    false`) and nothing reads from it; True when it was there and is gone."""
+    slot = record.get("slot")
+    if not slot or record.get("slot_temporary", True):
+        return False
+    try:
+        with _connect(source, timeout_s) as conn:
+            row = conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM "
+                               "pg_replication_slots WHERE slot_name = %s AND NOT active",
+                               (slot,)).fetchone()
+    except psycopg.Error as exc:
+        raise translate_error(exc, what="dropping the snapshot's replication slot") from None
+    return row is not None
+
+
 def enter(conn: psycopg.Connection, record: dict[str, Any]) -> None:
     """Start a reading transaction in the job's moment: the next COPY on `conn` sees the
     source as it was then."""

@@ -44,6 +44,7 @@ from worker.core.redact import redact_value
 from worker.jobs import control
 from worker.jobs.control import Send
 from worker.sources.url import check_reachable, parse_source_url, resolve_source
+from worker.state import recorded
 from worker.state.pages import DEFAULT_PAGE, TableQuery
 from worker.state.store import JobState, StateStore
 from worker.state.targets import published_path, report_path
@@ -154,9 +155,18 @@ def _view(svc: Services, job_id: str, query: TableQuery) -> dict[str, Any]:
     try:
         view = control.job_view(svc.store, job_id, query)
     except InputError:
-        _require_job(svc, job_id)  # the job went meanwhile, or is on the volume alone
-        raise
+        view = _recorded(svc, job_id, query)
     view["as_of"] = round(as_of, 3)
+    return view
+
+
+def _recorded(svc: Services, job_id: str, query: TableQuery) -> dict[str, Any]:
+    """A finished job Redis let go, from its record on the volume (read-only); else 404."""
+    view = recorded.job_view(svc.settings, job_id, query,
+                             why=control.forgotten_why(svc.settings))
+    if view is None:
+        _require_job(svc, job_id)  # 404 saying why, unless Redis has the job again
+        raise ApiError(409, f"job {job_id} was restored to Redis meanwhile: ask again")
     return view
 
 
@@ -218,6 +228,8 @@ def verify(job_id: JobId, svc: Deps, body: VerifyRequest | None = None) -> dict[
             "its tables a page at a time (`next` links the rest)")
 def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) -> JSONResponse:
     size, start = check_limit(limit, default=DEFAULT_PAGE), check_cursor(cursor)
+    if svc.store.job(job_id) is None:
+        return _recorded_report(svc, job_id, start, size)
     target = _require_done(svc, job_id, "report")
     path = report_path(svc.settings.data_dir, target)
     if not path.exists():
@@ -229,6 +241,20 @@ def report(job_id: JobId, svc: Deps, limit: Limit = None, cursor: Cursor = 0) ->
         raise ApiError(404, f"target {target!r} was since rewritten by job {other}; "
                        f"ask for that job's report")
     return JSONResponse(redact_value(report_page(job_id, content, start, size)))
+
+
+def _recorded_report(svc: Services, job_id: str, start: int, size: int) -> JSONResponse:
+    """The report of a done job Redis let go, read from the volume and marked so."""
+    view = _recorded(svc, job_id, TableQuery(limit=0))
+    if view["state"] != JobState.DONE.value:
+        raise ApiError(404, f"job {job_id} ended {view['state']}: only a done job has a report")
+    content = recorded.finished_report(svc.settings, job_id, view["target"])
+    if content is None:
+        raise ApiError(404, f"job {job_id} is done but its report {view['target']}.report.json "
+                       "is gone or was since rewritten by a later job (--replace)")
+    page = {**report_page(job_id, content, start, size), "from_volume": True,
+            "note": view["note"]}
+    return JSONResponse(redact_value(page))
 
 
 @router.get("/jobs/{job_id}/download", response_class=FileResponse,
@@ -282,7 +308,8 @@ def _require_job(svc: Services, job_id: str) -> dict[str, Any]:
                        f"Redis: {control.forgotten_why(svc.settings)}. `liteshift resume "
                        f"{job_id}` rebuilds it from the volume")
     if found is None:
-        raise ApiError(404, f"no job {job_id!r}: `liteshift jobs` lists the known ones")
+        raise ApiError(404, f"no job {job_id!r} in Redis or on the data volume: "
+                       "`liteshift jobs` lists the recent ones")
     return found
 
 

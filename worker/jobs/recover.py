@@ -9,9 +9,7 @@ copied again.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,13 @@ from worker.jobs.control import FINALIZE_TASK, PLAN_TASK, Send, queue_copies
 from worker.jobs.finalize import PUBLISHING, partial_path
 from worker.jobs.grouping import units
 from worker.sqlite.build import committed_build
-from worker.state.jobfiles import job_dirs, read_job_record, read_json, read_outcome
+from worker.state.jobfiles import (
+    expired_unfinished,
+    job_dirs,
+    read_job_record,
+    read_json,
+    read_outcome,
+)
 from worker.state.lease import Lease
 from worker.state.manifest import MANIFEST, read_manifest
 from worker.state.store import JobState, StateStore, TableState
@@ -171,30 +175,9 @@ def rebuild_forgotten(settings: Settings, store: StateStore, send: Send) -> list
         job_id = job_dir.name
         if (job_dir / "outcome.json").exists() or not (job_dir / "job.json").exists():
             continue
-        if store.redis.exists(store.keys.job(job_id)) or _expired(settings, job_dir):
+        if store.redis.exists(store.keys.job(job_id)) or expired_unfinished(
+                job_dir, settings.job_retention_s):
             continue
         if rebuild_job(settings, store, send, job_id) not in (BEING_REBUILT, ALREADY_REBUILT):
             rebuilt.append(job_id)
     return rebuilt
-
-
-def _expired(settings: Settings, job_dir: Path) -> bool:
-    """Whether Redis dropped the job on purpose: a failed job has no outcome.json (it may be
-    retried), so its keys expiring after the retention looks like a loss, except that none
-    of its files changed for that long. (The margin covers files written just after the job
-    failed.) Such a job comes back only when asked (`liteshift resume`)."""
-    if not settings.job_retention_s:
-        return False
-    quiet_since = time.time() - 0.9 * settings.job_retention_s
-    return _newest_change(job_dir) < quiet_since
-
-
-def _newest_change(job_dir: Path) -> float:
-    newest = job_dir.stat().st_mtime
-    for folder in (job_dir, job_dir / "tables"):
-        try:
-            with os.scandir(folder) as entries:
-                newest = max([newest, *(e.stat().st_mtime for e in entries)])
-        except FileNotFoundError:
-            continue
-    return newest

@@ -12,14 +12,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from worker.core import filemodes
+from worker.core.errors import InputError
 
 JOB_RECORD = "job.json"
 OUTCOME = "outcome.json"
+#: What a job id may be (control.new_job_id makes 16 hex digits): it names a directory on
+#: the volume, so nothing that could lead out of the jobs' directory.
+JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_job_id(job_id: str) -> str:
+    """The id, if it can name a job's directory; anything else (`..`, a slash) refused
+    before a path is made of it."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        raise InputError(f"job id {job_id!r} is not valid: 1 to 64 letters, digits, '_' "
+                         "or '-' (`liteshift jobs` lists the jobs)")
+    return job_id
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -71,3 +86,25 @@ def remove_work_files(job_dir: Path, *, partial: bool = False) -> None:
 def job_dirs(state_dir: Path) -> list[Path]:
     root = state_dir / "jobs"
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def expired_unfinished(job_dir: Path, retention_s: int) -> bool:
+    """Whether Redis dropped a job without an outcome.json on purpose: a failed job has none
+    (it may be retried), so its keys expiring after the retention looks like a loss, except
+    that none of its files changed for that long. (The margin covers files written just
+    after the job failed.) Such a job comes back only when asked (`liteshift resume`)."""
+    if not retention_s:
+        return False
+    return newest_change(job_dir) < time.time() - 0.9 * retention_s
+
+
+def newest_change(job_dir: Path) -> float:
+    """The time of the latest write to the job's directory, its files or its work files."""
+    newest = job_dir.stat().st_mtime
+    for folder in (job_dir, job_dir / "tables"):
+        try:
+            with os.scandir(folder) as entries:
+                newest = max([newest, *(e.stat().st_mtime for e in entries)])
+        except FileNotFoundError:
+            continue
+    return newest

@@ -18,7 +18,9 @@ from structlog.testing import capture_logs
 
 from worker.core.errors import VerificationFailed
 from worker.core.model import ColumnPlan, TablePlan
+from worker.sqlite import build
 from worker.sqlite.build import build_database
+from worker.sqlite.checks import run_checks
 from worker.sqlite.chunks import copy_rows
 from worker.sqlite.workfile import WorkFile, open_work_db
 
@@ -204,6 +206,72 @@ def test_a_check_that_fails_leaves_the_largest_work_file_a_work_file(tmp_path):
     # Then the merges, done again, give each table once
     assert checks["rows"] == SOURCES
     assert_published(out, plans)
+
+
+def test_while_the_checks_run_the_work_file_can_be_read_but_not_written(tmp_path,
+                                                                         monkeypatch):
+    # Given a build whose checks, before running, try the largest work file from outside
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    big = tables_dir / plans[1].file
+    tried = {}
+
+    def checks_trying_the_file(db):
+        other = sqlite3.connect(big, isolation_level=None, timeout=0)
+        try:
+            tried["read"] = other.execute('SELECT count(*) FROM "small"').fetchone()[0]
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("PRAGMA journal_mode=WAL")
+        finally:
+            other.close()
+        return run_checks(db)
+
+    monkeypatch.setattr(build, "run_checks", checks_trying_the_file)
+
+    # When the file is built
+    checks = build_database(out, plans, tables_dir)
+
+    # Then the checks' readers could read the merged tables, no one could write or switch
+    # the file to WAL, and the file is built
+    assert tried == {"read": SOURCES["small"]}
+    assert checks["rows"] == SOURCES
+    assert_published(out, plans)
+
+
+def test_a_check_that_fails_after_the_objects_committed_leaves_a_work_file(tmp_path,
+                                                                          monkeypatch):
+    # Given a build with a view whose checks fail once (indexes and views are committed by
+    # then)
+    tables_dir, out, plans = closed_work_files(tmp_path)
+    view = {"kind": "view", "name": "smalls", "fate": "translated",
+            "sql": 'CREATE VIEW "smalls" AS SELECT * FROM "small"'}
+
+    def failing(db):
+        raise VerificationFailed("PRAGMA quick_check failed: ['bad page']")
+
+    monkeypatch.setattr(build, "run_checks", failing)
+    with pytest.raises(VerificationFailed, match="bad page"):
+        build_database(out, plans, tables_dir, [dict(view)])
+
+    # Then nothing is left to publish, and the largest work file still is one
+    assert not out.exists()
+    assert not out.with_name(out.name + ".json").exists()
+    assert_work_files_intact(tables_dir, plans)
+
+    # When finalize runs again with the checks as they are
+    monkeypatch.setattr(build, "run_checks", run_checks)
+    objects = [dict(view)]
+    checks = build_database(out, plans, tables_dir, objects)
+
+    # Then the file is built, its view made again
+    assert checks["rows"] == SOURCES
+    assert objects[0]["fate"] == "translated"
+    db = sqlite3.connect(out)
+    try:
+        assert db.execute('SELECT count(*) FROM "smalls"').fetchone() == (SOURCES["small"],)
+    finally:
+        db.close()
 
 
 # A build that dies at a chosen instant: the process SIGKILLs itself when

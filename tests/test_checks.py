@@ -10,6 +10,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from worker.core.errors import VerificationFailed
+from worker.sqlite import checks
+from worker.sqlite.check_runner import open_reader
 from worker.sqlite.checks import _reads_only_the_index, run_checks
 
 INDEXES = [
@@ -33,19 +35,28 @@ def build(path: Path, *indexes: str) -> sqlite3.Connection:
     return db
 
 
-def statements(db: sqlite3.Connection) -> list[str]:
+def statements(db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What run_checks ran, on `db` and on the readers it opened."""
     seen: list[str] = []
     db.set_trace_callback(seen.append)
+
+    def traced_reader(path: Path, setup):
+        reader = open_reader(path, setup)
+        if reader is not None:
+            reader.set_trace_callback(seen.append)
+        return reader
+
+    monkeypatch.setattr(checks, "open_reader", traced_reader)
     assert run_checks(db) == {"integrity_check": "ok", "foreign_key_check": "ok"}
     return seen
 
 
-def test_a_sound_file_passes_with_one_scan_per_index(tmp_path):
+def test_a_sound_file_passes_with_one_scan_per_index(tmp_path, monkeypatch):
     # Composite, partial, UNIQUE, expression and CREATE TABLE's UNIQUE: none needs
     # integrity_check, and each is read through the index alone
     db = build(tmp_path / "t.db", *INDEXES)
 
-    seen = statements(db)
+    seen = statements(db, monkeypatch)
 
     assert any("quick_check" in s for s in seen)
     assert not [s for s in seen if "integrity_check" in s]
@@ -100,14 +111,14 @@ def with_foreign_keys(path: Path, *, orphan: bool = False) -> sqlite3.Connection
     return db
 
 
-def test_rowid_foreign_keys_are_checked_in_key_order(tmp_path):
+def test_rowid_foreign_keys_are_checked_in_key_order(tmp_path, monkeypatch):
     # Given two keys on the parent's rowid (one with an index, one without) and one on a
     # UNIQUE text column
     db = with_foreign_keys(tmp_path / "fk.db")
     db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, issue_id INTEGER REFERENCES issues)")
     db.execute("INSERT INTO notes VALUES (1, 5), (2, NULL)")
 
-    seen = statements(db)
+    seen = statements(db, monkeypatch)
 
     # Then notes' key is checked by its distinct values in order, and issues, whose email
     # key is not on a rowid, by the pragma
@@ -124,11 +135,11 @@ def test_an_orphan_of_a_rowid_key_fails_with_the_pragmas_rows(tmp_path):
         run_checks(db)
 
 
-def test_rowid_keys_alone_never_run_the_pragma(tmp_path):
+def test_rowid_keys_alone_never_run_the_pragma(tmp_path, monkeypatch):
     db = with_foreign_keys(tmp_path / "fk.db")
     db.execute("ALTER TABLE issues DROP COLUMN author_email")
 
-    seen = statements(db)
+    seen = statements(db, monkeypatch)
 
     assert not [s for s in seen if "foreign_key_check" in s]
     assert len([s for s in seen if "GROUP BY" in s and "NOT EXISTS" in s]) == 2

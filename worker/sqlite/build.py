@@ -8,9 +8,12 @@ Everything that changes it happens so that the work file is never lost half-chan
 - The other files' tables are merged into it first, a few files per transaction, each table
   dropped and re-created by it, so a merge can be repeated. Its own tables and checkpoints
   stay as they were: until the last step it is still a valid work file.
-- Indexes, sequences, views, dropping the checkpoint table and the checks run in one
-  transaction under a rollback journal. A check that fails rolls it all back; a worker killed
-  inside it leaves a hot journal that SQLite rolls back when the file is next opened.
+- Indexes, sequences and views are made in one transaction, which commits with the
+  checkpoints still there: a finalize that starts again finds them made, or makes them again.
+- Dropping the checkpoint table and the checks run in a second transaction under a rollback
+  journal, the checks on every core (worker/sqlite/checks.py). A check that fails rolls it
+  back; a worker killed inside it leaves a hot journal that SQLite rolls back when the file
+  is next opened.
 - What that transaction produced (the checks, the objects' fates) is written beside the
   partial file before the commit, so a finalize killed after the commit finishes from the
   built file (renamed to the partial) instead of building again from a work file now gone.
@@ -149,7 +152,7 @@ def _build_on_largest(path: Path, plans: list[TablePlan], tables_dir: Path,
         # The largest file's tables count as merged: they are there.
         counts.update(_merge_tables(db, others, tables_dir, first_step=len(inside),
                                     steps=len(plans)))
-        checks = _finish_in_one_transaction(db, path, name, plans, objects, counts)
+        checks = _finish(db, path, name, plans, objects, counts)
         _move(work_file, path)  # with the lock still held
     finally:
         db.close()
@@ -193,12 +196,19 @@ def _transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]
         raise
 
 
-def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, file: str,
-                               plans: list[TablePlan], objects: list[dict[str, Any]],
-                               counts: dict[str, int]) -> dict[str, Any]:
+def _finish(db: sqlite3.Connection, path: Path, file: str, plans: list[TablePlan],
+            objects: list[dict[str, Any]], counts: dict[str, int]) -> dict[str, Any]:
+    """Two transactions. The first makes the indexes and objects and commits: the file is
+    still a work file (its checkpoints are there), and a finalize that starts again makes
+    them again or finds them made. The second drops the checkpoint table and runs the
+    checks, whose read-only connections read the file as the first left it, the tables
+    and indexes they check being the same in both (worker/sqlite/checks.py)."""
+    with _transaction(db, "BEGIN IMMEDIATE"):
+        _indexes_and_objects(db, plans, objects)
+        held = _keep_read_lock(db)
     try:
         with _transaction(db, "BEGIN IMMEDIATE"):
-            _indexes_and_objects(db, plans, objects)
+            held.close()
             # Kept in the record: with Redis lost after the commit, the job is rebuilt from
             # it (worker/jobs/recover.py) instead of copying these tables again.
             kept = [{"table": name, "rows": rows, "checksum": checksum,
@@ -206,6 +216,7 @@ def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, file: str,
                         f"SELECT name, rows, checksum, lossy FROM {CHECKPOINT_TABLE}")]
             db.execute(f"DROP TABLE {CHECKPOINT_TABLE}")
             checks = {**run_checks(db), "rows": counts}
+            db.execute("PRAGMA main.locking_mode=EXCLUSIVE")  # kept from the commit on
             write_json_atomic(_record(path), {
                 "file": file, "checks": checks, "objects": objects, "checkpoints": kept})
             fsync_dir(path.parent)
@@ -213,6 +224,17 @@ def _finish_in_one_transaction(db: sqlite3.Connection, path: Path, file: str,
         _record(path).unlink(missing_ok=True)
         raise
     return checks
+
+
+def _keep_read_lock(db: sqlite3.Connection) -> sqlite3.Cursor:
+    """Called inside a write transaction: from its commit on, let readers in (the checks')
+    but no writer, and no one that would switch the file back to WAL. The exclusive locking
+    mode would keep every reader out; in the normal mode, a statement still reading when
+    the transaction commits keeps the connection's SHARED lock, under which no one else can
+    commit, until the next transaction takes a RESERVED lock (or fails to: someone else has
+    the file then). Close the cursor returned once that transaction has begun."""
+    db.execute("PRAGMA main.locking_mode=NORMAL")
+    return db.execute("SELECT name FROM sqlite_master")  # stepped to its first row
 
 
 def _move(work_file: Path, path: Path) -> None:

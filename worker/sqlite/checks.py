@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -49,64 +50,150 @@ from worker.core.identifiers import quote
 from worker.core.logs import get_logger
 from worker.core.steps import step
 from worker.native import fastsqlite
+from worker.sqlite.check_runner import Outcome, Piece, open_reader, run_pieces
 
 FK_VIOLATIONS_SHOWN = 5
 
 
-def run_checks(db: sqlite3.Connection) -> dict[str, Any]:
-    """Check the file `db` has open as main; raise VerificationFailed naming what fails."""
+def run_checks(db: sqlite3.Connection, *, readers: int = 1) -> dict[str, Any]:
+    """Check the file `db` has open as main; raise VerificationFailed naming what fails.
+
+    The checks are pieces run at once on `db` and on `readers` read-only connections of the
+    file (worker/sqlite/check_runner.py), and judged afterwards in the order they were once
+    run one after the other, so the first failure in that order is the one raised, whatever
+    finished first. What that proves is what the pieces run alone prove:
+    - `quick_check` of the whole file runs on `db`, which sees the file exactly as it will be
+      committed. The page accounting (every page in one b-tree or the freelist, none twice)
+      is only proven by a check of the whole file, so it is not split by table.
+    - The index scans and foreign key queries read table and index b-trees, which a reader
+      may see as last committed while `db` still holds a write transaction. The caller keeps
+      that transaction away from every table but what it drops, with auto_vacuum off (it
+      would move other b-trees' root pages), so both see the same entries; without auto_vacuum
+      off, every piece runs on `db`.
+    """
     step("checking", 0, 0, "quick_check")
-    _expect_ok(db, "PRAGMA quick_check", "PRAGMA quick_check")
     main = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
     fast = bool(main) and fastsqlite.usable(db, Path(main))
     tables = [name for (name,) in db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-    for done, table in enumerate(tables):
-        step("checking", done, len(tables) + 1, table)
-        if not (fast and _indexes_match_or_false(db, table)):
-            _expect_ok(db, f"PRAGMA integrity_check({quote(table)})",
+    plans = {table: _index_plan(db, table) if fast else None for table in tables}
+    pieces = [Piece("quick_check", "quick_check", _pragma("PRAGMA quick_check"),
+                    main_only=True)]
+    for table in tables:
+        pieces += _pieces(db, table, plans[table])
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0]:
+        readers = 0
+    outcomes = run_pieces(db, pieces, readers=readers,
+                          open_reader=lambda path: open_reader(path, _reader_setup(fast)))
+    _expect_ok(outcomes["quick_check"].result(), "PRAGMA quick_check")
+    for table in tables:
+        if not _indexes_agree(table, plans[table], outcomes):
+            _expect_ok(_pragma(f"PRAGMA integrity_check({quote(table)})")(db),
                        f"PRAGMA integrity_check of table {table!r}")
-    step("checking", len(tables), len(tables) + 1, "foreign_key_check")
-    _check_foreign_keys(db, tables)
-    step("checking", len(tables) + 1, len(tables) + 1)
+    for table in tables:
+        if ("foreign_keys", table) in outcomes:
+            outcomes["foreign_keys", table].result()
+    step("checking", len(pieces), len(pieces))
     return {"integrity_check": "ok", "foreign_key_check": "ok"}
 
 
-def _expect_ok(db: sqlite3.Connection, pragma: str, what: str) -> None:
-    result = [r[0] for r in db.execute(pragma)]
+def _reader_setup(fast: bool) -> Callable[[sqlite3.Connection], bool]:
+    def setup(reader: sqlite3.Connection) -> bool:
+        main = next(row[2] for row in reader.execute("PRAGMA database_list")
+                    if row[1] == "main")
+        return not fast or fastsqlite.usable(reader, Path(main))
+    return setup
+
+
+def _pragma(sql: str) -> Callable[[sqlite3.Connection], list[Any]]:
+    return lambda db: [row[0] for row in db.execute(sql)]
+
+
+def _expect_ok(result: list[Any], what: str) -> None:
     if result != ["ok"]:
         raise VerificationFailed(f"{what} failed: {result[:5]}")
 
 
-def _indexes_match_or_false(db: sqlite3.Connection, table: str) -> bool:
+# An index's entries as SQL (rowid and keys, the WHERE of a partial index): per index of a
+# table, or None when some index cannot be checked by its scan (integrity_check then).
+IndexPlan = list[tuple[str, list[str], str]]
+
+
+def _index_plan(db: sqlite3.Connection, table: str) -> IndexPlan | None:
     try:
-        return _indexes_match(db, table)
+        indexes = [row[1] for row in db.execute(f"PRAGMA index_list({quote(table)})")]
+        entries = [_entries(db, table, index) for index in indexes]
     except sqlite3.OperationalError:  # a table this cannot read so (WITHOUT ROWID, virtual)
-        return False
-
-
-def _indexes_match(db: sqlite3.Connection, table: str) -> bool:
-    """True when every index of the table holds exactly the table's entries; False when one
-    differs or this cannot tell (the caller then runs integrity_check on the table). Each
-    index is scanned once; the table once for all of them (an aggregate per index, FILTERed
-    by a partial index's WHERE)."""
-    indexes = [row[1] for row in db.execute(f"PRAGMA index_list({quote(table)})")]
-    entries = [_entries(db, table, index) for index in indexes]
-    if not entries:
-        return True
+        return None
     if any(e is None for e in entries):
-        return False
-    known = [e for e in entries if e is not None]
+        return None
+    return [(index, *e) for index, e in zip(indexes, entries, strict=True) if e is not None]
+
+
+def _pieces(db: sqlite3.Connection, table: str, plan: IndexPlan | None) -> list[Piece]:
+    """The table's pieces: its indexes' scans and its table's (or integrity_check of the
+    table when they cannot tell), and its foreign keys."""
+    size = _rows_about(db, table)
+    pieces = []
+    if plan is None:
+        pieces.append(Piece(("integrity_check", table), table,
+                            _pragma(f"PRAGMA integrity_check({quote(table)})"), 10 * size))
+    elif plan:
+        pieces.append(Piece(("table", table), table,
+                            lambda c: c.execute(_from_table(table, plan)).fetchone(), 3 * size))
+        pieces += [Piece(("index", table, index), index,
+                         _read_back(_through_index(table, index, keys, where)), size)
+                   for index, keys, where in plan]
+    if db.execute("SELECT 1 FROM pragma_foreign_key_list(?)", (table,)).fetchone():
+        pieces.append(Piece(("foreign_keys", table), table,
+                            lambda c: _check_foreign_keys(c, table), size))
+    return pieces
+
+
+def _read_back(query: str) -> Callable[[sqlite3.Connection], tuple[int, int]]:
+    return lambda db: fastsqlite.readback(db, query, None, fast=True)
+
+
+def _rows_about(db: sqlite3.Connection, table: str) -> int:
+    """The table's largest rowid (one b-tree descent), to run large pieces first; 0 when it
+    has none to read so."""
+    columns = {r[1].lower() for r in db.execute(f"PRAGMA table_info({quote(table)})")}
+    rowid = next((n for n in ("rowid", "_rowid_", "oid") if n not in columns), None)
+    try:
+        return int(db.execute(f"SELECT max({rowid}) FROM {quote(table)}").fetchone()[0] or 0
+                   ) if rowid else 0
+    except (sqlite3.OperationalError, TypeError, ValueError):
+        return 0
+
+
+def _from_table(table: str, plan: IndexPlan) -> str:
+    """One scan of the table for all its indexes: per index, an aggregate FILTERed by a
+    partial index's WHERE."""
     sums = []
-    for keys, where in known:
+    for _, keys, where in plan:
         keep = f" FILTER (WHERE {where})" if where else ""
         sums.append(f"count(*){keep}, liteshift_checksum({', '.join(keys)}){keep}")
-    from_table = db.execute(f"SELECT {', '.join(sums)} FROM {quote(table)} NOT INDEXED"
-                            ).fetchone()
-    for at, (index, (keys, where)) in enumerate(zip(indexes, known, strict=True)):
-        through_index = _through_index(table, index, keys, where)
+    return f"SELECT {', '.join(sums)} FROM {quote(table)} NOT INDEXED"
+
+
+def _indexes_agree(table: str, plan: IndexPlan | None,
+                   outcomes: dict[Hashable, Outcome]) -> bool:
+    """True when every index of the table holds exactly the table's entries; False when one
+    differs or this cannot tell (the caller then runs integrity_check on the table)."""
+    if plan is None:
+        _expect_ok(outcomes["integrity_check", table].result(),
+                   f"PRAGMA integrity_check of table {table!r}")
+        return True
+    if not plan:
+        return True
+    try:
+        from_table = outcomes["table", table].result()
+        through = [outcomes["index", table, index].result() for index, _, _ in plan]
+    except sqlite3.OperationalError:
+        return False
+    for at, ((index, _, _), found) in enumerate(zip(plan, through, strict=True)):
         expected = (from_table[2 * at], (from_table[2 * at + 1] or 0) % 2**64)
-        if fastsqlite.readback(db, through_index, None, fast=True) != expected:
+        if tuple(found) != expected:
             get_logger(step="finalize", table=table).warning("index_checksum_differs",
                                                              index=index)
             return False
@@ -198,14 +285,13 @@ def _key_list(sql: str) -> tuple[list[int], int] | None:
     return None
 
 
-def _check_foreign_keys(db: sqlite3.Connection, tables: list[str]) -> None:
-    for table in tables:
-        keys: dict[int, list[tuple[str, str, str | None]]] = {}
-        for fk_id, _, parent, column, to, *_ in db.execute(
-                f"PRAGMA foreign_key_list({quote(table)})"):
-            keys.setdefault(fk_id, []).append((parent, column, to))
-        if keys and not all(_no_orphans_in_key_order(db, table, key) for key in keys.values()):
-            _foreign_key_check(db, table)
+def _check_foreign_keys(db: sqlite3.Connection, table: str) -> None:
+    keys: dict[int, list[tuple[str, str, str | None]]] = {}
+    for fk_id, _, parent, column, to, *_ in db.execute(
+            f"PRAGMA foreign_key_list({quote(table)})"):
+        keys.setdefault(fk_id, []).append((parent, column, to))
+    if keys and not all(_no_orphans_in_key_order(db, table, key) for key in keys.values()):
+        _foreign_key_check(db, table)
 
 
 def _no_orphans_in_key_order(db: sqlite3.Connection, table: str,

@@ -63,6 +63,8 @@ def audit_checks(db: sqlite3.Connection, plan: TablePlan, objects: Objects) -> N
 def create_views(db: sqlite3.Connection, objects: Objects) -> None:
     for view in [o for o in objects if o.get("kind") == "view" and o["fate"] == "translated"]:
         try:
+            # Made again by a finalize that starts again after its views were committed.
+            db.execute(f"DROP VIEW IF EXISTS {quote(view['name'])}")
             db.execute(view["sql"])
             db.execute(f"SELECT * FROM {quote(view['name'])} LIMIT 0").fetchall()
         except sqlite3.Error as exc:

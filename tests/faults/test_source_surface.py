@@ -107,3 +107,56 @@ def test_a_host_outside_the_allow_list_is_refused_by_the_probe_and_the_worker(pg
             pass
     # and allowed, it connects
     assert probe(pg_db.url, source_allow="127.0.0.0/8, ::1") == []
+
+
+@pytest.fixture
+def dialed() -> Iterator[tuple[int, list[str]]]:
+    """A TCP port on 127.0.0.1 that closes every connection, and the addresses each was
+    made to (the server's side of it: what the client dialed)."""
+    server = socket.create_server(("127.0.0.1", free_port()))
+    server.settimeout(0.2)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            seen.append(conn.getsockname()[0])
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_the_apis_reachability_check_dials_what_the_driver_would_and_nothing_else(
+        dialed, settings_env, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from worker.sources.postgres.source import connect_params
+
+    port, seen = dialed
+    body = {"source": f"postgresql://u:pw@127.0.0.1:{port}/db", "target": "reach"}
+
+    # Given sources allowed only in 10.0.0.0/8: the submit is refused, the port never dialed
+    monkeypatch.setenv("LITESHIFT_SOURCE_ALLOW", "10.0.0.0/8")
+    with TestClient(create_app(Settings(), probe=run_probe)) as api:
+        answer = api.post("/jobs", json=body)
+    assert answer.status_code == 422 and "LITESHIFT_SOURCE_ALLOW" in answer.json()["error"]
+    assert seen == []
+
+    # When loopback is allowed, Then the check (and the probe's driver after it) dial the
+    # address the driver is given, and only it
+    monkeypatch.setenv("LITESHIFT_SOURCE_ALLOW", "127.0.0.0/8")
+    with TestClient(create_app(Settings(), probe=run_probe)) as api:
+        answer = api.post("/jobs", json=body)
+    assert answer.status_code == 422 and "could not be reached" in answer.json()["error"]
+    source = parse_source_url(body["source"], allow=HostAllow.parse("127.0.0.0/8"))
+    assert seen and set(seen) == set(connect_params(source, timeout_s=3)["hostaddr"].split(","))

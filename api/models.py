@@ -48,7 +48,9 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     source: str = Field(min_length=1, max_length=4096,
-                        description="postgresql://user:password@host:5432/dbname")
+                        description="postgresql://user:password@host:5432/dbname[?sslmode=…] "
+                        "or mysql://user:password@host:3306/dbname[?ssl-mode=…] (mariadb:// "
+                        "too), or the name of a configured source")
     target: str = Field(description="name of the SQLite file to write: <data dir>/<target>.db")
     # `schema` is a BaseModel attribute, hence the alias.
     schema_: Name = Field(default="public", alias="schema",

@@ -45,7 +45,10 @@ def test_a_parameter_outside_the_allow_list_is_refused_by_name(query, named):
     "postgresql://u:pw@127.0.0.1/db?sslmode=bogus",
     "postgresql://u:pw@127.0.0.1/db?sslmode=require&sslmode=disable",
     "postgresql://u:pw@127.0.0.1/db?sslmode=require&sslrootcert=system",
-    "mysql://u:pw@127.0.0.1/db?ssl-mode=REQUIRED",
+    "mysql://u:pw@127.0.0.1/db?ssl-mode=bogus",
+    "mysql://u:pw@127.0.0.1/db?ssl-mode=REQUIRED&ssl-mode=DISABLED",
+    "mysql://u:pw@127.0.0.1/db?ssl-ca=/etc/passwd",  # a file: never
+    "mysql://u:pw@127.0.0.1/db?sslmode=require",  # PostgreSQL's, not MySQL's
     "mysql://u:pw@127.0.0.1/db?unix_socket=/run/mysqld/mysqld.sock",
 ])
 def test_a_parameter_with_a_value_not_allowed_is_refused(url):
@@ -99,6 +102,88 @@ def test_postgres_connects_with_the_parsed_parts_and_no_ambient_credentials():
     assert params["password"] == "" and params["passfile"] == NO_FILE
     assert params["sslcertmode"] == "disable" and params["gssencmode"] == "disable"
     assert "service" not in params and "options" not in params
+
+
+@pytest.mark.parametrize("given", ["VERIFY_IDENTITY", "verify_identity", "Verify_Identity"])
+def test_mysql_ssl_mode_is_kept_in_upper_case_whatever_case_it_is_given_in(given):
+    source = parse_source_url(f"mariadb://app:pw@db.example:3307/shop?SSL-Mode={given}")
+    assert source.params == (("ssl-mode", "VERIFY_IDENTITY"),)
+    assert source.redacted == "mariadb://app:***@db.example:3307/shop?ssl-mode=VERIFY_IDENTITY"
+
+
+def test_a_mysql_ssl_mode_not_allowed_is_refused_naming_the_values():
+    with pytest.raises(InputError) as refused:
+        parse_source_url("mysql://u:Secret@127.0.0.1/db?ssl-mode=verify-full")
+    assert str(refused.value) == ("source URL parameter ssl-mode must be one of DISABLED, "
+                                  "PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY (in any case)")
+
+
+def tls_keywords(url: str, monkeypatch, ca: str | None = None) -> tuple[dict, dict, dict]:
+    """The keywords each driver gets for `url`: mysql-connector's, PyMySQL's (the binlog
+    reader's) and the TLS options alone."""
+    from worker.sources.mysql import tls
+    from worker.sources.mysql.changes import _settings
+    from worker.sources.mysql.source import connect_params
+
+    if ca:
+        monkeypatch.setenv("LITESHIFT_MYSQL_SSL_CA", ca)
+    get_settings.cache_clear()
+    try:
+        source = parse_source_url(url)
+        options = tls.driver_tls(source)
+        return (connect_params(source, options.hosts[0], timeout_s=3), _settings(source),
+                {"hosts": options.hosts, "required": options.required})
+    finally:
+        get_settings.cache_clear()
+
+
+def test_each_ssl_mode_gives_both_drivers_the_same_policy(monkeypatch):
+    import ssl
+
+    url = "mysql://app:pw@127.0.0.1/db"
+    connector, pymysql, _ = tls_keywords(url, monkeypatch)
+    assert not any(k.startswith("ssl") for k in {**connector, **pymysql})  # PREFERRED: theirs
+    connector, pymysql, _ = tls_keywords(url + "?ssl-mode=disabled", monkeypatch)
+    assert connector["ssl_disabled"] is pymysql["ssl_disabled"] is True
+    connector, pymysql, tls = tls_keywords(url + "?ssl-mode=required", monkeypatch)
+    assert tls["required"] and pymysql["ssl"].verify_mode == ssl.CERT_NONE
+    assert not connector.get("ssl_verify_cert") and not connector.get("ssl_disabled")
+    connector, pymysql, tls = tls_keywords(url + "?ssl-mode=verify_ca", monkeypatch)
+    system = ssl.get_default_verify_paths()
+    assert connector["ssl_ca"] in (system.cafile, system.openssl_cafile)
+    assert connector["ssl_verify_cert"] and not connector.get("ssl_verify_identity")
+    assert pymysql["ssl"].verify_mode == ssl.CERT_REQUIRED and not pymysql["ssl"].check_hostname
+    assert tls["hosts"] == ("127.0.0.1",)
+
+
+def test_verify_identity_dials_the_name_the_certificate_must_carry(monkeypatch):
+    import ssl
+
+    ca = ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+    connector, pymysql, tls = tls_keywords("mysql://app@localhost/db?ssl-mode=VERIFY_IDENTITY",
+                                           monkeypatch, ca=ca)
+    assert tls["hosts"] == ("localhost",) and connector["host"] == pymysql["host"] == "localhost"
+    assert connector["ssl_verify_identity"] and connector["ssl_ca"] == ca
+    assert pymysql["ssl"].check_hostname and pymysql["ssl"].verify_mode == ssl.CERT_REQUIRED
+
+
+def test_verify_identity_needs_the_name_itself_in_a_network_allow_list():
+    from worker.sources.mysql import tls
+
+    url = "mysql://app@localhost/db?ssl-mode=VERIFY_IDENTITY"
+    networks = parse_source_url(url, allow=HostAllow.parse("127.0.0.0/8,::1/128"))
+    with pytest.raises(SourceRejected, match="LITESHIFT_SOURCE_ALLOW does not list the name"):
+        tls.driver_tls(networks)
+    named = parse_source_url(url, allow=HostAllow.parse("localhost"))
+    assert tls.driver_tls(named).hosts == ("localhost",)
+
+
+def test_the_operators_ca_bundle_must_be_a_pem_file(tmp_path):
+    with pytest.raises(ValueError, match="readable PEM file of CA certificates"):
+        Settings(mysql_ssl_ca=tmp_path / "missing.pem")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ValueError, match="readable PEM file of CA certificates"):
+        Settings(mysql_ssl_ca=tmp_path / "junk.pem")
 
 
 def test_mysql_connects_over_tcp_to_a_checked_address():

@@ -276,8 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_submit(sub: Any) -> None:
     cmd = _command(sub, "submit", cmd_submit, "queue a job; prints only its id on stdout")
     cmd.add_argument("source_url", metavar="SOURCE_URL",
-                     help="postgresql://user:password@host:5432/db, or - to read it from "
-                     "stdin (keeps the password out of `ps`)")
+                     help="postgresql://user:password@host:5432/db[?sslmode=verify-full] or "
+                     "mysql://user:password@host:3306/db[?ssl-mode=VERIFY_IDENTITY], a "
+                     "configured source's name, or - to read it from stdin (keeps the password "
+                     "out of `ps`)")
     cmd.add_argument("--target", required=True, metavar="NAME",
                      help="write <data dir>/<NAME>.db (letters, digits, underscores)")
     cmd.add_argument("--table", action="append", metavar="T",

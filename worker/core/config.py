@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     # address a name resolves to must be in a listed network, unless the name is listed).
     # Empty: any TCP host. worker/sources/hosts.py reads it; README "Security" explains it.
     source_allow: str = ""
+    # A PEM file of CA certificates that a MySQL source's ssl-mode=VERIFY_CA/VERIFY_IDENTITY
+    # checks the server against instead of the system's store (a managed service's own CA,
+    # e.g. Amazon RDS's bundle). The operator's: a URL never names a file.
+    mysql_ssl_ca: Path | None = None
 
     @model_validator(mode="after")
     def _named_sources(self) -> Settings:
@@ -117,6 +122,17 @@ class Settings(BaseSettings):
     @classmethod
     def _source_allow(cls, value: str) -> str:
         return HostAllow.parse(value).text
+
+    @field_validator("mysql_ssl_ca")
+    @classmethod
+    def _ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"must be a readable PEM file of CA certificates ({exc})") from None
+        return value.resolve()
 
     @property
     def host_allow(self) -> HostAllow:

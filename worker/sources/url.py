@@ -27,13 +27,19 @@ DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 # sslrootcert takes only `system` (the system's CA store): a file path would let a submitter
 # make the service read, and tell about, files of its choosing. Without it, verify-ca and
 # verify-full use the service user's ~/.postgresql/root.crt, which only the operator places.
+# MySQL's ssl-mode takes the mysql client's own values, in any case; VERIFY_CA and
+# VERIFY_IDENTITY check against the system's store or the operator's LITESHIFT_MYSQL_SSL_CA
+# (worker/sources/mysql/tls.py), never a file the URL names.
 PARAMETERS: dict[str, dict[str, tuple[str, ...]]] = {
     "postgres": {
         "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
         "sslrootcert": ("system",),
     },
-    "mysql": {},
+    "mysql": {
+        "ssl-mode": ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"),
+    },
 }
+ANY_CASE = {"ssl-mode"}  # parameters whose values are matched, and kept, in upper case
 _MAX_PARAMETER_SHOWN = 40  # characters of a refused parameter's name quoted back
 _ENCODE_HINT = ("percent-encode special characters in the user name and password "
                 "(@ as %40, / as %2F, ? as %3F, # as %23, % as %25, a space as %20)")
@@ -187,9 +193,12 @@ def _params(query: str, kind: str) -> tuple[tuple[str, str], ...]:
             raise InputError(_refused(name, kind))
         name = name.lower()
         value = unquote(raw_value)
+        if name in ANY_CASE:
+            value = value.upper()
         if not equals or value not in allowed[name]:
             raise InputError(f"source URL parameter {name} must be one of "
-                             f"{', '.join(allowed[name])}")
+                             f"{', '.join(allowed[name])}"
+                             + (" (in any case)" if name in ANY_CASE else ""))
         if name in found:
             raise InputError(f"source URL parameter {name} is given twice")
         found[name] = value

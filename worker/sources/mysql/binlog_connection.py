@@ -5,7 +5,8 @@ PyMySQL's default TLS mode (TLS when the server offers it, its certificate unver
 a fresh context for every connection, loading the system's CA store each time; the reader
 opens two connections at every read of the binlog (the dump's and the schema queries'), so
 that load was paid at every read, cutover's last ones included. The context holds no
-per-connection state, so one serves them all.
+per-connection state, so one serves them all. The other ssl-modes bring their own context,
+made once per process too (worker/sources/mysql/tls.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ReaderConnection(pymysql.connections.Connection):  # type: ignore[misc]
     _lock = threading.Lock()
 
     def _create_ssl_ctx(self, sslp: Any) -> Any:
-        if sslp != {}:  # TLS options were given: not the default mode, nothing shared
+        if sslp != {}:  # TLS options were given (tls.py's context): not the default mode
             return super()._create_ssl_ctx(sslp)
         with ReaderConnection._lock:
             if ReaderConnection._default_context is None:

@@ -30,6 +30,7 @@ from worker.core.errors import SchemaError, SourceError, SourceRejected, SourceU
 from worker.core.model import TablePlan
 from worker.follow.changes import Begin, Commit, Converted, Event, Row, Truncate, encode
 from worker.sources.mysql import source as mysql_source
+from worker.sources.mysql import tls as tls_options
 from worker.sources.mysql.keys import backtick
 from worker.sources.mysql.source import Connection, translate_error
 from worker.sources.url import SourceURL
@@ -231,6 +232,8 @@ class MyChanges:
                         yield self._row(event, row)
             self.drained = True
         except pymysql.err.OperationalError as exc:
+            if refused := tls_options.failure(self.source, str(exc)):
+                raise refused from None
             raise SourceUnavailable(f"reading the binary log failed ({exc}); the follow "
                                     "resumes from the file's position") from None
         except pymysql.err.Error as exc:
@@ -321,9 +324,11 @@ def _schema(event: Any) -> str:
 
 
 def _settings(source: SourceURL) -> dict[str, Any]:
-    # The URL's parts alone, and an address the operator's allow-list admits (url.py)
-    return {"host": source.addresses()[0], "port": source.port, "user": source.user,
-            "password": source.password or ""}
+    # The URL's parts alone, its ssl-mode, and a host the operator's allow-list admits (url.py,
+    # tls.py: PyMySQL enforces every mode itself)
+    tls = tls_options.driver_tls(source)
+    return {"host": tls.hosts[0], "port": source.port, "user": source.user,
+            "password": source.password or "", **tls.pymysql}
 
 
 def open_changes(conn: Connection, *, job: dict[str, Any], plans: Sequence[TablePlan],

@@ -32,6 +32,7 @@ from worker.core.logs import get_logger
 from worker.core.model import Plan, TablePlan
 from worker.core.redact import redact
 from worker.sources.mysql import catalog, keys
+from worker.sources.mysql import tls as tls_options
 from worker.sources.mysql.catalog import MySchema, MyTable
 from worker.sources.url import SourceURL
 
@@ -128,28 +129,58 @@ UNREACHABLE_ERRNOS = {2002, 2003}
 LOGIN_REFUSED_ERRNOS = {1044, 1045, 1251, 1698}
 
 
-def connect_params(source: SourceURL, address: str, *, timeout_s: int) -> dict[str, Any]:
-    """The driver's keywords for `source`, built from its parts alone (worker/sources/url.py)
-    and an address of its host that the operator's allow-list admits: always TCP (the C
-    client reads "localhost" as its unix socket), never an option file, never LOCAL INFILE."""
-    return {"host": address, "port": source.port, "user": source.user,
+def connect_params(source: SourceURL, host: str, *, timeout_s: int,
+                   tls: tls_options.DriverTLS | None = None) -> dict[str, Any]:
+    """The driver's keywords for `source`, built from its parts alone (worker/sources/url.py),
+    its ssl-mode (worker/sources/mysql/tls.py) and a host to dial that the operator's
+    allow-list admits: always TCP (the C client reads "localhost" as its unix socket), never
+    an option file, never LOCAL INFILE."""
+    tls = tls or tls_options.driver_tls(source)
+    return {"host": host, "port": source.port, "user": source.user,
             "password": source.password or "",  # given, even empty: MYSQL_PWD is not read then
             "database": source.database, "connection_timeout": timeout_s,
-            "allow_local_infile": False, **DRIVER_OPTIONS}
+            "allow_local_infile": False, **DRIVER_OPTIONS, **tls.connector}
 
 
 def open_connection(source: SourceURL, *, timeout_s: int) -> Any:
-    """A driver connection to the first of the host's addresses that answers."""
-    addresses = source.addresses()
-    for index, address in enumerate(addresses):
+    """A driver connection to the first of the host's addresses that answers, encrypted as
+    the URL's ssl-mode says or refused."""
+    tls = tls_options.driver_tls(source)
+    for index, host in enumerate(tls.hosts):
         try:
-            return mysql.connector.connect(**connect_params(source, address,
-                                                            timeout_s=timeout_s))
+            if tls.unenforced:
+                tls_options.check_offers_tls(source, host, timeout_s=timeout_s)
+            raw = mysql.connector.connect(**connect_params(source, host, timeout_s=timeout_s,
+                                                           tls=tls))
         except my_errors.Error as exc:
-            if exc.errno in UNREACHABLE_ERRNOS and index + 1 < len(addresses):
+            if exc.errno in UNREACHABLE_ERRNOS and index + 1 < len(tls.hosts):
                 continue
             raise connect_error(exc, source) from None
+        if tls.required:
+            _check_encrypted(raw, source)
+        return raw
     raise AssertionError("resolve() returns at least one address")
+
+
+def _check_encrypted(raw: Any, source: SourceURL) -> None:
+    """This end's own view of the connection (a relay in the middle could answer the
+    server's Ssl_cipher for it), the server's where the driver has none."""
+    try:
+        get_cipher = getattr(getattr(raw, "_cmysql", None), "get_ssl_cipher", None)
+        if get_cipher is not None:
+            cipher = get_cipher()
+        else:
+            cursor = raw.cursor()
+            cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            cipher = (cursor.fetchall() or [("", "")])[0][1]
+            cursor.close()
+        tls_options.check_encrypted(source, cipher)
+    except BaseException:
+        try:
+            raw.close()
+        except my_errors.Error:
+            pass  # refused either way
+        raise
 
 
 def connect_error(exc: my_errors.Error, source: SourceURL) -> SourceError:
@@ -159,6 +190,8 @@ def connect_error(exc: my_errors.Error, source: SourceURL) -> SourceError:
     what = f"connecting to {source.redacted}"
     get_logger().warning("source_connect_failed", source=source.redacted,
                          detail=redact(str(exc).strip()))
+    if exc.errno == 2026 and (tls_refused := tls_options.failure(source, str(exc))):
+        return tls_refused
     if exc.errno in LOGIN_REFUSED_ERRNOS:
         return SourceRejected(f"{what}: the source refused the login: wrong user name or "
                               "password, or this user may not connect from here")

@@ -27,8 +27,8 @@ from worker.core.errors import LiteshiftError, SourceError, SourceUnavailable
 from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.sources.ambient import without_driver_env
-from worker.sources.sealing import url_passwords
 from worker.sources.standby import Standby, stop
+from worker.sources.url import url_passwords
 
 Probe = Callable[[Settings, str, str], Awaitable[list[str]]]
 

@@ -3,7 +3,8 @@
 The API checks URLs and queues jobs: no driver. Planning and copying from MySQL never load
 psycopg, nor PostgreSQL's mysql-connector: a kind's driver is imported only where
 worker.sources.for_kind hands out that kind. A reader process kept ready imports both
-drivers ahead of its request, but nothing only planning needs (SQLAlchemy, sqlglot).
+drivers ahead of its request, but nothing only planning needs (SQLAlchemy, sqlglot), nor,
+once its request comes, what sealing source URLs needs (cryptography).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 # What a loaded module's top-level package says was imported.
 LIBRARIES = {"psycopg": "psycopg", "psycopg_c": "psycopg", "psycopg_binary": "psycopg",
              "mysql": "mysql.connector", "_mysql_connector": "mysql.connector",
-             "sqlalchemy": "sqlalchemy", "sqlglot": "sqlglot"}
+             "sqlalchemy": "sqlalchemy", "sqlglot": "sqlglot", "cryptography": "cryptography"}
 
 REPORT = ("import sys; print(' '.join(sorted({LIBRARIES[m.split('.')[0]] for m in sys.modules "
           "if m.split('.')[0] in LIBRARIES})))")
@@ -57,6 +58,17 @@ from worker.sources import reader_process
 reader_process.main()  # a reader kept ready, whose worker stopped without using it
 """
 
+# What a reader imports for a request (reader_process._serve) before it reads a row:
+# cryptography (6 MB) is only for sealing URLs, which a reader never does.
+READER_REQUEST = """
+import inspect
+from worker.sources import import_readers, reader_process
+
+import_readers()
+exec("\\n".join(line.strip() for line in inspect.getsource(reader_process._serve).splitlines()
+                if line.strip().startswith("from ")))
+"""
+
 
 def loaded(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", f"LIBRARIES = {LIBRARIES!r}\n{code}\n{REPORT}"],
@@ -67,10 +79,11 @@ def loaded(code: str) -> str:
 
 
 @pytest.mark.parametrize(("entry", "code", "expected"), [
-    ("api", "import api.app, api.cli", ""),
-    ("mysql", MYSQL_PLAN_AND_COPY, "mysql.connector sqlglot"),
-    ("postgres", POSTGRES_PLAN_AND_COPY, "psycopg sqlglot"),
+    ("api", "import api.app, api.cli", "cryptography"),
+    ("mysql", MYSQL_PLAN_AND_COPY, "cryptography mysql.connector sqlglot"),
+    ("postgres", POSTGRES_PLAN_AND_COPY, "cryptography psycopg sqlglot"),
     ("reader", READER_PROCESS, "mysql.connector psycopg"),
+    ("reader request", READER_REQUEST, "mysql.connector psycopg"),
 ])
 def test_each_entry_point_loads_only_its_drivers(entry: str, code: str, expected: str):
     assert loaded(code) == expected, entry

@@ -149,8 +149,7 @@ def main() -> int:
         os._exit(0)  # the worker reaps this one at once; init adopts the holder
     from worker.core.config import get_settings
     from worker.core.logs import configure_logging
-    from worker.sources.sealing import remember_url_password
-    from worker.sources.url import parse_source_url
+    from worker.sources.url import parse_source_url, remember_url_password
 
     settings = get_settings()
     configure_logging(settings.log_format)

@@ -44,7 +44,7 @@ def no_schema(schema: str, source: SourceURL) -> str:
 
 def main() -> int:
     from worker.sources import import_readers
-    from worker.sources.sealing import remember_url_password
+    from worker.sources.url import remember_url_password
 
     drop_driver_env()  # started without them; this keeps it so if run by hand
     configure_logging("json")  # to stderr, which the API logs: stdout carries the answer

@@ -221,8 +221,7 @@ def _serve(request: dict[str, Any], out: IO[bytes]) -> None:
     from worker import sources
     from worker.sources import snapshot
     from worker.sources.hosts import HostAllow
-    from worker.sources.sealing import remember_url_password
-    from worker.sources.url import parse_source_url
+    from worker.sources.url import parse_source_url, remember_url_password
 
     remember_url_password(request["source"])
     source = parse_source_url(request["source"], allow=HostAllow.parse(request.get("allow")))

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 from cryptography.fernet import Fernet, InvalidToken
 
 from worker.core import filemodes
-from worker.core.errors import ConfigError, InputError
-from worker.core.redact import remember
-from worker.sources.url import parse_source_url, resolve_source
+from worker.core.errors import ConfigError
+from worker.sources.url import remember_url_password, resolve_source
 
 if TYPE_CHECKING:  # pydantic's settings are slow to import: not in a reader or a probe
     from worker.core.config import Settings
@@ -72,24 +71,3 @@ def unseal_secret(settings: Settings, token: str) -> str:
         raise ConfigError("cannot decrypt a job's secret: the workers must share "
                           "LITESHIFT_SECRET_KEY (or the same data volume holding "
                           ".liteshift/secret.key)") from None
-
-
-def remember_url_password(url: str) -> None:
-    """Have this process scrub the URL's password wherever it appears: as parsed, and as
-    spelled in the URL (percent-encoded or not)."""
-    for secret in url_passwords(url):
-        remember(secret)
-
-
-def url_passwords(url: str) -> set[str]:
-    """The URL's password as parsed and as written, when it has one."""
-    from urllib.parse import quote
-
-    try:
-        password = parse_source_url(url).password
-    except InputError:  # refused: it reaches no driver; redact() covers its text
-        return set()
-    if not password:
-        return set()
-    userinfo = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
-    return {password, quote(password, safe=""), userinfo.partition(":")[2]} - {""}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from worker.core.errors import InputError, SourceUnavailable
+from worker.core.redact import remember
 from worker.sources.hosts import ANY_HOST, HostAllow, is_host_name, resolve
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
@@ -236,3 +237,22 @@ def check_reachable(source: SourceURL, timeout_s: float = 5.0) -> None:
     raise SourceUnavailable(
         f"cannot connect to {source.host}:{source.port}: is the database running, is the port "
         "right, and may this service reach it?")
+
+
+def remember_url_password(url: str) -> None:
+    """Have this process scrub the URL's password wherever it appears: as parsed, and as
+    spelled in the URL (percent-encoded or not)."""
+    for secret in url_passwords(url):
+        remember(secret)
+
+
+def url_passwords(url: str) -> set[str]:
+    """The URL's password as parsed and as written, when it has one."""
+    try:
+        password = parse_source_url(url).password
+    except InputError:  # refused: it reaches no driver; redact() covers its text
+        return set()
+    if not password:
+        return set()
+    userinfo = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0]
+    return {password, quote(password, safe=""), userinfo.partition(":")[2]} - {""}

@@ -3,13 +3,16 @@ path: the same chunks, byte for byte, for every type the type tests move, in bot
 
 from __future__ import annotations
 
+import marshal
+
 import pytest
 
 from worker import sources
+from worker.core.checksum import encoded_checksum
 from worker.native import pgcopy
 from worker.sources.mysql import source as mysql_source
 from worker.sources.url import parse_source_url
-from worker.sqlite import chunks
+from worker.sqlite import batches
 from worker.sqlite.chunks import make_chunks
 
 from .test_mysql_resume import KEYED_TABLES
@@ -31,7 +34,7 @@ INSERT INTO money VALUES
 def _chunks(conn, reader, plan, native: bool, monkeypatch) -> list:
     with monkeypatch.context() as patch:
         if not native:
-            patch.setattr(chunks, "values_codec", lambda plan: None)
+            patch.setattr(batches, "values_codec", lambda plan: None)
         rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
         return list(make_chunks(rows, plan, chunk_rows=2, chunk_bytes=1 << 20))
 
@@ -91,3 +94,44 @@ def test_mysql_rows_fetched_through_the_drivers_get_rows_are_the_same(my_db, mon
         # Then the chunks are the same, and the connection is ready for the next query
         assert fast == slow and len(fast) == 3
         assert conn.query("SELECT 1") == [(1,)]
+
+
+def test_mysql_rows_of_big_values_are_written_as_frames_from_their_values(my_db, tmp_path):
+    # Given small rows and rows of big values (a blob, a non-ASCII text) in any order
+    my_db.script("""
+CREATE TABLE big (id int PRIMARY KEY, b longblob, t longtext, n int);
+INSERT INTO big VALUES (1, X'01', 'x', 1), (2, REPEAT(X'00FF', 300000), 'y', 2),
+ (3, X'02', REPEAT('é3', 300000), 3), (4, X'03', 'z', 4), (5, X'04', 'w', 5),
+ (6, REPEAT(X'AB', 700000), REPEAT('ascii', 150000), NULL), (7, NULL, NULL, 7)
+""")
+    source = parse_source_url(my_db.url)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source) as conn:
+        plan = reader.translate(reader.reflect(source, conn, "public", ["big"]), {}).tables[0]
+
+        def read(**frames: int) -> list:
+            rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
+            return list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 19, **frames))
+
+        expected = read()
+        # When they are read for a reader process: frames to its stdout (a file here)
+        with open(tmp_path / "frames", "wb") as out:
+            got = read(frames_fd=out.fileno())
+    frames = (tmp_path / "frames").read_bytes()
+
+    # Then each big row is a chunk by itself, written whole as the payload it would have
+    # been, with the same checksum, size and key; the rows around it come as before
+    assert [c.sent for c in got] == [False, True, True, False, True, False]
+    at = 0
+    for chunk in got:
+        if chunk.sent:
+            assert chunk.payload == b"" and frames[at:at + 1] == b"P"
+            length = int.from_bytes(frames[at + 1:at + 9], "big")
+            chunk.payload, at = frames[at + 9:at + 9 + length], at + 9 + length
+            chunk.sent = False
+    assert at == len(frames)
+    assert [row for c in got for row in c.rows] == [row for c in expected for row in c.rows]
+    assert [(c.checksum, c.size_bytes, c.last_key, c.row_count) for c in got] == [
+        (encoded_checksum(marshal.dumps(r, 2) for r in c.rows), len(c.payload) - 5, c.last_key,
+         len(c.rows)) for c in got]
+    assert sum(c.checksum for c in got) % 2**64 == sum(c.checksum for c in expected) % 2**64

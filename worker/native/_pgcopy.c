@@ -40,6 +40,10 @@
  * encode_values(rows, kinds, keep, slow_numeric) -> (payload, rows, checksum, counts)
  *   the same for rows a driver already made into Python tuples (MySQL): see below.
  *
+ * send_values(row, kinds, keep, slow_numeric, frames_fd) -> (rows, checksum, size, counts)
+ *   encode_values of one row written to frames_fd as read_chunk writes a big row, and
+ * first_big(rows, min_bytes) -> which row that is for: see below.
+ *
  * key_only(message, key_fields) -> a COPY row message with only the fields key_fields marks
  *   (as read_chunk's), the others NULL: a row's key without a copy of its big values.
  */
@@ -573,8 +577,34 @@ static int put_value(Buffer *b, PyObject *value) {
     return rc;
 }
 
+/* A big str or bytes value left out of `b` as a segment (its marshal header in `b`, its
+ * bytes where its object holds them: a str's UTF-8, its own storage when ASCII): 1 when it
+ * was, 0 when it stays in `b` (small, another type, or a str without UTF-8). */
+static int segment_value(Buffer *b, PyObject *value, Segment *segments, int *nsegments) {
+    const char *data = NULL;
+    Py_ssize_t n = 0;
+    char type = 's';
+    if (PyBytes_CheckExact(value)) {
+        data = PyBytes_AS_STRING(value);
+        n = PyBytes_GET_SIZE(value);
+    } else if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) >= SEGMENT_BYTES / 4) {
+        type = 'u';
+        if ((data = PyUnicode_AsUTF8AndSize(value, &n)) == NULL) PyErr_Clear();
+    }
+    if (data == NULL || n < SEGMENT_BYTES || n > INT32_MAX) return 0;
+    if (grow(b, 5) < 0) return -1;
+    b->buf[b->len] = type;
+    put_i32(b->buf + b->len + 1, (int32_t)n);
+    b->len += 5;
+    segments[*nsegments] = (Segment){b->len, (const unsigned char *)data, (int32_t)n};
+    (*nsegments)++;
+    return 1;
+}
+
+/* One row tuple into `b`; given `segments` (room for one per field), its big str and bytes
+ * values are left out as segments (segment_value). */
 static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds, int keep,
-                        long long *flags, PyObject *slow) {
+                        long long *flags, PyObject *slow, Segment *segments, int *nsegments) {
     if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != nkinds) return -3;
     if (grow(b, 5) < 0) return -1;
     b->buf[b->len] = '(';
@@ -601,6 +631,8 @@ static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds,
         } else if ((kind == 'n' || kind == 'N') && value != Py_None) {
             PyErr_Format(PyExc_TypeError, "numeric field %d is not text", i);
             rc = -2;
+        } else if (segments != NULL && (rc = segment_value(b, value, segments, nsegments))) {
+            if (rc > 0) rc = 0;
         } else rc = put_value(b, value);
         if (rc < 0) return rc;
     }
@@ -631,7 +663,7 @@ static PyObject *encode_values(PyObject *self, PyObject *args) {
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
         size_t start = b.len;
         int rc = encode_tuple(&b, PyList_GET_ITEM(rows, r), kinds, (int)nkinds, keep, flags,
-                              slow);
+                              slow, NULL, NULL);
         if (rc == -1) PyErr_NoMemory();
         if (rc == -3)
             PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", r, nkinds);
@@ -928,6 +960,70 @@ static PyObject *key_only(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* send_values(row, kinds, keep, slow_numeric, frames_fd) -> (rows, checksum, size, counts)
+ * encode_values' chunk of the one row `row`, written to frames_fd as reader_process's P
+ * frame with its big str and bytes values straight from their objects (as read_chunk sends
+ * a row from libpq's message): a reader never holds the row a second time as a payload.
+ * The checksum, size and counts are those encode_values gives for [row]. */
+static PyObject *send_values(PyObject *self, PyObject *args) {
+    PyObject *row, *slow;
+    const char *kinds;
+    Py_ssize_t nkinds;
+    int keep, fd;
+    if (!PyArg_ParseTuple(args, "Oy#iOi", &row, &kinds, &nkinds, &keep, &slow, &fd))
+        return NULL;
+    if (keep < 0 || keep > nkinds) return PyErr_Format(PyExc_ValueError, "bad keep %d", keep);
+    if (nkinds > 64) return PyErr_Format(PyExc_ValueError, "rows of %zd fields are not sent "
+                                         "as frames (64 at most)", nkinds);
+    long long *flags = PyMem_Calloc((size_t)nkinds + 1, sizeof(long long));
+    Buffer b = {NULL, 0, 0, NULL};
+    Segment segments[64];
+    int nsegments = 0;
+    PyObject *result = NULL;
+    if (flags == NULL || grow(&b, 5) < 0) { PyErr_NoMemory(); goto out; }
+    b.len = 5;  /* the list's header */
+    int rc = encode_tuple(&b, row, kinds, (int)nkinds, keep, flags, slow, segments, &nsegments);
+    if (rc == -1) PyErr_NoMemory();
+    if (rc == -3) PyErr_Format(PyExc_ValueError, "the row is not a tuple of %zd values", nkinds);
+    if (rc < 0) goto out;
+    uint64_t sum = segmented_hash(&b, 5, segments, nsegments);
+    b.buf[0] = '[';
+    put_i32(b.buf + 1, 1);
+    if (send_frame(fd, &b, segments, nsegments) < 0) goto out;
+    size_t size = b.len - 5;
+    for (int i = 0; i < nsegments; i++) size += (size_t)segments[i].n;
+    PyObject *counts = counts_list(flags, nkinds);
+    if (counts != NULL)
+        result = Py_BuildValue("(nKnN)", (Py_ssize_t)1, (unsigned long long)sum,
+                               (Py_ssize_t)size, counts);
+out:
+    PyMem_Free(flags);
+    PyMem_RawFree(b.buf);
+    return result;
+}
+
+/* first_big(rows, min_bytes) -> the index of the first row (a tuple of Python values)
+ * whose str and bytes values hold min_bytes or more (a str counted by its characters: its
+ * UTF-8 is at least as long), or -1: which row send_values should send, at a few
+ * nanoseconds a row. */
+static PyObject *first_big(PyObject *self, PyObject *args) {
+    PyObject *rows;
+    Py_ssize_t min_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &rows, &min_bytes)) return NULL;
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row)) continue;
+        Py_ssize_t total = 0;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(row); i++) {
+            PyObject *value = PyTuple_GET_ITEM(row, i);
+            if (PyBytes_CheckExact(value)) total += PyBytes_GET_SIZE(value);
+            else if (PyUnicode_CheckExact(value)) total += PyUnicode_GET_LENGTH(value);
+        }
+        if (total >= min_bytes) return PyLong_FromSsize_t(r);
+    }
+    return PyLong_FromLong(-1);
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, "COPY binary rows to marshal bytes, and flag counts."},
     {"key_only", key_only, METH_VARARGS,
@@ -936,6 +1032,10 @@ static PyMethodDef methods[] = {
      "Rows of Python values to concatenated marshal bytes, checksum and counts."},
     {"read_chunk", read_chunk, METH_VARARGS,
      "The next rows of a COPY in progress, read from libpq and encoded."},
+    {"first_big", first_big, METH_VARARGS,
+     "The index of the first row whose str and bytes values are that long, or -1."},
+    {"send_values", send_values, METH_VARARGS,
+     "One row of Python values written as a frame, its big values from their objects."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,6 +37,9 @@ CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity")
 VALUE_KINDS = {**{converter: kind for (_, converter), kind in CONVERTER_KINDS.items()
                   if kind in b"nN"},  # encode_values converts only numeric text
                "negative_zero": b"Z"}
+#: The most fields a row sent as a frame of parts may have (_pgcopy.c's send_frame, one part
+#: per big value); wider rows of big values are joined into a payload.
+FRAME_FIELDS = 64
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = len(SIGNATURE) + 8  # flags and header extension length, both zero
 
@@ -112,6 +115,17 @@ class ValuesCodec:
         """The rows' payload (fastsqlite.payload_of: marshal.dumps(rows, 2)), their count,
         checksum, and per field a count as in Codec.encode."""
         return _extension().encode_values(rows, self.kinds, self.keep, numeric_value)  # type: ignore[union-attr,no-any-return]
+
+    def first_big(self, rows: list[tuple], min_bytes: int) -> int:
+        """The index of the first row whose str and bytes values hold `min_bytes` or more
+        (a str counted in characters), or -1."""
+        return _extension().first_big(rows, min_bytes)  # type: ignore[union-attr,no-any-return]
+
+    def send_values(self, row: tuple, frames_fd: int) -> tuple[int, int, int, list[int]]:
+        """encode_values([row]) written to `frames_fd` as a reader process's P frame, its big
+        values straight from their objects (no payload of them): its row count, checksum,
+        size and counts."""
+        return _extension().send_values(row, self.kinds, self.keep, numeric_value, frames_fd)  # type: ignore[union-attr,no-any-return]
 
 
 def values_codec(plan: TablePlan) -> ValuesCodec | None:

@@ -14,16 +14,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import itemgetter
+from itertools import chain, islice
 from typing import Any
 
-from worker.core.checksum import encode_rows, encoded_checksum, fold
-from worker.core.converters import converter
+from worker.core.checksum import fold
 from worker.core.errors import TargetError
 from worker.core.model import TablePlan
-from worker.native.fastsqlite import LIST_HEADER, payload_of, rows_of
-from worker.native.pgcopy import Codec, CopyMessages, LibpqCopy, values_codec
+from worker.native.fastsqlite import payload_of, rows_of
+from worker.native.pgcopy import CopyMessages, LibpqCopy
+from worker.sqlite.batches import (
+    Batch,
+    RowSender,
+    add_counts,
+    counted_fields,
+    key_getter,
+    native_encoder,
+    python_encoder,
+    values_encoder,
+)
 from worker.sqlite.workfile import Checkpoint, WorkFile
 
 # A source's rows in key order (worker/sources/base.py's Rows)
@@ -93,41 +101,74 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
     5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
     chunks in C. The first chunks are smaller (ramp): the writer starts while the reader
     is still on its first full chunk, instead of waiting for it. Given frames_fd (a reader
-    process's stdout), a LibpqCopy writes a chunk ending in a row longer than chunk_bytes
-    there itself (Chunk.sent)."""
+    process's stdout), a row longer than chunk_bytes is written there as a chunk by itself
+    (Chunk.sent), its big values never joined into a payload: by LibpqCopy from libpq's
+    message, and a driver's row of Python values from its values (RowSender)."""
     if isinstance(rows, LibpqCopy):
         yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
                                  frames_fd=frames_fd)
         return
     limits = ramp(chunk_rows)
-    encode_batch = (_native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
-                    else _values_encoder(plan) or _python_encoder(plan))
-    parts: list[bytes | memoryview] = []  # each micro-batch's rows' marshal bytes
-    whole: bytes | None = None  # the first micro-batch's payload, when its encoder made one
-    count = size = checksum = 0
-    lossy: dict[str, int] = {}
-    last_key = None
+    encode_batch = (native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
+                    else values_encoder(plan) or python_encoder(plan))
+    sender = (RowSender.of(plan, frames_fd, chunk_bytes)
+              if frames_fd >= 0 and not isinstance(rows, CopyMessages) else None)
+    pending = _Pending()
     micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
     limit = next(limits)
-    while True:
-        raw = list(islice(rows, min(micro, limit - count)))
-        if not raw:
-            break
-        batch = encode_batch(raw, lossy)
-        del raw
-        last_key = batch.key if batch.key is not None else last_key
-        checksum = fold(checksum, batch.checksum)
-        whole = batch.whole if not parts else None
-        parts.append(batch.data)
-        count, size = count + batch.rows, size + len(batch.data)
-        micro = max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, len(batch.data) // batch.rows)))
-        del batch
-        if count >= limit or size >= chunk_bytes:
-            yield Chunk(_payload(parts, count, whole), count, checksum, size, last_key, lossy)
-            parts, whole, count, size, checksum, lossy = [], None, 0, 0, 0, {}
+    while raw := list(islice(rows, min(micro, limit - pending.count))):
+        big = None
+        if sender is not None and (at := sender.first_big(raw)) >= 0:
+            rows, big, raw = chain(raw[at + 1:], rows), raw[at], raw[:at]
+        if raw:
+            batch = encode_batch(raw, pending.lossy)
+            del raw
+            pending.add(batch)
+            micro = _micro_rows(chunk_bytes, batch)
+            del batch
+        if pending.count and (big is not None or pending.count >= limit
+                              or pending.size >= chunk_bytes):
+            yield pending.chunk()  # before a big row: the chunk before it goes first
             limit = next(limits)
-    if parts:
-        yield Chunk(_payload(parts, count, whole), count, checksum, size, last_key, lossy)
+        if big is not None and sender is not None:
+            sent, big = Chunk(b"", *sender.send(big), sent=True), None
+            yield sent
+            del sent
+            limit = next(limits)
+    if pending.count:
+        yield pending.chunk()
+
+
+def _micro_rows(chunk_bytes: int, batch: Batch) -> int:
+    """Rows for the next micro-batch: an eighth of a chunk's bytes, at rows as wide as
+    this batch's."""
+    return max(1, min(MICRO_MAX, chunk_bytes // 8 // max(1, len(batch.data) // batch.rows)))
+
+
+class _Pending:
+    """The micro-batches of the chunk being made."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | memoryview] = []  # each micro-batch's rows' marshal bytes
+        self.whole: bytes | None = None  # the first micro-batch's payload, if its encoder made one
+        self.count = self.size = self.checksum = 0
+        self.lossy: dict[str, int] = {}
+        self.last_key: list[Any] | None = None
+
+    def add(self, batch: Batch) -> None:
+        self.last_key = batch.key if batch.key is not None else self.last_key
+        self.checksum = fold(self.checksum, batch.checksum)
+        self.whole = batch.whole if not self.parts else None
+        self.parts.append(batch.data)
+        self.count, self.size = self.count + batch.rows, self.size + len(batch.data)
+
+    def chunk(self) -> Chunk:
+        """The chunk of what was added, and a fresh start."""
+        chunk = Chunk(_payload(self.parts, self.count, self.whole), self.count, self.checksum,
+                      self.size, self.last_key, self.lossy)
+        self.parts, self.whole, self.count, self.size, self.checksum = [], None, 0, 0, 0
+        self.lossy = {}
+        return chunk
 
 
 def _payload(parts: list[bytes | memoryview], rows: int, whole: bytes | None) -> bytes:
@@ -149,126 +190,17 @@ def ramp(chunk_rows: int) -> Iterator[int]:
 
 def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int, chunk_bytes: int,
                   frames_fd: int) -> Iterator[Chunk]:
-    flags = _counted_fields(plan)
-    key_of = _key_getter(plan.key_positions)
+    flags = counted_fields(plan)
+    key_of = key_getter(plan.key_positions)
     key_fields = copy.codec.key_fields(plan.key_positions)
     for payload, rows, checksum, size, last, counts in copy.chunks(
             ramp(chunk_rows), chunk_bytes, key_fields, frames_fd):
         lossy: dict[str, int] = {}
-        _add_counts(lossy, flags, counts)
+        add_counts(lossy, flags, counts)
         last_key = key_of(copy.codec.raw_fields(last)) if key_of and last is not None else None
         yield Chunk(payload if payload is not None else b"", rows, checksum, size, last_key,
                     lossy, sent=payload is None)
         del payload  # not held while the next chunk is read
-
-
-@dataclass
-class Batch:
-    data: bytes | memoryview  # the rows' marshal bytes, one after the other
-    rows: int
-    checksum: int
-    key: list[Any] | None  # the last row's
-    whole: bytes | None = None  # the rows' payload (payload_of), data a view of its rows
-
-
-def _batch(encoded: list[bytes], key: list[Any] | None) -> Batch:
-    return Batch(b"".join(encoded), len(encoded), encoded_checksum(encoded), key)
-
-
-# (a micro-batch of source rows, lossy counts to add to) -> the batch
-BatchEncoder = Callable[[list[Any], dict[str, int]], Batch]
-
-
-def _python_encoder(plan: TablePlan) -> BatchEncoder:
-    width = len(plan.columns)
-    flags = plan.flag_positions
-    extra = max(plan.key_positions, default=-1) >= width or bool(flags)
-    strip = itemgetter(slice(0, width)) if extra else None
-    key_of = _key_getter(plan.key_positions)
-    converters = [(i, c.name, converter(c.converter))
-                  for i, c in enumerate(plan.columns) if c.converter]
-
-    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
-        if flags:
-            _count_flags(raw, flags, lossy)
-        batch = list(map(strip, raw)) if strip else raw
-        if converters:
-            batch = _convert(batch, converters, lossy)
-        return _batch(encode_rows(batch), key_of(raw[-1]) if key_of else None)
-
-    return encode_batch
-
-
-def _values_encoder(plan: TablePlan) -> BatchEncoder | None:
-    """Rows a driver made into Python tuples (MySQL), encoded in C, when the C code can do
-    every column's conversion (pgcopy.values_codec)."""
-    codec = values_codec(plan)
-    if codec is None:
-        return None
-    flags = _counted_fields(plan)
-    key_of = _key_getter(plan.key_positions)
-
-    def encode_batch(raw: list[tuple], lossy: dict[str, int]) -> Batch:
-        payload, rows, checksum, counts = codec.encode_values(raw)
-        _add_counts(lossy, flags, counts)
-        return Batch(memoryview(payload)[LIST_HEADER.size:], rows, checksum,
-                     key_of(raw[-1]) if key_of else None, whole=payload)
-
-    return encode_batch
-
-
-def _native_encoder(plan: TablePlan, codec: Codec) -> BatchEncoder:
-    flags = _counted_fields(plan)
-    key_of = _key_getter(plan.key_positions)
-    key_fields = codec.key_fields(plan.key_positions)
-
-    def encode_batch(raw: list[Any], lossy: dict[str, int]) -> Batch:
-        encoded, counts = codec.encode(raw)
-        _add_counts(lossy, flags, counts)
-        return _batch(encoded, key_of(codec.key_of(raw[-1], key_fields)) if key_of else None)
-
-    return encode_batch
-
-
-def _counted_fields(plan: TablePlan) -> list[tuple[str, int]]:
-    """The fields whose C counts are lossy values: the server's flags, and the values
-    converted inexactly in C."""
-    return [*plan.flag_positions,
-            *((c.name, i) for i, c in enumerate(plan.columns) if c.converter)]
-
-
-def _add_counts(lossy: dict[str, int], flags: list[tuple[str, int]], counts: list[int]) -> None:
-    for name, position in flags:
-        if counts[position]:
-            lossy[name] = lossy.get(name, 0) + counts[position]
-
-
-def _key_getter(positions: Sequence[int]) -> Callable[[tuple], list[Any]] | None:
-    if not positions:
-        return None
-    getter = itemgetter(*positions)
-    if len(positions) == 1:
-        return lambda row: [getter(row)]
-    return lambda row: list(getter(row))
-
-
-def _count_flags(raw: list[tuple], flags: list[tuple[str, int]],
-                 lossy: dict[str, int]) -> None:
-    """Add up the server's lossy flags (booleans, never NULL): a C-level sum per column."""
-    for name, position in flags:
-        count = sum(map(itemgetter(position), raw))
-        if count:
-            lossy[name] = lossy.get(name, 0) + count
-
-
-def _convert(batch: list[tuple], converters: list, lossy: dict[str, int]) -> list[tuple]:
-    columns = list(zip(*batch))
-    for index, name, convert in converters:
-        values, inexact = convert(list(columns[index]))
-        columns[index] = values
-        if inexact:
-            lossy[name] = lossy.get(name, 0) + inexact
-    return list(zip(*columns))
 
 
 def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,

@@ -92,6 +92,10 @@ def run_pieces(db: sqlite3.Connection, pieces: list[Piece], *, readers: int,
         thread.start()
     try:
         queue.work(db, main=True)
+    except BaseException:  # a signal's exception: the readers stop after their piece
+        with queue.lock:
+            queue.pieces.clear()
+        raise
     finally:
         for thread in threads:
             thread.join()

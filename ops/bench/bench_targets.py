@@ -112,6 +112,28 @@ def reader_shim() -> int:
                                   "peak_rss_mb": _peak_rss_mb()}) + "\n")
 
 
+def chunk_phases(phased: Callable[[str, Callable[..., Any]], Callable[..., Any]],
+                 ) -> dict[tuple[Any, str], Any]:
+    """Each chunk's making, insert and read-back as phases of their own (peak RSS in each),
+    to tell which copies of a big row live together. Only for rows of big values: for
+    small ones the reader thread makes a chunk while the writer inserts another, and the
+    phases overlap."""
+    from worker.native import fastsqlite
+    from worker.sqlite import chunks
+
+    make_chunks = chunks.make_chunks
+
+    def phased_make_chunks(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        made = make_chunks(*args, **kwargs)
+        while (chunk := phased("chunk_make", lambda: next(made, None))()) is not None:
+            yield chunk
+            del chunk
+
+    return {(fastsqlite, "insert_rows"): phased("chunk_insert", fastsqlite.insert_rows),
+            (fastsqlite, "readback"): phased("chunk_readback", fastsqlite.readback),
+            (chunks, "make_chunks"): phased_make_chunks}
+
+
 def worker_shim(celery_args: list[str]) -> None:
     """Wrap a few functions of the worker to time them, then run `celery worker`. Each wrapped
     call appends one JSON line to $LITESHIFT_BENCH_PROBE: phase, seconds, peak RSS in it."""
@@ -169,6 +191,8 @@ def worker_shim(celery_args: list[str]) -> None:
         (copying, "_mirror"): timed_mirror, (copying, "copy_rows"): timed_copy_rows,
         (copying, "verify_work_file"): phased("verify_work_file", copying.verify_work_file),
         (finalize, "build_database"): phased("build_database", finalize.build_database)}
+    if os.environ.get("LITESHIFT_BENCH_CHUNK_PHASES"):
+        patches.update(chunk_phases(phased))
     for (module, name), replacement in patches.items():
         setattr(module, name, replacement)
     count_tasks(record)

@@ -77,6 +77,7 @@ class TlsServer:
         return f"mysql://root@{host}:{self.port}/{database}?ssl-mode={mode}"
 
     def execute(self, statement: str) -> None:
+        """Run one statement in clear (the server does not require TLS)."""
         conn = mysql.connector.connect(host="127.0.0.1", port=self.port, user="root",
                                        autocommit=True, ssl_disabled=True)
         try:
@@ -87,7 +88,8 @@ class TlsServer:
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
-    """mariadbd on a free port with a certificate for `localhost` only (not 127.0.0.1)."""
+    """mariadbd on a free port with a certificate for `localhost` only (not 127.0.0.1), the
+    binary log on, and root without a password."""
     missing = [c for c in ("mariadbd", "mariadb-install-db", "openssl") if not shutil.which(c)]
     if missing:
         pytest.fail(f"{', '.join(missing)} not found: install mariadb-server and openssl",
@@ -100,7 +102,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     port = _free_port()
     server = subprocess.Popen(
         ["mariadbd", "--no-defaults", "--user=root", f"--datadir={base}/data", f"--port={port}",
-         "--bind-address=127.0.0.1", f"--socket={base}/sock", "--skip-grant-tables",
+         "--bind-address=127.0.0.1", f"--socket={base}/sock", "--log-bin=binlog",
+         "--binlog-format=ROW", "--server-id=1",
          f"--ssl-ca={base}/ca.pem", f"--ssl-cert={base}/server.pem",
          f"--ssl-key={base}/server.key", "--innodb-buffer-pool-size=16M",
          f"--log-error={base}/error.log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -222,3 +225,33 @@ def test_the_binlog_readers_connection_gets_the_same_tls(tls_server, tls_db, ope
         assert bool(cursor.fetchone()[1]) is encrypted
     finally:
         conn.close()
+
+
+def test_a_follow_reads_the_binlog_with_verify_identity(tls_server, tls_db, operator_ca,
+                                                       settings_env, store, send, worker_proc,
+                                                       wait_for, wait_until):
+    from follow_support import wait_applied
+
+    # Given a follow job on the TLS server, its name verified, copied and following
+    worker = worker_proc()
+    job_id = control.submit_job(settings_env, store, send,
+                                source=tls_server.url(tls_db, "VERIFY_IDENTITY"), target="tlsf",
+                                options={"follow": True})
+    view = wait_for(store, job_id, ["following", "failed"], timeout=60, workers=[worker])
+    assert view["state"] == "following", view
+
+    # When rows change on the source, and the job cuts over
+    tls_server.execute(f"INSERT INTO `{tls_db}`.t VALUES (3, 'three')")
+    tls_server.execute(f"UPDATE `{tls_db}`.t SET v = 'uno' WHERE id = 1")
+    wait_applied(store, job_id, 2, wait_until, [worker])
+    control.request_cutover(store, send, job_id, timeout_s=60)
+    view = wait_for(store, job_id, ["done", "failed"], timeout=60, workers=[worker])
+
+    # Then the binlog's changes, read over the same TLS, are in the published file
+    assert view["state"] == "done", view
+    db = sqlite3.connect(settings_env.data_dir / "tlsf.db")
+    try:
+        assert db.execute("SELECT id, v FROM t ORDER BY id").fetchall() == [
+            (1, "uno"), (2, "two"), (3, "three")]
+    finally:
+        db.close()

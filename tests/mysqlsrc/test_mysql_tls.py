@@ -255,3 +255,16 @@ def test_a_follow_reads_the_binlog_with_verify_identity(tls_server, tls_db, oper
             (1, "uno"), (2, "two"), (3, "three")]
     finally:
         db.close()
+
+
+def test_a_connection_that_came_up_in_clear_is_refused_when_tls_is_wanted(tls_server, tls_db):
+    # mysql-connector carries on in clear when TLS is not negotiated (an attacker on the path
+    # can strip it after the greeting was read): the connection's own cipher is checked too
+    from worker.sources.mysql.source import _check_encrypted
+    from worker.sources.url import parse_source_url
+
+    raw = mysql.connector.connect(host="127.0.0.1", port=tls_server.port, user="root",
+                                  database=tls_db, ssl_disabled=True)
+    with pytest.raises(SourceRejected, match=NO_TLS):
+        _check_encrypted(raw, parse_source_url(tls_server.url(tls_db, "VERIFY_CA")))
+    assert not raw.is_connected()

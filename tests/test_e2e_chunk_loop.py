@@ -16,7 +16,7 @@ from worker.core.errors import LeaseLost, VerificationFailed
 from worker.core.model import ColumnPlan, TablePlan
 from worker.native.fastsqlite import payload_of
 from worker.sqlite.chunks import copy_rows, make_chunks, ramp
-from worker.sqlite.workfile import WorkFile
+from worker.sqlite.workfile import WorkFile, open_work_db
 
 
 def _column(name: str, sqlite_type: str, rule: str) -> ColumnPlan:
@@ -194,8 +194,13 @@ def rows_in_file_alone(path: Path) -> int:
         db.close()
 
 
-def test_committed_pages_reach_the_file_from_a_thread_and_close_lets_go_of_it(work):
-    # Given a work file whose writer stays open
+def test_committed_pages_reach_the_file_from_a_thread_and_close_lets_go_of_it(tmp_path):
+    # Given a group's work file (WAL) whose writer stays open
+    path = tmp_path / "work" / "group00001.db"
+    work = WorkFile(path, PLAN, db=open_work_db(path, [PLAN.name]))
+    work._owns_db = True  # closed with the work file, as the group closes its connection
+    assert work.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
     # When a few small chunks are committed (far below the writer's own checkpoint size)
     run_copy(work, FakeSource(rows_of(500)))
 
@@ -218,4 +223,34 @@ def test_committed_pages_reach_the_file_from_a_thread_and_close_lets_go_of_it(wo
         alone.execute("COMMIT")
     finally:
         alone.close()
+
+
+def test_a_tables_own_work_file_is_copied_with_a_rollback_journal_and_left_in_wal(work,
+                                                                                  tmp_path):
+    # Given a table's own work file: a rollback journal, synced at every commit
+    assert work.db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert work.db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+
+    # When chunks are committed
+    run_copy(work, FakeSource(rows_of(500)))
+
+    # Then their rows are in the file as soon as committed, with no WAL beside it
+    assert rows_in_file_alone(work.path) == 500
+    assert not work.path.with_name(work.path.name + "-wal").exists()
+
+    # and once closed, the file is in WAL, as finalize expects a file at rest
+    work.close()
     work.db = sqlite3.connect(work.path)  # for the fixture's close
+    assert work.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert work.db.execute('SELECT count(*) FROM "items"').fetchone() == (500,)
+
+    # When a table opens a file that another connection has open (a group's, retried alone)
+    shared = tmp_path / "group00001.db"
+    group = open_work_db(shared, [PLAN.name])
+    alone = WorkFile(shared, PLAN)
+    try:
+        # Then it stays in WAL, which it could not leave under the other connection
+        assert alone.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        alone.close()
+        group.close()

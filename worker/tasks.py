@@ -122,6 +122,11 @@ def _copy_and_map(task: Any, job_id: str, table: str, copy: Callable[[], None]) 
     except LeaseLost as exc:
         get_logger().info("table_stopped", reason=str(exc))
     except LiteshiftError as exc:
+        if _cancelled(job_id):
+            # The cancel deleted the work files under the writer: a table's own file, in a
+            # rollback journal, fails to open its journal where its directory was.
+            get_logger().info("table_stopped", reason="job cancelled", error=str(exc))
+            return False
         if exc.transient and task.request.retries < settings.source_retry_limit:
             get_logger().warning("table_retrying", error=str(exc),
                                  attempt=task.request.retries + 1)

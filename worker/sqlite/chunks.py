@@ -220,6 +220,7 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
     state = work.fence(token)
     if state.done:
         return state
+    work.hold_chunks(chunk_bytes)
     started, copied_now, resume_after = time.monotonic(), 0, state.last_key
     recent = RecentRate()
     if chunk_source is not None:

@@ -1,4 +1,5 @@
-"""Copy a work file's WAL into the file from a thread of its own, beside the writer.
+"""Copy a work file's WAL into the file from a thread of its own, beside the writer (a
+group's work file: a table's own file is copied with a rollback journal, worker/sqlite/workfile.py).
 
 SQLite's automatic checkpoint runs inside the commit that crosses its threshold, so the
 writer itself would copy every page a second time (ops/bench/RESULTS.md has what that

@@ -8,6 +8,15 @@ sync. Each table keeps its own checkpoint row there, so it resumes, retries and 
 alone. The checkpoint row holds the resume key, row count, running checksum, lossy counts and
 the fencing token of the lease holder allowed to write: a chunk commits only while its
 writer's token is the newest, checked inside the same transaction.
+
+A table copied into a work file of its own writes with a rollback journal; a group's file,
+and any file at rest, is in WAL (open_work_db, WorkFile.close). A copy appends: SQLite
+journals only the pages that existed when a transaction began (the B-tree's right edge, the
+checkpoint row's page), so each chunk's pages are written once, to the file, where a WAL
+writes them twice (the WAL, then the checkpoint's copy into the file). The price is three
+fsyncs per commit (synchronous=FULL), cheap for a big table's few large chunks and dear for
+many small tables' many tiny commits, which is why groups keep the WAL. ops/bench/RESULTS.md
+has the figures.
 """
 
 from __future__ import annotations
@@ -41,6 +50,10 @@ CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
   token INTEGER NOT NULL,
   done INTEGER NOT NULL
 )"""
+
+
+CACHE_MIN_BYTES = 2 * 1024 * 1024  # SQLite's default page cache
+CACHE_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -83,24 +96,51 @@ def remove_database_files(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-def open_work_db(path: Path, names: Sequence[str]) -> sqlite3.Connection:
+def open_work_db(path: Path, names: Sequence[str], *, alone: bool = False) -> sqlite3.Connection:
     """A connection to the work file at `path` (created if missing) holding the tables
-    `names`, ready for writing; one that a finalize already built on is discarded first."""
+    `names`, ready for writing; one that a finalize already built on is discarded first.
+    `alone`: the file is one table's, copied with a rollback journal (see the module's
+    docstring) unless another connection has it open; else in WAL."""
     with sqlite_errors(f"opening work file {on_volume(path)}"):
         filemodes.make_dirs(path.parent)
         _discard_if_built(path, names)
         filemodes.create_file(path)  # its mode, which SQLite gives its -wal and -shm
         db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a crash loses at most the last commits, never consistency, and
-        # the checkpoint always matches the rows it commits with.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+        _set_journal(db, alone=alone)
         # A CHECK that SQLite evaluates differently from PostgreSQL must not stop a copy
         # of rows PostgreSQL accepted: finalize audits every CHECK over the whole table.
         db.execute("PRAGMA ignore_check_constraints=ON")
         db.execute(CHECKPOINT_DDL)
     return db
+
+
+def _set_journal(db: sqlite3.Connection, *, alone: bool) -> None:
+    if alone:
+        try:
+            mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except sqlite3.OperationalError:  # another connection has it open: it stays in WAL
+            mode = "wal"
+        if mode != "wal":
+            # A rollback journal is safe at any crash only when synced before the file is
+            # written, and the file before the journal is let go: FULL. Nothing committed
+            # is lost.
+            db.execute("PRAGMA synchronous=FULL")
+            return
+    db.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a crash loses at most the last commits, never consistency, and the
+    # checkpoint always matches the rows it commits with.
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+
+
+def _leave_in_wal(db: sqlite3.Connection) -> None:
+    """A file at rest is in WAL whatever it was copied with: finalize tells by the WAL's
+    lock that no one else has the file open before it builds on it (worker/sqlite/build.py),
+    which a rollback journal's file, unlocked between transactions, cannot show."""
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:  # the file is complete either way; a resume switches again
+        get_logger().warning("work_file_left_in_rollback_mode", error=str(exc))
 
 
 def _discard_if_built(path: Path, names: Sequence[str]) -> None:
@@ -138,7 +178,7 @@ class WorkFile:
         self.path = path
         self.plan = plan
         self._owns_db = db is None
-        self.db = db if db is not None else open_work_db(path, [plan.name])
+        self.db = db if db is not None else open_work_db(path, [plan.name], alone=True)
         try:
             with self._transaction(f"opening table {plan.name!r} in work file {on_volume(path)}"):
                 if not self._has_table():
@@ -150,6 +190,7 @@ class WorkFile:
                 self.db.close()
             raise
         self.fast = fastsqlite.usable(self.db, path)
+        self._wal = self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         self._wal_copier: WalCopier | None = None  # started by the second chunk
         self._commits = 0
 
@@ -158,7 +199,18 @@ class WorkFile:
             self._wal_copier.stop()
             self._wal_copier = None
         if self._owns_db:
+            if not self._wal:
+                _leave_in_wal(self.db)
             self.db.close()
+
+    def hold_chunks(self, chunk_bytes: int) -> None:
+        """Give SQLite's page cache room for a chunk's pages: written once at its commit
+        and read back from memory, instead of spilled to the file or WAL halfway through
+        the insert and read again from the OS (a rollback journal must even be synced
+        before such a spill). Bounded: a chunk ends one row past chunk_bytes, and a row
+        of big values spills as before."""
+        kib = max(CACHE_MIN_BYTES, min(2 * chunk_bytes, CACHE_MAX_BYTES)) // 1024
+        self.db.execute(f"PRAGMA cache_size=-{kib}")
 
     def _has_table(self) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
@@ -208,7 +260,7 @@ class WorkFile:
         self._commits += 1
         # From the second chunk on: a table of one chunk (most tables of an app) is done
         # before the thread would copy anything, and starting and stopping it cost more.
-        if self._wal_copier is None and self._commits > 1:
+        if self._wal and self._wal_copier is None and self._commits > 1:
             self._wal_copier = WalCopier(self.path)
         if self._wal_copier is not None:
             self._wal_copier.nudge()

@@ -200,8 +200,8 @@ def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float) -> 
     data = lite.settings.data_dir
     (data / f"{ds.target}.db").unlink(missing_ok=True)
     (data / f"{ds.target}.report.json").unlink(missing_ok=True)
-    proc, _, log_path = lite._start_worker()
-    sampler = Sampler(worker_pid=proc.pid, api_pid=lite.api.pid, kind=ds.kind,
+    worker = lite._start_worker()
+    sampler = Sampler(worker_pid=worker.proc.pid, api_pid=lite.api.pid, kind=ds.kind,
                       database=ds.database, interval=interval)
     try:
         sampler.start()
@@ -222,11 +222,10 @@ def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float) -> 
     finally:
         sampler.stopping.set()
         sampler.join()
-        lite._stop(proc)
+        worker.stop()
     job = lite.store.job(job_id) or {}
     if job.get("state") != "done":
-        raise SystemExit(f"job {job.get('state')}: {job.get('error')} "
-                         f"({bench.tail(log_path, 4)})")
+        raise SystemExit(f"job {job.get('state')}: {job.get('error')} ({worker.tail(4)})")
     mismatch = bench.count_mismatch(data / f"{ds.target}.db", ds, "the published file")
     if mismatch:
         raise SystemExit(f"published file wrong: {mismatch}")

@@ -2,11 +2,15 @@
 (quick_check plus one scan of each index and its table), on one SQLite file, same run.
 
     .venv/bin/python ops/bench/bench_checks.py [--rows 1000000] [--indexes 1] [--rounds 3]
+        [--file PATH]
 
 The file is an events-like table (integer key, 9 mixed columns) with `--indexes` secondary
-indexes, (user_id, happened_at) first, made once under /tmp and kept. Each round times, each
-on a fresh connection: integrity_check, quick_check alone, and run_checks (what finalize
-runs). Prints medians and ratios, and the load average.
+indexes, (user_id, happened_at) first, made once under /tmp and kept; or, with `--file`, an
+existing file (a published app database: `bench.py --only pg-app --keep` says where it
+left it), without integrity_check, which takes minutes there. Each round times, each on a
+fresh connection: integrity_check, quick_check alone, run_checks on one connection
+(`readers=0`) and run_checks as finalize runs it (on both cores). Prints medians of wall
+and CPU seconds (this process's, every thread), ratios, and the load average.
 """
 
 from __future__ import annotations
@@ -54,15 +58,18 @@ def make(path: Path, rows: int, indexes: int) -> None:
     db.close()
 
 
-def timed(path: Path, check: str) -> float:
+def timed(path: Path, check: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one check on a fresh connection."""
     db = sqlite3.connect(path, isolation_level=None)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if check == "run_checks":
         run_checks(db)
+    elif check == "run_checks, one connection":
+        run_checks(db, readers=0)
     else:
         assert db.execute(f"PRAGMA {check}").fetchall() == [("ok",)]
         db.execute("PRAGMA foreign_key_check").fetchall()
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started, time.process_time() - cpu
     db.close()
     return elapsed
 
@@ -72,21 +79,27 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--indexes", type=int, default=1, choices=range(len(INDEXES) + 1))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--file", type=Path, help="an existing file to check instead")
     args = parser.parse_args()
-    path = Path(tempfile.gettempdir()) / f"liteshift-checks-{args.rows}-{args.indexes}.db"
+    path = args.file or (Path(tempfile.gettempdir())
+                         / f"liteshift-checks-{args.rows}-{args.indexes}.db")
     if not path.exists():
         make(path, args.rows, args.indexes)
-    times: dict[str, list[float]] = {"integrity_check": [], "quick_check": [], "run_checks": []}
+    checks = ["quick_check", "run_checks, one connection", "run_checks"]
+    if not args.file:
+        checks.insert(0, "integrity_check")
+    times: dict[str, list[tuple[float, float]]] = {check: [] for check in checks}
     for _ in range(args.rounds):
         for check, found in times.items():
             found.append(timed(path, check))
-    base = statistics.median(times["integrity_check"])
-    print(f"{args.rows:,} rows, {args.indexes} secondary index(es), {path.stat().st_size:,} "
-          f"bytes, {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}")
+    base = statistics.median(wall for wall, _ in times[checks[0]])
+    print(f"{path.name}: {path.stat().st_size:,} bytes, {args.rounds} rounds, load average "
+          f"{os.getloadavg()[0]:.1f}; wall (and CPU) seconds")
     for check, found in times.items():
-        median = statistics.median(found)
-        print(f"  {check:16s} median {median:.3f} s  ({median / base:.2f} of integrity_check)"
-              f"  {' '.join(f'{t:.3f}' for t in found)}")
+        median = statistics.median(wall for wall, _ in found)
+        cpu = statistics.median(cpu for _, cpu in found)
+        print(f"  {check:27s} median {median:.3f} s, CPU {cpu:.3f} s ({median / base:.2f} of "
+              f"{checks[0]})  {' '.join(f'{wall:.3f} ({cpu:.2f})' for wall, cpu in found)}")
 
 
 if __name__ == "__main__":

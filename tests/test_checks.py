@@ -63,6 +63,18 @@ def test_a_sound_file_passes_with_one_scan_per_index(tmp_path, monkeypatch):
     assert len([s for s in seen if "INDEXED BY" in s and s.startswith("SELECT count(*)")]) == 5
 
 
+def test_without_a_reader_the_building_connection_runs_every_piece(tmp_path, monkeypatch):
+    # Given a file whose reader cannot be had (locked by someone else, or unusable)
+    db = build(tmp_path / "t.db", *INDEXES)
+    monkeypatch.setattr(checks, "open_reader", lambda path, setup: None)
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+
+    # Then every check runs on the building connection, and passes
+    assert run_checks(db) == {"integrity_check": "ok", "foreign_key_check": "ok"}
+    assert len([s for s in seen if "INDEXED BY" in s and s.startswith("SELECT count(*)")]) == 5
+
+
 def test_a_query_that_would_read_the_table_is_not_taken_for_the_index(tmp_path):
     db = build(tmp_path / "t.db", INDEXES[0])
     index = 'INDEXED BY "by (user, time)"'

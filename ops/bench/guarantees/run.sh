@@ -5,8 +5,6 @@
 # once with every guarantee kept, then with each switched off, then with all of them off:
 #   LITESHIFT_EXPERIMENT_NO_READBACK         commit chunks without reading them back
 #   LITESHIFT_EXPERIMENT_NO_INTEGRITY_CHECK  publish without the file checks (quick_check and the index scans, worker/sqlite/checks.py)
-#   LITESHIFT_EXPERIMENT_ROLLBACK_JOURNAL    work files in rollback-journal mode
-#                                            (synchronous=FULL) instead of WAL
 # Needs the bench's data and peers (bench.py --prepare). About 7 minutes.
 #   ops/bench/guarantees/run.sh [ROUNDS]
 set -euo pipefail
@@ -22,9 +20,8 @@ ln -s "$root/ops/bench/.peers-venv" "$tree/ops/bench/.peers-venv"
 (cd "$tree" && "$python" setup.py -q build_ext --inplace >/dev/null 2>&1)
 
 all="LITESHIFT_EXPERIMENT_NO_READBACK=1 LITESHIFT_EXPERIMENT_NO_INTEGRITY_CHECK=1"
-all="$all LITESHIFT_EXPERIMENT_ROLLBACK_JOURNAL=1"
 for switches in "" LITESHIFT_EXPERIMENT_NO_READBACK=1 LITESHIFT_EXPERIMENT_NO_INTEGRITY_CHECK=1 \
-        LITESHIFT_EXPERIMENT_ROLLBACK_JOURNAL=1 "$all"; do
+        "$all"; do
     echo "== ${switches:-every guarantee kept}"
     # shellcheck disable=SC2086  # the switches are words on purpose
     env $switches "$python" "$tree/ops/bench/bench.py" --rounds "$rounds" --tools duckdb \

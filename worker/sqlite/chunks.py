@@ -237,7 +237,8 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
         state = _advance(state, chunk)
         committing = time.monotonic()
         try:
-            work.commit_chunk(token, chunk.payload, state, chunk.checksum)
+            work.commit_chunk(token, chunk.payload, state, chunk.checksum,
+                              rows=chunk.row_count)
         except sqlite3.IntegrityError as exc:
             raise _constraint_error(work, plan, chunk, exc) from None
         copied_now, elapsed = copied_now + chunk.row_count, time.monotonic() - started

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
 
 CACHE_MIN_BYTES = 2 * 1024 * 1024  # SQLite's default page cache
 CACHE_MAX_BYTES = 64 * 1024 * 1024
+# Rows of at least chunk_bytes / BIG_ROW_PARTS on average make a chunk of big rows.
+BIG_ROW_PARTS = 8
 
 
 @dataclass
@@ -193,6 +195,8 @@ class WorkFile:
         self._wal = self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         self._wal_copier: WalCopier | None = None  # started by the second chunk
         self._commits = 0
+        self._held_kib: int | None = None  # hold_chunks' cache
+        self._big_row_bytes = 0
 
     def close(self) -> None:
         if self._wal_copier is not None:
@@ -211,6 +215,22 @@ class WorkFile:
         of big values spills as before."""
         kib = max(CACHE_MIN_BYTES, min(2 * chunk_bytes, CACHE_MAX_BYTES)) // 1024
         self.db.execute(f"PRAGMA cache_size=-{kib}")
+        self._held_kib, self._big_row_bytes = kib, max(1, chunk_bytes // BIG_ROW_PARTS)
+
+    @contextmanager
+    def _small_cache_for(self, payload_bytes: int, rows: int | None) -> Iterator[None]:
+        """A chunk of big rows (a row of big values often is a chunk by itself) is written
+        through SQLite's default cache: held whole, its pages would cost one more copy of
+        the row, and spilling them costs such a chunk little."""
+        big = (self._held_kib is not None and rows is not None and rows > 0
+               and payload_bytes // rows >= self._big_row_bytes)
+        if big:
+            self.db.execute(f"PRAGMA cache_size=-{CACHE_MIN_BYTES // 1024}")  # frees pages
+        try:
+            yield
+        finally:
+            if big:
+                self.db.execute(f"PRAGMA cache_size=-{self._held_kib}")
 
     def _has_table(self) -> bool:
         row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
@@ -244,12 +264,14 @@ class WorkFile:
             return self.checkpoint()
 
     def commit_chunk(self, token: int, payload: bytes | memoryview, state: Checkpoint,
-                     checksum: int | None = None) -> None:
+                     checksum: int | None = None, *, rows: int | None = None) -> None:
         """Write a chunk's rows (marshal bytes of a list of tuples, fastsqlite.payload_of)
         and the checkpoint after it in one transaction. Given the rows' checksum, read them
         back before committing and refuse to commit if SQLite holds anything else (affinity
-        rewrites, truncation, loss)."""
-        with self._transaction(f"writing table {self.plan.name!r}"):
+        rewrites, truncation, loss). `rows`, the chunk's row count, tells a chunk of big rows
+        (_small_cache_for)."""
+        with self._small_cache_for(len(payload), rows), \
+                self._transaction(f"writing table {self.plan.name!r}"):
             self._check_token(token)
             top = self.db.execute(f"SELECT max({self._rowid}) "
                                   f"FROM {quote(self.plan.name)}").fetchone()[0]

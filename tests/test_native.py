@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from frames import assert_same_chunks, take_frames
 
 from worker import native, sources
 from worker.core.checksum import encode_rows, encoded_checksum
@@ -321,19 +322,8 @@ def test_rows_of_big_values_are_written_as_frames_from_libpqs_own_message(pg_db,
     # been, with the same checksum, size and key; the others come as before
     sent = [c for c in got if c.sent]
     assert len(sent) == 6 and all(c.payload == b"" for c in sent)
-    at = 0
-    for chunk in got:
-        if chunk.sent:
-            assert frames[at:at + 1] == b"P"
-            length = int.from_bytes(frames[at + 1:at + 9], "big")
-            chunk.payload, at = frames[at + 9:at + 9 + length], at + 9 + length
-            chunk.sent = False
-    assert at == len(frames)
-    assert [row for c in got for row in c.rows] == [row for c in expected for row in c.rows]
-    assert [(c.checksum, c.size_bytes, c.last_key, c.row_count) for c in got] == [
-        (encoded_checksum(marshal.dumps(r, 2) for r in c.rows), len(c.payload) - 5, c.last_key,
-         len(c.rows)) for c in got]
-    assert sum(c.checksum for c in got) % 2**64 == sum(c.checksum for c in expected) % 2**64
+    take_frames(got, frames)
+    assert_same_chunks(got, expected)
 
 
 def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -61,9 +62,10 @@ def test_the_services_own_postgres_credentials_are_never_sent(passwordless_url, 
             pass
 
 
-@pytest.fixture
-def banner_port() -> Iterator[int]:
-    """A TCP server that answers every connection with another service's banner."""
+@contextmanager
+def tcp_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that hands each connection to `answer`, then closes it;
+    yields its port."""
     server = socket.create_server(("127.0.0.1", free_port()))
     server.settimeout(0.2)
     stop = threading.Event()
@@ -75,15 +77,27 @@ def banner_port() -> Iterator[int]:
             except TimeoutError:
                 continue
             with conn:
-                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 BannerSecret\r\n" * 4)
-                conn.recv(1024)
+                answer(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    server.close()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture
+def banner_port() -> Iterator[int]:
+    """A TCP server that answers every connection with another service's banner."""
+    def banner(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 BannerSecret\r\n" * 4)
+        conn.recv(1024)
+
+    with tcp_server(banner) as port:
+        yield port
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
@@ -113,26 +127,9 @@ def test_a_host_outside_the_allow_list_is_refused_by_the_probe_and_the_worker(pg
 def dialed() -> Iterator[tuple[int, list[str]]]:
     """A TCP port on 127.0.0.1 that closes every connection, and the addresses each was
     made to (the server's side of it: what the client dialed)."""
-    server = socket.create_server(("127.0.0.1", free_port()))
-    server.settimeout(0.2)
     seen: list[str] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            seen.append(conn.getsockname()[0])
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], seen
-    stop.set()
-    thread.join()
-    server.close()
+    with tcp_server(lambda conn: seen.append(conn.getsockname()[0])) as port:
+        yield port, seen
 
 
 def test_the_apis_reachability_check_dials_what_the_driver_would_and_nothing_else(

@@ -26,6 +26,8 @@ def status(job: dict[str, Any]) -> str:
             f"from {job.get('source')} (schema {job.get('schema', 'public')})")
     times = f"created {when(job.get('created_at'))}  updated {when(job.get('updated_at'))}"
     lines = [head, times]
+    if job.get("from_volume"):  # Redis let the job go: say where this view comes from
+        lines.append("note: " + (job.get("note") or "read from the job's record on the volume"))
     if job.get("snapshot"):
         lines.append(moment(job["snapshot"]))
     if job.get("tables_total"):

@@ -94,3 +94,10 @@ def test_a_log_feed_asks_for_what_changed_since_its_last_answer():
     assert api.asked[1] == ("/jobs/j1", {"limit": 1000, "since": 100.0 - watch.CLOCK_SLACK_S})
     assert first[1:] == ["table a copying: 1/2 rows"]
     assert second == ["table a verified: 1/2 rows"]
+
+
+def test_status_of_a_job_read_from_the_volume_says_so():
+    note = "Redis no longer holds this job: this is its record on the data volume, read-only"
+    shown = render.status(view(state="done", from_volume=True, note=note))
+    assert shown.splitlines()[2] == f"note: {note}"
+    assert "note:" not in render.status(view(state="done"))

@@ -223,13 +223,13 @@ def _fail_job(job_id: str, exc: BaseException, *, release: bool = False) -> None
     target too: nothing of the job can write it until a retry plans it again."""
     message = redact(str(exc) if isinstance(exc, LiteshiftError) else
                      f"unexpected error: {exc!r}; this is a liteshift bug, please report it")
+    job = store().job(job_id)
+    if job and release:  # first: whoever sees the job failed finds its target free
+        store().release_target(job["target"], job_id)
     if store().set_job_state(job_id, JobState.FAILED, error=message):
         get_logger().error("job_failed", error=message)
     else:
         get_logger().info("job_stopped", reason="job cancelled", error=message)
-    job = store().job(job_id)
-    if job and release:
-        store().release_target(job["target"], job_id)
     if job and cutover.follows(job):  # a failed follow job's slot must not fill the source
         cutover.end_failed(settings, store(), job)
 

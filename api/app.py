@@ -45,6 +45,7 @@ from worker.jobs import control
 from worker.jobs.control import Send
 from worker.sources.url import check_reachable, parse_source_url, resolve_source
 from worker.state import recorded
+from worker.state.jobfiles import JOB_ID_RE
 from worker.state.pages import DEFAULT_PAGE, TableQuery
 from worker.state.store import JobState, StateStore
 from worker.state.targets import published_path, report_path
@@ -67,7 +68,7 @@ def _services(request: Request) -> Services:
 
 
 Deps = Annotated[Services, Depends(_services)]
-JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="job id")]
+JobId = Annotated[str, Path(pattern=f"^{JOB_ID_RE.pattern}$", description="job id")]
 
 router = APIRouter()
 

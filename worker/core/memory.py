@@ -15,9 +15,10 @@ import ctypes.util
 MMAP_THRESHOLD = 1 << 20
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 # The same for processes we start (glibc reads it before Python runs). There, also
-# transparent huge pages for those mmaps (glibc madvises them): a reader builds each chunk's
-# payload in a fresh 8 MiB mmap, whose 2,048 page faults were a fifth of its CPU on text-heavy
-# rows; with huge pages, a handful (ops/bench/RESULTS.md).
+# transparent huge pages for those mmaps (glibc madvises them): a MariaDB table's reader
+# builds each chunk's payload in a fresh 8 MiB mmap, whose 2,048 page faults were a fifth of
+# its CPU on text-heavy rows; with huge pages, a handful (ops/bench/RESULTS.md). A PostgreSQL
+# table's reader keeps one buffer for every chunk (_pgcopy.c's scratch).
 ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 

@@ -196,9 +196,10 @@ class LibpqCopy:
                frames_fd: int = -1) -> Iterator[RawChunk]:
         """Chunks of up to next(chunk_rows) rows each and about chunk_bytes; each chunk's
         last message holds only the fields key_fields marks (Codec.key_fields). Given
-        frames_fd, a chunk ending in a row longer than chunk_bytes was written there as a
-        frame (reader_process) and comes with no payload (None)."""
+        frames_fd, every chunk was written there as a frame (reader_process) and comes with
+        no payload (None): each is built in the one buffer this COPY keeps."""
         read = _extension().read_chunk  # type: ignore[union-attr]
+        scratch = _extension().scratch() if frames_fd >= 0 else None  # type: ignore[union-attr]
         with self._open_copy() as copy:
             pgconn, first, size_hint = copy.connection.pgconn, True, 1 << 16
             encoding = copy.connection.info.encoding
@@ -206,7 +207,7 @@ class LibpqCopy:
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
                                      self.codec.keep, numeric_value, rows, chunk_bytes, first,
-                                     size_hint, key_fields, frames_fd)
+                                     size_hint, key_fields, frames_fd, scratch)
                 first, read_rows, rows = False, chunk[1], next(chunk_rows)
                 # the next payload's likely size, so that it is built without growing
                 size_hint = min(chunk_bytes, chunk[3] * rows // max(1, read_rows)) * 9 // 8

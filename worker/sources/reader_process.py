@@ -14,9 +14,10 @@ URL). The answer is a stream of frames on stdout, each a kind byte and a length:
   D  done
 The payload travels apart so that neither side copies it: the worker reads it into one
 buffer it keeps, and inserts from there (a copy per side, and its fresh pages, would cost
-a good part of a table's CPU). A row of big values is written into its P frame from where
-the driver holds it (worker/native/_pgcopy.c: libpq's own message for PostgreSQL, the
-values MySQL's driver made), never joined into a payload here.
+a good part of a table's CPU); a PostgreSQL table's chunks are built in one buffer the child
+keeps, and written from there (LibpqCopy.chunks). A row of big values is written into its
+P frame from where the driver holds it (worker/native/_pgcopy.c: libpq's own message for
+PostgreSQL, the values MySQL's driver made), never joined into a payload here.
 The child holds no state: killed at any moment, the worker resumes from its own checkpoint.
 When the worker dies first, the child's next write fails (EPIPE) and it exits.
 """

@@ -103,7 +103,8 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
     is still on its first full chunk, instead of waiting for it. Given frames_fd (a reader
     process's stdout), a row longer than chunk_bytes is written there as a chunk by itself
     (Chunk.sent), its big values never joined into a payload: by LibpqCopy from libpq's
-    message, and a driver's row of Python values from its values (RowSender)."""
+    message, and a driver's row of Python values from its values (RowSender). A LibpqCopy
+    writes every chunk there, from one buffer it reuses (LibpqCopy.chunks)."""
     if isinstance(rows, LibpqCopy):
         yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
                                  frames_fd=frames_fd)

@@ -23,17 +23,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHIM = REPO / "ops" / "bench" / "bench_targets.py"
 MB = 1024 * 1024
-# A row of big values may cost this many times itself in each process when a reader
-# process reads its table: the reader holds the driver's buffer and the driver's copy of
-# the row (libpq's message, MySQL's values), which go to the pipe as they are; the worker
-# holds the payload it received and, while it inserts it, SQLite's record of the row. The
-# rest is the process's own start, and libpq's buffer, a power of two its reads may fill.
+# A row of big values may cost this many times itself in each process. A reader process
+# holds the driver's buffer and the driver's copy of the row (libpq's message, MySQL's
+# values), which go to the pipe as they are; the worker holds the payload it received and,
+# while it inserts it, SQLite's record of the row. A worker reading a table itself holds
+# the driver's buffer and copy of the first such row, then has a reader process read on
+# (copy_rows' big_row_source). The rest is the process's own start, and libpq's buffer, a
+# power of two its reads may fill. What each copy is: ops/bench/RESULTS.md (big rows).
 GROWTH_LIMIT = 3.0
-# Read by the worker itself (LITESHIFT_READER_PROCESS_BYTES=-1, or a table smaller than
-# that on disk), one process holds the driver's buffer, the payload and SQLite's record at
-# once: three rows before anything else, which only reading big values from the source in
-# slices would lower. What each copy is: ops/bench/RESULTS.md (big rows).
-IN_WORKER_GROWTH_LIMIT = 4.0
 
 
 @dataclass
@@ -120,8 +117,8 @@ def probed_worker(tmp_path: Path, queue: str, env: dict[str, str]) -> Iterator[P
 # the tests' fixtures drop the caller's LITESHIFT_* variables: each chunk phase's peak too.
 CHUNK_PHASES = os.environ.get("LITESHIFT_BENCH_CHUNK_PHASES", "")
 
-# Tables under LITESHIFT_READER_PROCESS_BYTES are read in the worker (a thread); the others
-# in a reader process: each path holds the row in its own places.
+# Tables under LITESHIFT_READER_PROCESS_BYTES are read in the worker (a thread) until a row
+# longer than a chunk comes; the others in a reader process from the start.
 PATHS = {"in the worker": "-1", "in a reader process": "0"}
 
 
@@ -146,13 +143,11 @@ def copy_big_rows(tmp_path: Path, settings_env: Any, store: Any, send: Any, sour
         return view, worker.growth(idle)
 
 
-def assert_bounded(growth: Growth, row_mb: float, reader_process_bytes: str) -> None:
-    """Neither the worker nor any reader grew by more than GROWTH_LIMIT rows (the worker
-    reading alone: IN_WORKER_GROWTH_LIMIT). The figures show with `pytest -rP`."""
+def assert_bounded(growth: Growth, row_mb: float) -> None:
+    """Neither the worker nor any reader grew by more than GROWTH_LIMIT rows, and a reader
+    process read the big rows (on every path: a worker reading alone hands them over). The
+    figures show with `pytest -rP`."""
     print(growth.describe(row_mb))
-    in_worker = reader_process_bytes == PATHS["in the worker"]
-    limit = IN_WORKER_GROWTH_LIMIT if in_worker else GROWTH_LIMIT
-    assert growth.worker_mb <= limit * row_mb, growth.describe(row_mb)
-    if not in_worker:
-        assert growth.readers_mb, "no reader process recorded its peak"
+    assert growth.worker_mb <= GROWTH_LIMIT * row_mb, growth.describe(row_mb)
+    assert growth.readers_mb, "no reader process recorded its peak"
     assert all(r <= GROWTH_LIMIT * row_mb for r in growth.readers_mb), growth.describe(row_mb)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from itertools import accumulate, islice
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,50 @@ def test_a_tables_own_work_file_is_copied_with_a_rollback_journal_and_left_in_wa
     finally:
         alone.close()
         group.close()
+
+
+class BigRowSource:
+    """Where copy_rows reads on once a row longer than a chunk shows up (in the worker, a
+    reader process): the same rows after the key it is given, made into chunks as a reader
+    process makes them."""
+
+    def __init__(self, source: FakeSource, plan: TablePlan, chunk_bytes: int):
+        self.source, self.plan, self.chunk_bytes = source, plan, chunk_bytes
+        self.calls: list[Sequence[Any] | None] = []
+
+    def __call__(self, after: Sequence[Any] | None) -> Iterator[Any]:
+        self.calls.append(after)
+        return make_chunks(self.source(after), self.plan, chunk_rows=100,
+                           chunk_bytes=self.chunk_bytes)
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "keyless"])
+def test_a_row_longer_than_a_chunk_has_the_rest_read_elsewhere_after_the_last_commit(
+        tmp_path, keyed):
+    # Given rows read in the worker, the 250th longer than a chunk, and a reader process
+    # to read elsewhere
+    plan = PLAN if keyed else replace(
+        PLAN, name="loose", key=[], key_kind="none", key_types=[], key_positions=[],
+        create_sql='CREATE TABLE "loose" ("id" INTEGER NOT NULL, "body" TEXT)',
+        insert_sql='INSERT INTO "loose" ("id", "body") VALUES (?, ?)')
+    rows = rows_of(400)
+    rows[249] = (250, "x" * 300_000)
+    source, chunk_bytes = FakeSource(rows), 200_000
+    elsewhere = BigRowSource(FakeSource(rows), plan, chunk_bytes)
+    work = WorkFile(tmp_path / "work" / plan.file, plan)
+    try:
+        # When the table is copied
+        final = copy_rows(plan=plan, source=source, work=work, token=1, chunk_rows=100,
+                          chunk_bytes=chunk_bytes, big_row_source=elsewhere)
+
+        # Then the rows before the big one were committed here, the rest came from the
+        # reader process from after the last of them (a keyless table: from the start, its
+        # rows emptied first), and the table holds every row once, with its checksum
+        assert source.calls == [None]
+        assert elsewhere.calls == ([[249]] if keyed else [None])
+        assert final.done and final.rows == 400
+        assert final.checksum == rows_checksum(rows)
+        assert work.db.execute(f"SELECT count(*), count(DISTINCT id), sum(length(body)) "
+                               f"FROM {plan.name}").fetchone() == (400, 400, 399 * 10 + 300_000)
+    finally:
+        work.close()

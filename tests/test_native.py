@@ -19,8 +19,8 @@ import xxhash
 from frames import assert_same_chunks, take_frames
 
 from worker import native, sources
-from worker.core.checksum import encode_rows, encoded_checksum
-from worker.core.errors import SourceUnavailable
+from worker.core.checksum import encode_rows, encoded_checksum, rows_checksum
+from worker.core.errors import BigRowHere, SourceUnavailable
 from worker.core.profiles import ColumnContext
 from worker.native import fastsqlite, pgcopy
 from worker.sources.postgres import source as pg_source
@@ -252,9 +252,10 @@ INSERT INTO numeric_key SELECT g / 10.0, 'v' || g FROM generate_series(1, 50) g;
 """
 
 
-def _chunks(conn, plan, after, path: str) -> list:
+def _chunks(conn, plan, after, path: str, *, got: list | None = None,
+            stop_at_big: bool = False) -> list:
     """A table's chunks read in C from libpq, from psycopg's messages encoded in C, or in
-    Python."""
+    Python; each also put into `got` as it comes."""
     where = dict(schema="public", table=plan.name, select_sql=select_list(plan), key=plan.key,
                  key_types=plan.key_types, after=after)
     if path == "libpq":
@@ -266,7 +267,11 @@ def _chunks(conn, plan, after, path: str) -> list:
                                    pgcopy.codec_for(plan))
     else:
         rows = pg_source.stream_rows(conn, wire_types=plan.wire_types, **where)
-    return list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 20))
+    chunks = got if got is not None else []
+    for chunk in make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 20,
+                             stop_at_big=stop_at_big):
+        chunks.append(chunk)
+    return chunks
 
 
 PROFILES = [{}, {"profile": "rails"}, {"profile": "django"},
@@ -325,6 +330,32 @@ def test_rows_of_big_values_are_written_as_frames_from_libpqs_own_message(pg_db,
     assert len(sent) == len(got) and all(c.payload == b"" for c in sent)
     take_frames(got, frames)
     assert_same_chunks(got, expected)
+
+
+@pytest.mark.parametrize("path", ["libpq", "messages", "python"])
+def test_a_worker_reading_alone_stops_before_a_row_longer_than_a_chunk(pg_db, path):
+    # Given small rows and rows of big values, the first at id 3
+    with pg_db.connect() as conn:
+        conn.execute("CREATE TABLE big (id int PRIMARY KEY, b bytea, t text)")
+        conn.execute("INSERT INTO big SELECT i, CASE WHEN i % 3 = 0 THEN decode(repeat("
+                     "md5(i::text), 70000), 'hex') ELSE '\\x01' END, 'x' "
+                     "FROM generate_series(1, 7) i")
+    source = parse_source_url(pg_db.url)
+    with pg_source.connect(source) as conn:
+        plan = translate(pg_source.reflect(source, conn, "public", ["big"]), {}).tables[0]
+        whole = [row for chunk in _chunks(conn, plan, None, "python") for row in chunk.rows]
+
+        # When the worker reads the table itself (copy_rows with a reader process to go to)
+        got: list = []
+        with pytest.raises(BigRowHere):
+            _chunks(conn, plan, None, path, got=got, stop_at_big=True)
+
+        # Then the rows before the big one came, ending with its key, then BigRowHere; the
+        # connection is left fit for use
+        assert [row for chunk in got for row in chunk.rows] == whole[:2]
+        assert got[-1].last_key == [2]
+        assert sum(c.checksum for c in got) % 2**64 == rows_checksum(whole[:2])
+        assert conn.execute("SELECT count(*) FROM big").fetchone() == (7,)
 
 
 def test_timestamps_read_in_c_are_written_as_the_server_would_write_them(pg_db):

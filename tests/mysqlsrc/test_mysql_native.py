@@ -7,6 +7,7 @@ import pytest
 from frames import assert_same_chunks, take_frames
 
 from worker import sources
+from worker.core.errors import BigRowHere
 from worker.native import pgcopy
 from worker.sources.mysql import source as mysql_source
 from worker.sources.url import parse_source_url
@@ -122,3 +123,32 @@ INSERT INTO big VALUES (1, X'01', 'x', 1), (2, REPEAT(X'00FF', 300000), 'y', 2),
     assert [c.sent for c in got] == [False, True, True, False, True, False]
     take_frames(got, frames)
     assert_same_chunks(got, expected)
+
+
+def test_a_worker_reading_alone_stops_before_a_mysql_row_longer_than_a_chunk(my_db):
+    # Given small rows and rows of big values, the first at id 2
+    my_db.script("""
+CREATE TABLE big (id int PRIMARY KEY, b longblob, t longtext);
+INSERT INTO big VALUES (1, X'01', 'x'), (2, REPEAT(X'00FF', 300000), 'y'), (3, X'02', 'z')
+""")
+    source = parse_source_url(my_db.url)
+    reader = sources.for_kind(source.kind)
+    with reader.connect(source) as conn:
+        plan = reader.translate(reader.reflect(source, conn, "public", ["big"]), {}).tables[0]
+        rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
+        first = list(make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 19))[0]
+
+        # When the worker reads the table itself (copy_rows with a reader process to go to)
+        got = []
+        rows = reader.stream_table(conn, schema="public", plan=plan, after=None)
+        with pytest.raises(BigRowHere):
+            for chunk in make_chunks(rows, plan, chunk_rows=4, chunk_bytes=1 << 19,
+                                     stop_at_big=True):
+                got.append(chunk)
+        del rows
+
+        # Then the row before the big one came, then BigRowHere; the connection is left fit
+        # for use
+        assert [c.rows for c in got] == [first.rows[:1]]
+        assert got[0].last_key == [1]
+        assert conn.query("SELECT count(*) FROM big") == [(3,)]

@@ -17,6 +17,9 @@
     ├── LeaseLost            (Permanent) another worker took over this table; stop quietly
     └── JobCancelled         the job was cancelled while we worked
 
+    BigRowHere               no failure: a worker reading a table itself met a row longer
+                             than a chunk; the chunk loop has a reader process read on
+
 Messages say what is wrong and what to do. Every exception pickles (Celery ships them).
 """
 
@@ -111,3 +114,11 @@ class LeaseLost(LiteshiftError):
 
 class JobCancelled(LiteshiftError):
     """Raised when the job was cancelled while a task was working on it."""
+
+
+class BigRowHere(Exception):
+    """Raised when a worker reading a table itself meets a row longer than a chunk, after
+    the chunk before it: the chunk loop (worker/sqlite/chunks.py, copy_rows) has a reader
+    process read the table on from its last commit. One process would hold the driver's
+    buffer, the payload and SQLite's record of the row at once (ops/bench/RESULTS.md, big
+    rows). Never leaves the chunk loop."""

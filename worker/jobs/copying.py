@@ -84,7 +84,7 @@ class TableGroup:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self._drop_connection()
+        self.drop_connection()
         for db in self._work_dbs.values():
             db.close()
         if exc_type is None:
@@ -114,7 +114,7 @@ class TableGroup:
             _copy_one(self.settings, self.store, self.job, table,
                       get_logger(job_id=self.job_id, table=table), group=self)
         except BaseException:
-            self._drop_connection()  # a read stopped halfway may leave it unusable
+            self.drop_connection()  # a read stopped halfway may leave it unusable
             raise
         if time.monotonic() - self._touched > self.settings.lease_ttl_s / 2:
             self._touch_waiting()
@@ -146,7 +146,8 @@ class TableGroup:
             self._work_dbs[path] = open_work_db(path, self.tables)
         return self._work_dbs[path]
 
-    def _drop_connection(self) -> None:
+    def drop_connection(self) -> None:
+        """Close the group's source connection; the next table opens another."""
         self._conn, self.in_moment = None, False
         stack, self._conn_stack = self._conn_stack, ExitStack()
         try:
@@ -229,7 +230,7 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
             after_commit=mirror.committed,
             read_ahead=group is None,  # a group's tables are small
             **_reader(settings, stack, source, job["schema"], plan, chunk_rows, chunk_bytes,
-                      job.get("snapshot"), group=group),
+                      job.get("snapshot"), log=log, group=group),
         )
     verify_work_file(work, final)
     started = time.monotonic()
@@ -248,11 +249,13 @@ def _copy_under_lease(settings: Settings, store: StateStore, job: dict[str, Any]
 
 def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str,
             plan: TablePlan, chunk_rows: int, chunk_bytes: int,
-            moment: dict[str, Any] | None, *, group: TableGroup | None = None,
+            moment: dict[str, Any] | None, *, log: Any, group: TableGroup | None = None,
             ) -> dict[str, Any]:
     """copy_rows' reader: a child process for a big table (two cores), else the rows of a
-    connection: the group's, or one that `stack` closes. Each read, first or resumed,
-    enters the job's moment (worker/sources/snapshot.py)."""
+    connection: the group's, or one that `stack` closes; and a child process for the rest
+    of a table in which a row longer than a chunk shows up, that connection closed first
+    (its driver keeps a buffer the row's size). Each read, first or resumed, enters the
+    job's moment (worker/sources/snapshot.py)."""
     if moment and moment.get("consistent") and moment.get("address"):  # MySQL's moment
         token = unseal_secret(settings, moment["token_sealed"])
 
@@ -262,16 +265,18 @@ def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str
                 after=after, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
                 connect_timeout_s=settings.connect_timeout_s)
         return {"chunk_source": from_holder}
+
+    def from_child(after: Any) -> Iterator[Chunk]:
+        return chunks_from_child(
+            source_url=source.url, source_allow=source.allow.text, schema=schema,
+            plan=plan, after=after, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
+            connect_timeout_s=settings.connect_timeout_s, snapshot=moment)
     if 0 <= settings.reader_process_bytes <= plan.size_bytes:
-        def chunk_source(after: Any) -> Iterator[Chunk]:
-            return chunks_from_child(
-                source_url=source.url, source_allow=source.allow.text, schema=schema,
-                plan=plan, after=after, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
-                connect_timeout_s=settings.connect_timeout_s, snapshot=moment)
-        return {"chunk_source": chunk_source}
+        return {"chunk_source": from_child}
     reader = sources.for_kind(source.kind)
+    own = stack.enter_context(ExitStack())  # this table's own connection
     conn = (group.connection() if group else
-            stack.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s)))
+            own.enter_context(reader.connect(source, timeout_s=settings.connect_timeout_s)))
 
     def rows(after: Any) -> Any:
         if group is None or not group.in_moment:
@@ -279,7 +284,16 @@ def _reader(settings: Settings, stack: ExitStack, source: SourceURL, schema: str
         if group is not None:  # its next tables are read in the same transaction
             group.in_moment = True
         return reader.stream_table(conn, schema=schema, plan=plan, after=after)
-    return {"source": rows}
+
+    def big_rows(after: Any) -> Iterator[Chunk]:
+        log.info("table_to_reader_process", reason="a row longer than a chunk",
+                 resume_after=after)
+        if group is not None:
+            group.drop_connection()
+        else:
+            own.close()
+        return from_child(after)
+    return {"source": rows, "big_row_source": big_rows}
 
 
 class _Mirror:

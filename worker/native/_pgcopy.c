@@ -19,7 +19,7 @@
  * The counts: per field, true flags past `keep`, and inexact values of N fields.
  *
  * read_chunk(pgconn, libpq functions, kinds, keep, slow_numeric, max_rows, max_bytes, first,
- *            size_hint, key_fields)
+ *            size_hint, key_fields[, frames_fd[, scratch[, stop_at_big]]])
  *   -> (payload, rows, checksum, size, last row's key message, counts, state)
  *   reads the next rows of a COPY in progress straight from libpq (psycopg's per-row Python
  *   object would be most of a narrow table's reading cost) and encodes them as
@@ -27,8 +27,8 @@
  *   checksum.encoded_checksum of the rows' bytes, the size their total length. It stops at
  *   max_rows, at max_bytes (one row past it), or at the end: state 0 more to read, 1 the
  *   trailer was read (psycopg finishes the COPY), 2 libpq ended the COPY or failed first
- *   (the caller asks libpq why). The libpq functions must come from the very libpq that
- *   owns pgconn (worker/native/pgcopy.py finds them). The payload is written straight into its
+ *   (the caller asks libpq why), 3 stop_at_big's row came (below). The libpq functions
+ *   must come from the very libpq that owns pgconn (worker/native/pgcopy.py finds them). The payload is written straight into its
  *   bytes object, first sized to size_hint (the previous chunk's size): a chunk built
  *   aside and copied cost a fresh copy's page faults, a third of the reader's CPU.
  *   key_fields: one byte per field, nonzero for the fields of the chunk key; the last row's
@@ -40,6 +40,10 @@
  *   the chunks of a COPY. Every chunk is then built in it and written to frames_fd as its
  *   P frame (payload None): a fresh 8 MiB payload per chunk cost its pages' faults and
  *   zeroing again each time, a fifth of a reader process's CPU on text-heavy rows.
+ *   stop_at_big (optional, without frames_fd): a row longer than max_bytes is not encoded
+ *   but dropped, and the chunk ends before it in state 3: a worker reading a table itself
+ *   hands the rest to a reader process (worker/sqlite/chunks.py, copy_rows), as it would
+ *   otherwise hold libpq's buffer, the payload and SQLite's record of such a row at once.
  *
  * scratch() -> an empty buffer for read_chunk, freed with the object.
  *
@@ -705,7 +709,7 @@ typedef struct {
     Socket socket;
 } Libpq;
 
-enum { MORE = 0, TRAILER = 1, ENDED = 2 };
+enum { MORE = 0, TRAILER = 1, ENDED = 2, BIG = 3 };
 static const unsigned char SIGNATURE[11] = "PGCOPY\n\377\r\n";  /* and its NUL */
 #define HEADER_BYTES 19  /* the signature, flags and header extension length (both zero) */
 /* A row message this long is freed as soon as it is encoded (its key copied out first)
@@ -859,11 +863,12 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
     unsigned long long conn, get, free_, consume, socket;
     const char *kinds, *wanted;
     Py_ssize_t nkinds, nwanted, max_rows, max_bytes, size_hint;
-    int keep, first, frames_fd = -1;
+    int keep, first, frames_fd = -1, stop_at_big = 0;
     PyObject *slow, *scratch_arg = Py_None;
-    if (!PyArg_ParseTuple(args, "K(KKKK)y#iOnnpny#|iO", &conn, &get, &free_, &consume, &socket,
-                          &kinds, &nkinds, &keep, &slow, &max_rows, &max_bytes, &first,
-                          &size_hint, &wanted, &nwanted, &frames_fd, &scratch_arg))
+    if (!PyArg_ParseTuple(args, "K(KKKK)y#iOnnpny#|iOp", &conn, &get, &free_, &consume,
+                          &socket, &kinds, &nkinds, &keep, &slow, &max_rows, &max_bytes, &first,
+                          &size_hint, &wanted, &nwanted, &frames_fd, &scratch_arg,
+                          &stop_at_big))
         return NULL;
     if (keep < 0 || keep > nkinds) return PyErr_Format(PyExc_ValueError, "bad keep %d", keep);
     Scratch *kept = NULL;  /* the caller's buffer: every chunk goes to frames_fd from it */
@@ -916,6 +921,11 @@ static PyObject *read_chunk(PyObject *self, PyObject *args) {
         }
         if (len == 2 && p[0] == 0xff && p[1] == 0xff) { pq.free(message); state = TRAILER; break; }
         if (len == 0) { pq.free(message); continue; }
+        if (stop_at_big && frames_fd < 0 && len >= max_bytes) {  /* read again elsewhere */
+            pq.free(message);
+            state = BIG;
+            break;
+        }
         size_t start = b.len;
         int nsegments = 0;
         int rc = encode_row_segments(&b, p, len, kinds, (int)nkinds, keep, flags, slow,

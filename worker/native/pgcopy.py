@@ -28,6 +28,7 @@ from typing import Any
 from worker import native
 from worker.core.converters import numeric_value
 from worker.core.datetime_text import DatetimeFormat
+from worker.core.errors import BigRowHere
 from worker.core.model import TablePlan
 
 WIRE_KINDS = {"int8": b"q", "float8": b"d", "text": b"s", "bytea": b"b", "bool": b"B"}
@@ -119,13 +120,18 @@ class ValuesCodec:
     def first_big(self, rows: list[tuple], min_bytes: int) -> int:
         """The index of the first row whose str and bytes values hold `min_bytes` or more
         (a str counted in characters), or -1."""
-        return _extension().first_big(rows, min_bytes)  # type: ignore[union-attr,no-any-return]
+        return first_big(rows, min_bytes)
 
     def send_values(self, row: tuple, frames_fd: int) -> tuple[int, int, int, list[int]]:
         """encode_values([row]) written to `frames_fd` as a reader process's P frame, its big
         values straight from their objects (no payload of them): its row count, checksum,
         size and counts."""
         return _extension().send_values(row, self.kinds, self.keep, numeric_value, frames_fd)  # type: ignore[union-attr,no-any-return]
+
+
+def first_big(rows: list[tuple], min_bytes: int) -> int:
+    """ValuesCodec.first_big for any rows of Python values; the extension must be there."""
+    return _extension().first_big(rows, min_bytes)  # type: ignore[union-attr,no-any-return]
 
 
 def values_codec(plan: TablePlan) -> ValuesCodec | None:
@@ -177,7 +183,7 @@ class CopyMessages:
 # What read_chunk gives: (payload or None when sent, rows, checksum, size, last message's
 # key fields, counts per field)
 RawChunk = tuple[bytes | None, int, int, int, bytes | None, list[int]]
-MORE, TRAILER, ENDED = 0, 1, 2  # _pgcopy.read_chunk's states
+MORE, TRAILER, ENDED, BIG = 0, 1, 2, 3  # _pgcopy.read_chunk's states
 LIBPQ_FUNCTIONS = ("PQgetCopyData", "PQfreemem", "PQconsumeInput", "PQsocket")
 
 
@@ -193,11 +199,13 @@ class LibpqCopy:
         self._functions = functions
 
     def chunks(self, chunk_rows: Iterator[int], chunk_bytes: int, key_fields: bytes = b"",
-               frames_fd: int = -1) -> Iterator[RawChunk]:
+               frames_fd: int = -1, stop_at_big: bool = False) -> Iterator[RawChunk]:
         """Chunks of up to next(chunk_rows) rows each and about chunk_bytes; each chunk's
         last message holds only the fields key_fields marks (Codec.key_fields). Given
         frames_fd, every chunk was written there as a frame (reader_process) and comes with
-        no payload (None): each is built in the one buffer this COPY keeps."""
+        no payload (None): each is built in the one buffer this COPY keeps. With stop_at_big
+        instead, a row longer than chunk_bytes ends the chunks before it: BigRowHere is
+        raised, and the COPY cancelled."""
         read = _extension().read_chunk  # type: ignore[union-attr]
         scratch = _extension().scratch() if frames_fd >= 0 else None  # type: ignore[union-attr]
         with self._open_copy() as copy:
@@ -207,7 +215,7 @@ class LibpqCopy:
             while True:
                 *chunk, state = read(pgconn.pgconn_ptr, self._functions, self.codec.kinds,
                                      self.codec.keep, numeric_value, rows, chunk_bytes, first,
-                                     size_hint, key_fields, frames_fd, scratch)
+                                     size_hint, key_fields, frames_fd, scratch, stop_at_big)
                 first, read_rows, rows = False, chunk[1], next(chunk_rows)
                 # the next payload's likely size, so that it is built without growing
                 size_hint = min(chunk_bytes, chunk[3] * rows // max(1, read_rows)) * 9 // 8
@@ -219,6 +227,8 @@ class LibpqCopy:
                     return
                 if state == ENDED:
                     raise _why_it_ended(pgconn, encoding)
+                if state == BIG:
+                    raise BigRowHere("a row longer than a chunk")
 
 
 def _why_it_ended(pgconn: Any, encoding: str) -> Exception:

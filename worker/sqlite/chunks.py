@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
+from worker import native
 from worker.core.checksum import fold
-from worker.core.errors import TargetError
+from worker.core.errors import BigRowHere, TargetError
 from worker.core.model import TablePlan
 from worker.native.fastsqlite import payload_of, rows_of
-from worker.native.pgcopy import CopyMessages, LibpqCopy
+from worker.native.pgcopy import CopyMessages, LibpqCopy, first_big
 from worker.sqlite.batches import (
     Batch,
     RowSender,
@@ -95,7 +96,7 @@ class RecentRate:
 
 
 def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: int,
-                frames_fd: int = -1) -> Iterator[Chunk]:
+                frames_fd: int = -1, stop_at_big: bool = False) -> Iterator[Chunk]:
     """Group rows into chunks bounded by rows and by bytes. Work is done per micro-batch,
     in C (pgcopy) or with C-level maps; the micro-batch shrinks for wide rows so a table of
     5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
@@ -104,22 +105,28 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
     process's stdout), a row longer than chunk_bytes is written there as a chunk by itself
     (Chunk.sent), its big values never joined into a payload: by LibpqCopy from libpq's
     message, and a driver's row of Python values from its values (RowSender). A LibpqCopy
-    writes every chunk there, from one buffer it reuses (LibpqCopy.chunks)."""
+    writes every chunk there, from one buffer it reuses (LibpqCopy.chunks). With
+    stop_at_big instead (a worker reading a table itself), such a row ends the chunks: the
+    chunk before it comes, then BigRowHere (copy_rows has a reader process read on)."""
     if isinstance(rows, LibpqCopy):
         yield from _libpq_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
-                                 frames_fd=frames_fd)
+                                 frames_fd=frames_fd, stop_at_big=stop_at_big)
         return
     limits = ramp(chunk_rows)
     encode_batch = (native_encoder(plan, rows.codec) if isinstance(rows, CopyMessages)
                     else values_encoder(plan) or python_encoder(plan))
     sender = (RowSender.of(plan, frames_fd, chunk_bytes)
               if frames_fd >= 0 and not isinstance(rows, CopyMessages) else None)
+    stop = _big_row_finder(rows, chunk_bytes) if stop_at_big else None
     pending = _Pending()
     micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
     limit = next(limits)
     while raw := list(islice(rows, min(micro, limit - pending.count))):
         big = None
-        if sender is not None and (at := sender.first_big(raw)) >= 0:
+        stopping = stop is not None and (at := stop(raw)) >= 0
+        if stopping:
+            raw = raw[:at]  # the big row is dropped: the reader process reads it again
+        elif sender is not None and (at := sender.first_big(raw)) >= 0:
             rows, big, raw = chain(raw[at + 1:], rows), raw[at], raw[:at]
         if raw:
             batch = encode_batch(raw, pending.lossy)
@@ -127,10 +134,12 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
             pending.add(batch)
             micro = _micro_rows(chunk_bytes, batch)
             del batch
-        if pending.count and (big is not None or pending.count >= limit
+        if pending.count and (stopping or big is not None or pending.count >= limit
                               or pending.size >= chunk_bytes):
             yield pending.chunk()  # before a big row: the chunk before it goes first
             limit = next(limits)
+        if stopping:
+            raise BigRowHere("a row longer than a chunk")
         if big is not None and sender is not None:
             sent, big = Chunk(b"", *sender.send(big), sent=True), None
             yield sent
@@ -138,6 +147,21 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
             limit = next(limits)
     if pending.count:
         yield pending.chunk()
+
+
+def _big_row_finder(rows: Rows, chunk_bytes: int) -> Callable[[list[Any]], int] | None:
+    """stop_at_big's look at a micro-batch: the index of its first row longer than a chunk,
+    or -1, at C speed. None for the pure-Python path (no extension), which is not held to
+    the bound."""
+    if isinstance(rows, CopyMessages):
+        def first_long(raw: list[Any]) -> int:
+            if max(map(len, raw)) < chunk_bytes:
+                return -1
+            return next(i for i, message in enumerate(raw) if len(message) >= chunk_bytes)
+        return first_long
+    if native.extension("_pgcopy") is None:
+        return None
+    return lambda raw: first_big(raw, chunk_bytes)
 
 
 def _micro_rows(chunk_bytes: int, batch: Batch) -> int:
@@ -190,12 +214,12 @@ def ramp(chunk_rows: int) -> Iterator[int]:
 
 
 def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int, chunk_bytes: int,
-                  frames_fd: int) -> Iterator[Chunk]:
+                  frames_fd: int, stop_at_big: bool) -> Iterator[Chunk]:
     flags = counted_fields(plan)
     key_of = key_getter(plan.key_positions)
     key_fields = copy.codec.key_fields(plan.key_positions)
     for payload, rows, checksum, size, last, counts in copy.chunks(
-            ramp(chunk_rows), chunk_bytes, key_fields, frames_fd):
+            ramp(chunk_rows), chunk_bytes, key_fields, frames_fd, stop_at_big):
         lossy: dict[str, int] = {}
         add_counts(lossy, flags, counts)
         last_key = key_of(copy.codec.raw_fields(last)) if key_of and last is not None else None
@@ -207,6 +231,7 @@ def _libpq_chunks(copy: LibpqCopy, plan: TablePlan, *, chunk_rows: int, chunk_by
 def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
               chunk_bytes: int, source: RowSource | None = None,
               chunk_source: ChunkSource | None = None,
+              big_row_source: ChunkSource | None = None,
               before_commit: Callable[[], None] = lambda: None,
               after_commit: Callable[[Progress], None] = lambda p: None,
               read_ahead: bool = True) -> Checkpoint:
@@ -215,43 +240,69 @@ def copy_rows(*, plan: TablePlan, work: WorkFile, token: int, chunk_rows: int,
     Resumes after the checkpoint's last key. Chunks are made from `source`'s rows by a
     reader thread (or, without `read_ahead`, in this thread: for a small table the thread
     costs more than it saves), or come ready from `chunk_source` (a reader process, which
-    works ahead by itself). `before_commit` may raise to stop (cancel, lost lease);
-    `after_commit` mirrors progress (Redis, logs) once a chunk is durable.
+    works ahead by itself). Given `big_row_source` (a reader process), a row of `source`
+    longer than a chunk ends `source`'s part: the rest of the table comes from there, after
+    the last commit (from the start again for a table without a key: WorkFile.fence).
+    `before_commit` may raise to stop (cancel, lost lease); `after_commit` mirrors progress
+    (Redis, logs) once a chunk is durable.
     """
     state = work.fence(token)
     if state.done:
         return state
     work.hold_chunks(chunk_bytes)
-    started, copied_now, resume_after = time.monotonic(), 0, state.last_key
-    recent = RecentRate()
+    resume_after = state.last_key
     if chunk_source is not None:
         chunks = chunk_source(resume_after)
     elif source is not None:
         def make() -> Iterator[Chunk]:
             return make_chunks(source(resume_after), plan, chunk_rows=chunk_rows,
-                               chunk_bytes=chunk_bytes)
+                               chunk_bytes=chunk_bytes, stop_at_big=big_row_source is not None)
         chunks = _read_ahead(make, alone_bytes=chunk_bytes * 3 // 2) if read_ahead else make()
     else:
         raise TypeError("copy_rows needs a source or a chunk_source")
-    for chunk in chunks:
-        before_commit()
-        state = _advance(state, chunk)
+    committer = _Committer(plan, work, token, state, before_commit, after_commit)
+    try:
+        committer.commit_all(chunks)
+    except BigRowHere:
+        assert big_row_source is not None, "stop_at_big is asked only with a big_row_source"
+        committer.state = work.fence(token)  # the last commit (a keyless table: emptied)
+        committer.commit_all(big_row_source(committer.state.last_key))
+    work.mark_done(token, committer.state)
+    return committer.state
+
+
+class _Committer:
+    """copy_rows' writer: each chunk and the checkpoint after it in one transaction, then
+    its progress."""
+
+    def __init__(self, plan: TablePlan, work: WorkFile, token: int, state: Checkpoint,
+                 before_commit: Callable[[], None], after_commit: Callable[[Progress], None]):
+        self.plan, self.work, self.token, self.state = plan, work, token, state
+        self.before_commit, self.after_commit = before_commit, after_commit
+        self.started, self.copied_now, self.recent = time.monotonic(), 0, RecentRate()
+
+    def commit_all(self, chunks: Iterator[Chunk]) -> None:
+        for chunk in chunks:
+            self.commit(chunk)
+            del chunk  # not held while the next one is made: a worker holds about three chunks
+
+    def commit(self, chunk: Chunk) -> None:
+        self.before_commit()
+        state = self.state = _advance(self.state, chunk)
         committing = time.monotonic()
         try:
-            work.commit_chunk(token, chunk.payload, state, chunk.checksum,
-                              rows=chunk.row_count)
+            self.work.commit_chunk(self.token, chunk.payload, state, chunk.checksum,
+                                   rows=chunk.row_count)
         except sqlite3.IntegrityError as exc:
-            raise _constraint_error(work, plan, chunk, exc) from None
-        copied_now, elapsed = copied_now + chunk.row_count, time.monotonic() - started
-        after_commit(Progress(rows_done=state.rows, chunk_rows=chunk.row_count,
-                              chunk_bytes=chunk.size_bytes, last_key=state.last_key,
-                              checksum=state.checksum, elapsed_s=elapsed,
-                              rows_copied_now=copied_now,
-                              recent_rows_per_s=recent.add(elapsed, copied_now),
-                              commit_s=time.monotonic() - committing))
-        del chunk  # not held while the next one is made: a worker holds about three chunks
-    work.mark_done(token, state)
-    return state
+            raise _constraint_error(self.work, self.plan, chunk, exc) from None
+        self.copied_now += chunk.row_count
+        elapsed = time.monotonic() - self.started
+        self.after_commit(Progress(rows_done=state.rows, chunk_rows=chunk.row_count,
+                                   chunk_bytes=chunk.size_bytes, last_key=state.last_key,
+                                   checksum=state.checksum, elapsed_s=elapsed,
+                                   rows_copied_now=self.copied_now,
+                                   recent_rows_per_s=self.recent.add(elapsed, self.copied_now),
+                                   commit_s=time.monotonic() - committing))
 
 
 def _advance(state: Checkpoint, chunk: Chunk) -> Checkpoint:

@@ -31,6 +31,7 @@ The request comes as JSON on stdin (it holds the source URL: never argv, which `
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -50,7 +51,7 @@ from worker.core.logs import get_logger
 from worker.core.redact import redact
 from worker.sources import snapshot
 from worker.sources.ambient import drop_driver_env, without_driver_env
-from worker.sources.standby import Standby
+from worker.sources.standby import Standby, python_main
 from worker.sources.url import SourceURL
 
 POLL_S = 0.5  # how soon a holder notices that its job's copy phase ended
@@ -101,7 +102,7 @@ def keep_one_ready() -> None:
 
 
 def _spawn() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "worker.jobs.snapshot_holder"],
+    return subprocess.Popen(python_main("worker.jobs.snapshot_holder"),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             start_new_session=True,
                             env=without_driver_env(os.environ))  # sources/ambient.py
@@ -142,6 +143,10 @@ def _read_answer(stream: Any, *, timeout_s: float) -> dict[str, Any]:
 
 def main() -> int:
     _import_ahead()
+    # Started with the GC off (standby.python_main): what the imports made is never scanned
+    # again; what the holder makes from here on (a MariaDB holder reads tables) is collected.
+    gc.freeze()
+    gc.enable()
     request = json.loads(sys.stdin.buffer.read() or b"{}")
     if not request:
         return 0  # a holder kept ready whose worker stopped without using it

@@ -46,7 +46,7 @@ from worker.core.model import TablePlan
 from worker.core.redact import redact
 from worker.sources import import_readers
 from worker.sources.ambient import drop_driver_env, without_driver_env
-from worker.sources.standby import Standby
+from worker.sources.standby import Standby, python_main
 from worker.sqlite.chunks import Chunk
 
 HEADER = struct.Struct(">cQ")
@@ -149,7 +149,7 @@ def keep_one_ready() -> None:
 
 
 def _spawn() -> subprocess.Popen[bytes]:
-    child = subprocess.Popen([sys.executable, "-m", "worker.sources.reader_process"],
+    child = subprocess.Popen(python_main("worker.sources.reader_process"),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              # worker/core/memory.py: big values; worker/sources/ambient.py
                              env=without_driver_env({**memory.ENV, **os.environ}))
@@ -197,12 +197,14 @@ def _error(answer: dict[str, Any], table: str) -> LiteshiftError:
 
 def main() -> int:
     # A reader makes a few objects per row and keeps none: the cycle collector would find
-    # nothing to free and still scan them, at a cost per row.
+    # nothing to free and still scan them, at a cost per row. (Started by _spawn, the GC
+    # is off from the first import: standby.python_main.)
     gc.disable()
     drop_driver_env()  # started without them; this keeps it so if run by hand
     configure_logging("json")  # to stderr (the worker's log): stdout carries the frames
     out = sys.stdout.buffer
     import_readers()  # before the request: a reader kept ready has them when it comes
+    gc.freeze()  # the exit's collection does not scan what the imports made
     request = sys.stdin.buffer.read()
     if not request:
         return 0  # a reader kept ready whose worker stopped without using it

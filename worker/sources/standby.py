@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,3 +64,14 @@ def stop(proc: Child) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def python_main(module: str) -> list[str]:
+    """The command of a child that imports `module` and exits with its main()'s status, as
+    `python -m module` would, with Python's cyclic GC off from the first import. A child's
+    imports (the drivers, structlog) leave some 70,000 objects that each collection during
+    them scans again, and so does the full collection of the interpreter's exit, GC off or
+    not: main() calls gc.freeze() once its imports are done (the exit then skips them), and
+    gc.enable() if it goes on to keep objects that may form cycles."""
+    return [sys.executable, "-c",
+            f"import gc, sys; gc.disable(); from {module} import main; sys.exit(main())"]

@@ -2,7 +2,7 @@
 (quick_check plus one scan of each index and its table), on one SQLite file, same run.
 
     .venv/bin/python ops/bench/bench_checks.py [--rows 1000000] [--indexes 1] [--rounds 3]
-        [--file PATH]
+        [--file PATH] [--mmap-bytes N]
 
 The file is an events-like table (integer key, 9 mixed columns) with `--indexes` secondary
 indexes, (user_id, happened_at) first, made once under /tmp and kept; or, with `--file`, an
@@ -10,7 +10,9 @@ existing file (a published app database: `bench.py --only pg-app --keep` says wh
 left it), without integrity_check, which takes minutes there. Each round times, each on a
 fresh connection: integrity_check, quick_check alone, run_checks on one connection
 (`readers=0`) and run_checks as finalize runs it (on both cores). Prints medians of wall
-and CPU seconds (this process's, every thread), ratios, and the load average.
+and CPU seconds (this process's, every thread), ratios, and the load average. With
+`--mmap-bytes N`, each check is also timed with `PRAGMA mmap_size=N` on every connection it
+opens, run_checks' readers too, in turns with the default reads through the OS.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from worker.sqlite import checks as checks_module  # noqa: E402
 from worker.sqlite.checks import run_checks  # noqa: E402
+
+_open_reader = checks_module.open_reader
 
 INDEXES = [
     "CREATE INDEX events_user_time ON events (user_id, happened_at)",
@@ -58,9 +64,17 @@ def make(path: Path, rows: int, indexes: int) -> None:
     db.close()
 
 
-def timed(path: Path, check: str) -> tuple[float, float]:
+def timed(path: Path, check: str, mmap_bytes: int = 0) -> tuple[float, float]:
     """Wall and CPU seconds of one check on a fresh connection."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA mmap_size={mmap_bytes}")
+
+    def open_reader(path: Path, setup: Any) -> sqlite3.Connection | None:
+        reader = _open_reader(path, setup)
+        if reader is not None:
+            reader.execute(f"PRAGMA mmap_size={mmap_bytes}")
+        return reader
+    checks_module.open_reader = open_reader  # type: ignore[assignment]
     started, cpu = time.perf_counter(), time.process_time()
     if check == "run_checks":
         run_checks(db)
@@ -80,6 +94,8 @@ def main() -> None:
     parser.add_argument("--indexes", type=int, default=1, choices=range(len(INDEXES) + 1))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--file", type=Path, help="an existing file to check instead")
+    parser.add_argument("--mmap-bytes", type=int, default=0,
+                        help="also time each check with PRAGMA mmap_size set to this")
     args = parser.parse_args()
     path = args.file or (Path(tempfile.gettempdir())
                          / f"liteshift-checks-{args.rows}-{args.indexes}.db")
@@ -88,10 +104,13 @@ def main() -> None:
     checks = ["quick_check", "run_checks, one connection", "run_checks"]
     if not args.file:
         checks.insert(0, "integrity_check")
+    if args.mmap_bytes:
+        checks = [name for check in checks for name in (check, f"{check}, mmap")]
     times: dict[str, list[tuple[float, float]]] = {check: [] for check in checks}
     for _ in range(args.rounds):
         for check, found in times.items():
-            found.append(timed(path, check))
+            name, mapped = check.removesuffix(", mmap"), check.endswith(", mmap")
+            found.append(timed(path, name, args.mmap_bytes if mapped else 0))
     base = statistics.median(wall for wall, _ in times[checks[0]])
     print(f"{path.name}: {path.stat().st_size:,} bytes, {args.rounds} rounds, load average "
           f"{os.getloadavg()[0]:.1f}; wall (and CPU) seconds")

@@ -8,7 +8,8 @@ process's CPU sampled from /proc while it runs.
 Per phase (plan, copy, finalize, and finalize's steps: merging, indexing, objects,
 checking, publishing, from the job's own record), the CPU seconds of:
   worker    the Celery worker's processes (main and pool), the writers of the work files
-  readers   their reader processes and snapshot holders (worker/sources, worker/jobs)
+  readers   their reader processes and snapshot holders (worker/sources, worker/jobs), and
+            a holder's children, which read MySQL tables (detached from the worker)
   source    the source database's server: PostgreSQL backends connected to the data set's
             database, or the whole mysqld (every thread: other users' queries too)
   api+redis the API (uvicorn) and redis-server
@@ -58,6 +59,13 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
 def _machine() -> tuple[float, float]:
     """(busy, idle) CPU seconds of the machine since boot, all cores."""
     with open("/proc/stat") as stat:
@@ -79,6 +87,8 @@ class Sampler(threading.Thread):
         self._seen: dict[int, tuple[str, float]] = {}  # pid -> (category, last CPU seconds)
         self._gone: dict[str, float] = defaultdict(float)  # CPU of processes that ended
         self._names: dict[int, str] = {}
+        self._cwd = _cwd(worker_pid)
+        self.categories: dict[int, str] = {}  # every pid seen: its category (for --pids)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -97,6 +107,10 @@ class Sampler(threading.Thread):
         if pid == self.api_pid:
             return "api+redis"
         line = self._names.setdefault(pid, _cmdline(pid))
+        if "worker.jobs.snapshot_holder" in line and _cwd(pid) == self._cwd:
+            # A holder detaches from the worker (a double fork: init is its parent), and so do
+            # the children that read MySQL tables for it: this tree's own by their directory.
+            return "readers"
         if line.startswith("redis-server"):
             return "api+redis"
         if self.kind == "pg" and line.startswith("postgres: ") and f" {self.database} " in line:
@@ -133,6 +147,7 @@ class Sampler(threading.Thread):
             if category is None:
                 continue
             self._seen[pid] = (category, spent)
+            self.categories[pid] = category
             totals[category] += spent
         for category, spent in self._gone.items():
             totals[category] += spent
@@ -194,7 +209,8 @@ def table_timeline(store: Any, job_id: str, start: float) -> list[str]:
     return lines
 
 
-def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float) -> list[str]:
+def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float,
+                  pids: Path | None = None) -> list[str]:
     import httpx
 
     data = lite.settings.data_dir
@@ -223,6 +239,10 @@ def profile_round(lite: bench.Liteshift, ds: bench.Dataset, interval: float) -> 
         sampler.stopping.set()
         sampler.join()
         worker.stop()
+        if pids is not None:  # to split a `perf record -a` of the run by process
+            with open(pids, "a") as out:
+                for pid, category in sorted(sampler.categories.items()):
+                    out.write(f"{pid} {category} {sampler._names.get(pid, '')[:200]}\n")
     job = lite.store.job(job_id) or {}
     if job.get("state") != "done":
         raise SystemExit(f"job {job.get('state')}: {job.get('error')} ({worker.tail(4)})")
@@ -287,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default="",
                         help="bench.py peers to profile after each job the same way, "
                         "comma-separated (duckdb, duckdb-indexes)")
+    parser.add_argument("--pids", type=Path, help="append each process's pid and category "
+                        "here (to split a `perf record -a -g` of the run by process)")
     parser.add_argument("--database", default="liteshift_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
@@ -303,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(1, args.rounds + 1):
                 os.sync()
                 print(f"\n### {ds.key} ({ds.title}), round {n}\n", flush=True)
-                print("\n".join(profile_round(lite, ds, args.interval)), flush=True)
+                print("\n".join(profile_round(lite, ds, args.interval, args.pids)), flush=True)
                 peers = [p for p in args.peers.split(",") if p]
                 if peers:
                     print("\n| peer | wall s | " + " | ".join(CATEGORIES) + " | cores used |"

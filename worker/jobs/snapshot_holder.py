@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker.core import errors
+from worker.core import errors, memory
 from worker.core.config import Settings
 from worker.core.errors import LiteshiftError, SourceUnavailable
 from worker.core.logs import get_logger
@@ -102,10 +102,12 @@ def keep_one_ready() -> None:
 
 
 def _spawn() -> subprocess.Popen[bytes]:
+    # memory.ENV: a MySQL holder's children read the tables and build each chunk's payload
+    # as a reader process does (worker/core/memory.py); sources/ambient.py: the driver's env
     return subprocess.Popen(python_main("worker.jobs.snapshot_holder"),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             start_new_session=True,
-                            env=without_driver_env(os.environ))  # sources/ambient.py
+                            env=without_driver_env({**memory.ENV, **os.environ}))
 
 
 def _import_ahead() -> None:

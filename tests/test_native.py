@@ -453,6 +453,28 @@ def test_decimal_text_converts_in_c_to_the_value_python_makes():
     assert counts[0] == inexact
 
 
+def test_dates_off_the_calendar_become_null_in_c_as_in_python():
+    # Given every month and day 00-31 of leap, non-leap and century years (0000 is no leap
+    # year in MySQL), in each rendering the MySQL rules make, and values no date starts
+    from worker.sources.mysql.converters import off_calendar_null
+
+    texts: list = [None, "", "2024-02", "abcd-ef-gh", "２０２４-01-01"]
+    for year in ("0000", "0004", "1900", "2000", "2023", "2024", "9999"):
+        for month in range(13):
+            for day in range(32):
+                date = f"{year}-{month:02}-{day:02}"
+                texts += [date, f"{date}T12:00:00.000001Z", f"{date} 00:00:00"]
+    codec = pgcopy.ValuesCodec(b"D", 1)
+
+    # When C encodes them, Then it writes the bytes and counts of Python's conversion
+    data, rows, _, counts = codec.encode_values([(t,) for t in texts])
+    values, nulled = off_calendar_null(texts)
+    assert rows == len(texts)
+    assert data == marshal.dumps([(v,) for v in values], 2)
+    assert counts[0] == nulled == 3 * (7 * 13 * 32 - 4 * 365 - 3 * 366)  # 0004, 2000, 2024 leap
+    assert off_calendar_null(["2024-02-29", "0000-02-29", "2023-04-31"]) == \
+        (["2024-02-29", None, None], 2)
+
 ARRAY_TABLE = r"""
 CREATE TABLE arrays (id uuid PRIMARY KEY, t text[], v varchar(20)[], u uuid);
 INSERT INTO arrays VALUES

@@ -611,6 +611,28 @@ static int segment_value(Buffer *b, PyObject *value, Segment *segments, int *nse
     return 1;
 }
 
+/* 1 when `value` is a str `YYYY-MM-DD...` whose date is no calendar day (a zero date, a
+ * zero month or day, a day past its month's end): mysql_converters.off_calendar_null's
+ * test, the year 0000 not a leap year as in MySQL and MariaDB. */
+static int off_calendar(PyObject *value) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    static const int at[8] = {0, 1, 2, 3, 5, 6, 8, 9};
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(value, &n);
+    int digit[8];
+    if (text == NULL) { PyErr_Clear(); return 0; }
+    if (n < 10) return 0;
+    for (int i = 0; i < 8; i++) {
+        if (text[at[i]] < '0' || text[at[i]] > '9') return 0;
+        digit[i] = text[at[i]] - '0';
+    }
+    int year = digit[0] * 1000 + digit[1] * 100 + digit[2] * 10 + digit[3];
+    int month = digit[4] * 10 + digit[5], day = digit[6] * 10 + digit[7];
+    if (month == 0 || day == 0 || month > 12) return 1;
+    int leap = year % 4 == 0 && (year % 100 != 0 || (year % 400 == 0 && year != 0));
+    return day > (month == 2 && leap ? 29 : days[month - 1]);
+}
+
 /* One row tuple into `b`; given `segments` (room for one per field), its big str and bytes
  * values are left out as segments (segment_value). */
 static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds, int keep,
@@ -638,6 +660,9 @@ static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds,
                    signbit(PyFloat_AS_DOUBLE(value))) {
             rc = put_double(b, 0.0);  /* mysql_converters.negative_zero, counted */
             flags[i]++;
+        } else if (kind == 'D' && PyUnicode_Check(value) && off_calendar(value)) {
+            rc = put_type(b, 'N');  /* mysql_converters.off_calendar_null, counted */
+            flags[i]++;
         } else if ((kind == 'n' || kind == 'N') && value != Py_None) {
             PyErr_Format(PyExc_TypeError, "numeric field %d is not text", i);
             rc = -2;
@@ -653,7 +678,8 @@ static int encode_tuple(Buffer *b, PyObject *row, const char *kinds, int nkinds,
  * rows a driver already made into Python tuples (MySQL), as marshal.dumps(list of rows, 2),
  * each row as marshal.dumps(row, 2) writes it. kinds: one byte per field: n and N numeric
  * text (as in encode), Z a float whose -0.0 becomes 0.0, counted
- * (mysql_converters.negative_zero), B a flag past `keep`, anything else a value as it is
+ * (mysql_converters.negative_zero), D a date's text that becomes None when its date is no
+ * calendar day, counted (off_calendar_null), B a flag past `keep`, anything else as it is
  * (None, int, float, str, bytes). The checksum is read_chunk's. The payload is written
  * straight into its bytes object, as read_chunk's: a row of big values is not copied
  * again to become one. */

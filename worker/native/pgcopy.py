@@ -37,7 +37,7 @@ CONVERTER_KINDS = {("text", "numeric_float"): b"n", ("text", "numeric_affinity")
                    ("varchar[]", "json_text_array"): b"A"}
 VALUE_KINDS = {**{converter: kind for (_, converter), kind in CONVERTER_KINDS.items()
                   if kind in b"nN"},  # encode_values converts only numeric text
-               "negative_zero": b"Z"}
+               "negative_zero": b"Z", "off_calendar_null": b"D"}
 #: The most fields a row sent as a frame of parts may have (_pgcopy.c's send_frame, one part
 #: per big value); wider rows of big values are joined into a payload.
 FRAME_FIELDS = 64
@@ -109,7 +109,8 @@ def _converter_kind(wire: str, converter: str) -> bytes | None:
 @dataclass(frozen=True)
 class ValuesCodec:
     kinds: bytes  # one per field of a row tuple: n/N numeric text, Z a float whose -0.0 is
-    # counted, B a flag, v anything else
+    # counted, D a date's text that becomes NULL off the calendar, counted, B a flag, v
+    # anything else
     keep: int
 
     def encode_values(self, rows: list[tuple]) -> tuple[bytes, int, int, list[int]]:

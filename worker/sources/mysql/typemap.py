@@ -110,6 +110,8 @@ def _json_select(c: str, col: Col, ctx: Ctx) -> str:
 
 _TEXTUAL = TEXT_TYPES + ("enum", "set", "json", "date", "datetime", "timestamp", "time",
                          "year", "decimal", "float", "double") + INTEGER_TYPES
+# Dates off the calendar become NULL, counted, in the reader: worker/sources/mysql/values.py
+OFF_CALENDAR = "off_calendar_null"
 _ZERO_NOTE = ("zero dates (0000-00-00), zero parts and invalid dates become NULL, counted")
 
 RULES: tuple[Rule[Col], ...] = (
@@ -118,10 +120,10 @@ RULES: tuple[Rule[Col], ...] = (
          _TEXTUAL, typed("TEXT"), _as_text, note="override: MySQL's own text form"),
     Rule("utc_datetime", override("utc_datetime", "datetime", "timestamp"),
          typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(True),
-         flag=render.bad_date_flag, lossy=True, note="override: UTC; " + _ZERO_NOTE),
+         converter=OFF_CALENDAR, lossy=True, note="override: UTC; " + _ZERO_NOTE),
     Rule("naive_datetime", override("naive_datetime", "datetime", "timestamp"),
          typed("TEXT", "datetime(6)", "datetime"), render.datetime_sql(False),
-         flag=render.bad_date_flag, lossy=True, note="override: without Z; " + _ZERO_NOTE),
+         converter=OFF_CALENDAR, lossy=True, note="override: without Z; " + _ZERO_NOTE),
     Rule("decimal_text", lambda col, ctx: col.data_type == "decimal" and (
             ctx.override == "decimal_text" or (ctx.override is None and ctx.exact_decimals)),
          typed("TEXT"), _as_text, note="exact decimal text (exact_decimals)"),
@@ -170,13 +172,13 @@ RULES: tuple[Rule[Col], ...] = (
          note="float as MySQL prints it (shortest form), double exact; -0 becomes 0 (as "
               "SQLite's REAL would store it), counted"),
     Rule("timestamp", is_type("timestamp"), typed("TEXT", "datetime(6)", "datetime"),
-         render.datetime_sql(None), flag=render.bad_date_flag, lossy=True,
+         render.datetime_sql(None), converter=OFF_CALENDAR, lossy=True,
          note="ISO 8601 in UTC, with Z where the profile marks UTC; " + _ZERO_NOTE),
     Rule("datetime", is_type("datetime"), typed("TEXT", "datetime(6)", "datetime"),
-         render.datetime_sql(None), flag=render.bad_date_flag, lossy=True,
+         render.datetime_sql(None), converter=OFF_CALENDAR, lossy=True,
          note="ISO 8601 without zone (Z with utc_timestamps); " + _ZERO_NOTE),
     Rule("date", is_type("date"), typed("TEXT", "date", "date"), render.date_sql,
-         flag=render.bad_date_flag, lossy=True, note="YYYY-MM-DD; " + _ZERO_NOTE),
+         converter=OFF_CALENDAR, lossy=True, note="YYYY-MM-DD; " + _ZERO_NOTE),
     Rule("time", is_type("time"), typed("TEXT", "time", "time"), render.time_sql,
          flag=render.time_flag, lossy=True,
          note="HH:MM:SS[.ffffff] as the profile writes it; values outside 0–24h keep "

@@ -4,7 +4,7 @@ the source").
 
 The session pins time_zone '+00:00' (TIMESTAMP renders in UTC) and an empty sql_mode (zero
 dates read back as stored). Every expression here is plain MySQL 8 and MariaDB 10.4+ SQL:
-DATE_FORMAT, TIME_FORMAT, MICROSECOND, LAST_DAY, HEX, INSERT, LOWER.
+DATE_FORMAT, TIME_FORMAT, MICROSECOND, HEX, INSERT, LOWER.
 """
 
 from __future__ import annotations
@@ -15,24 +15,16 @@ from worker.core.profiles import ISO_PROFILES, ColumnContext
 from worker.sources.mysql.catalog import MyColumn
 
 
-def bad_date(c: str) -> str:
-    """True for a zero date, a zero month or day, or a day past the month's end (kept by
-    ALLOW_INVALID_DATES): values no ISO 8601 reader accepts. NULL for NULL."""
-    return (f"(MONTH({c}) = 0 OR DAYOFMONTH({c}) = 0 "
-            f"OR DAYOFMONTH({c}) > DAYOFMONTH(LAST_DAY({c})))")
-
-
-def bad_date_flag(c: str, col: MyColumn, ctx: ColumnContext) -> str:
-    return bad_date(c)
-
-
 def _fraction_when_nonzero(c: str, value: str, base: str, zone: str, fn: str) -> str:
     return (f"IF(MICROSECOND({value}) = 0, {fn}({value}, '{base}{zone}'), "
             f"{fn}({value}, '{base}.%f{zone}'))")
 
 
 def datetime_sql(utc_default: bool | None) -> Callable[[str, MyColumn, ColumnContext], str]:
-    """A datetime or timestamp in the profile's format.
+    """A datetime or timestamp in the profile's format, starting with its `YYYY-MM-DD` as
+    stored: a zero date, a zero month or day, or a day past the month's end (kept by
+    ALLOW_INVALID_DATES) is rendered as it is, and becomes NULL, counted, in the reader
+    (converter off_calendar_null, worker/sources/mysql/converters.py).
 
     ecto: `YYYY-MM-DDTHH:MM:SS`, plus exactly six fraction digits unless the column has no
     fractional seconds (MyXQL's :naive_datetime is datetime, :naive_datetime_usec is
@@ -50,15 +42,14 @@ def datetime_sql(utc_default: bool | None) -> Callable[[str, MyColumn, ColumnCon
         zone = "Z" if (utc and iso) else ""
         if ctx.profile == "ecto":
             fraction = "" if not col.fsp else ".%f"
-            rendered = f"DATE_FORMAT({c}, '{base}{fraction}{zone}')"
-        else:
-            rendered = _fraction_when_nonzero(c, c, base, zone, "DATE_FORMAT")
-        return f"CASE WHEN {bad_date(c)} THEN NULL ELSE {rendered} END"
+            return f"DATE_FORMAT({c}, '{base}{fraction}{zone}')"
+        return _fraction_when_nonzero(c, c, base, zone, "DATE_FORMAT")
     return select
 
 
 def date_sql(c: str, col: MyColumn, ctx: ColumnContext) -> str:
-    return f"CASE WHEN {bad_date(c)} THEN NULL ELSE DATE_FORMAT({c}, '%Y-%m-%d') END"
+    """`YYYY-MM-DD` as stored (off the calendar: NULL in the reader, as datetime_sql's)."""
+    return f"DATE_FORMAT({c}, '%Y-%m-%d')"
 
 
 def time_out_of_day(c: str) -> str:

@@ -13,9 +13,13 @@ from worker.core.checksum import encoded_checksum
 
 def take_frames(got: Sequence[Any], frames: bytes) -> None:
     """Give each sent chunk of `got` its payload from `frames` (b"P", an 8-byte length,
-    the payload), in order; every byte of `frames` must belong to one."""
+    the payload), in order; every byte of `frames` must belong to one. A chunk in parts
+    (the others, when made for a reader's pipe) gets them joined."""
     at = 0
     for chunk in got:
+        if chunk.parts is not None:
+            assert chunk.payload == b"" and not chunk.sent
+            chunk.payload, chunk.parts = b"".join(chunk.parts), None
         if chunk.sent:
             assert chunk.payload == b"" and frames[at:at + 1] == b"P"
             length = int.from_bytes(frames[at + 1:at + 9], "big")

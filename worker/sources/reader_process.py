@@ -246,7 +246,9 @@ def write_chunks(rows: Any, plan: TablePlan, out: Any, *, chunk_rows: int,
 
     for chunk in make_chunks(rows, plan, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
                              frames_fd=out.fileno()):
-        if not chunk.sent:  # else its P frame is written already, its big values unjoined
+        if chunk.parts is not None:
+            _write_parts(out, b"P", chunk.parts)
+        elif not chunk.sent:  # else its P frame is written already, its big values unjoined
             _write(out, b"P", chunk.payload)
         _write(out, b"C", marshal.dumps((chunk.row_count, chunk.checksum, chunk.size_bytes,
                                          chunk.last_key, chunk.lossy), ENCODING_VERSION))
@@ -263,6 +265,13 @@ def write_error(out: Any, exc: LiteshiftError) -> None:
 def _write(out: IO[bytes], kind: bytes, payload: bytes | memoryview) -> None:
     _write_all(out.fileno(), HEADER.pack(kind, len(payload)))
     _write_all(out.fileno(), payload)
+
+
+def _write_parts(out: IO[bytes], kind: bytes, parts: list[bytes | memoryview]) -> None:
+    """One frame whose payload is `parts` one after the other."""
+    _write_all(out.fileno(), HEADER.pack(kind, sum(map(len, parts))))
+    for part in parts:
+        _write_all(out.fileno(), part)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -21,7 +21,7 @@ from worker import native
 from worker.core.checksum import fold
 from worker.core.errors import BigRowHere, TargetError
 from worker.core.model import TablePlan
-from worker.native.fastsqlite import payload_of, rows_of
+from worker.native.fastsqlite import LIST_HEADER, payload_of, rows_of
 from worker.native.pgcopy import CopyMessages, LibpqCopy, first_big
 from worker.sqlite.batches import (
     Batch,
@@ -55,6 +55,9 @@ class Chunk:
     last_key: list[Any] | None
     lossy: dict[str, int] = field(default_factory=dict)
     sent: bool = False  # its payload was written to make_chunks' frames_fd (empty here)
+    # For a reader process's frames (make_chunks' frames_fd), the payload in pieces, never
+    # joined (payload empty): joining them cost a fresh 8 MiB and its page faults a chunk.
+    parts: list[bytes | memoryview] | None = None
 
     @property
     def rows(self) -> list[tuple]:
@@ -102,7 +105,8 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
     5 MB blobs never holds more than about chunk_bytes at once. A LibpqCopy makes whole
     chunks in C. The first chunks are smaller (ramp): the writer starts while the reader
     is still on its first full chunk, instead of waiting for it. Given frames_fd (a reader
-    process's stdout), a row longer than chunk_bytes is written there as a chunk by itself
+    process's stdout), a chunk's payload comes in its parts (Chunk.parts), for the frame
+    that carries it, and a row longer than chunk_bytes is written there as a chunk by itself
     (Chunk.sent), its big values never joined into a payload: by LibpqCopy from libpq's
     message, and a driver's row of Python values from its values (RowSender). A LibpqCopy
     writes every chunk there, from one buffer it reuses (LibpqCopy.chunks). With
@@ -118,7 +122,7 @@ def make_chunks(rows: Rows, plan: TablePlan, *, chunk_rows: int, chunk_bytes: in
     sender = (RowSender.of(plan, frames_fd, chunk_bytes)
               if frames_fd >= 0 and not isinstance(rows, CopyMessages) else None)
     stop = _big_row_finder(rows, chunk_bytes) if stop_at_big else None
-    pending = _Pending()
+    pending = _Pending(joined=frames_fd < 0)
     micro = 1  # until one row tells us how wide rows are: 64 blobs of 5 MB would not fit
     limit = next(limits)
     while raw := list(islice(rows, min(micro, limit - pending.count))):
@@ -173,7 +177,8 @@ def _micro_rows(chunk_bytes: int, batch: Batch) -> int:
 class _Pending:
     """The micro-batches of the chunk being made."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, joined: bool = True) -> None:
+        self.joined = joined  # a chunk's payload as one bytes object, else as Chunk.parts
         self.parts: list[bytes | memoryview] = []  # each micro-batch's rows' marshal bytes
         self.whole: bytes | None = None  # the first micro-batch's payload, if its encoder made one
         self.count = self.size = self.checksum = 0
@@ -189,8 +194,12 @@ class _Pending:
 
     def chunk(self) -> Chunk:
         """The chunk of what was added, and a fresh start."""
-        chunk = Chunk(_payload(self.parts, self.count, self.whole), self.count, self.checksum,
-                      self.size, self.last_key, self.lossy)
+        if self.joined:
+            chunk = Chunk(_payload(self.parts, self.count, self.whole), self.count,
+                          self.checksum, self.size, self.last_key, self.lossy)
+        else:
+            chunk = Chunk(b"", self.count, self.checksum, self.size, self.last_key, self.lossy,
+                          parts=[LIST_HEADER.pack(b"[", self.count), *self.parts])
         self.parts, self.whole, self.count, self.size, self.checksum = [], None, 0, 0, 0
         self.lossy = {}
         return chunk

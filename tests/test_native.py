@@ -303,16 +303,28 @@ def test_copy_rows_encoded_in_c_are_byte_for_byte_what_python_makes(pg_db, optio
                             == _chunks(conn, plan, middle, "python")), (plan.name, path)
 
 
+def _big_table(pg_db, extra_column, text_and_extra, *, rows):
+    """Table `big`: every third row's bytea is 2 MB (the rest one byte), its text and an
+    optional extra column as given; returns the source's URL."""
+    extra = f", {extra_column}" if extra_column else ""
+    with pg_db.connect() as conn:
+        conn.execute(f"CREATE TABLE big (id int PRIMARY KEY, b bytea, t text{extra})")
+        conn.execute("INSERT INTO big SELECT i, CASE WHEN i % 3 = 0 THEN decode(repeat("
+                     "md5(i::text), 70000), 'hex') ELSE '\\x01' END, "
+                     f"{text_and_extra} FROM generate_series(1, {rows}) i")
+    return parse_source_url(pg_db.url)
+
+
+def _plan_of_big(source, conn):
+    return translate(pg_source.reflect(source, conn, "public", ["big"]), {}).tables[0]
+
+
 def test_rows_of_big_values_are_written_as_frames_from_libpqs_own_message(pg_db, tmp_path):
     # Given small rows and rows of big values (a bytea, a text) in any order
-    with pg_db.connect() as conn:
-        conn.execute("CREATE TABLE big (id int PRIMARY KEY, b bytea, t text, n int)")
-        conn.execute("INSERT INTO big SELECT i, CASE WHEN i % 3 = 0 THEN decode(repeat("
-                      "md5(i::text), 70000), 'hex') ELSE '\\x01' END, CASE WHEN i % 4 = 0 "
-                      "THEN repeat('é' || i, 400000) ELSE 'x' END, i FROM generate_series(1, 13) i")
-    source = parse_source_url(pg_db.url)
+    source = _big_table(pg_db, "n int", "CASE WHEN i % 4 = 0 THEN repeat('é' || i, 400000) "
+                        "ELSE 'x' END, i", rows=13)
     with pg_source.connect(source) as conn:
-        plan = translate(pg_source.reflect(source, conn, "public", ["big"]), {}).tables[0]
+        plan = _plan_of_big(source, conn)
         expected = _chunks(conn, plan, None, "libpq")
 
         # When they are read for a reader process: frames to its stdout (a file here)
@@ -335,14 +347,9 @@ def test_rows_of_big_values_are_written_as_frames_from_libpqs_own_message(pg_db,
 @pytest.mark.parametrize("path", ["libpq", "messages", "python"])
 def test_a_worker_reading_alone_stops_before_a_row_longer_than_a_chunk(pg_db, path):
     # Given small rows and rows of big values, the first at id 3
-    with pg_db.connect() as conn:
-        conn.execute("CREATE TABLE big (id int PRIMARY KEY, b bytea, t text)")
-        conn.execute("INSERT INTO big SELECT i, CASE WHEN i % 3 = 0 THEN decode(repeat("
-                     "md5(i::text), 70000), 'hex') ELSE '\\x01' END, 'x' "
-                     "FROM generate_series(1, 7) i")
-    source = parse_source_url(pg_db.url)
+    source = _big_table(pg_db, None, "'x'", rows=7)
     with pg_source.connect(source) as conn:
-        plan = translate(pg_source.reflect(source, conn, "public", ["big"]), {}).tables[0]
+        plan = _plan_of_big(source, conn)
         whole = [row for chunk in _chunks(conn, plan, None, "python") for row in chunk.rows]
 
         # When the worker reads the table itself (copy_rows with a reader process to go to)
